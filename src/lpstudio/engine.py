@@ -1,0 +1,407 @@
+"""The LivePortrait engine: prepare a source once, render many parameter sets.
+
+In the style of segment-anything's ``set_image``/``predict``: the expensive,
+per-photo work (appearance volume F, motion extraction M, landmarks and
+ratios) happens once in :meth:`LivePortrait.prepare_source`, which returns an
+explicit :class:`SourceState`; :meth:`LivePortrait.render` then turns any
+number of :class:`~lpstudio.params.EditParams` into frames, in batches, through
+the warping module W and the decoder G. One loaded engine serves many sources.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from . import keypoints as K
+from .appearance import AppearanceFeatureExtractor
+from .checkpoint import MODULE_FILES, load_state_dict_strict, read_checkpoint, split_stitching_checkpoint
+from .config import DEFAULT_CONFIG, ModelConfig
+from .decoder import SPADEDecoder
+from .device import resolve_device, resolve_dtype
+from .editing import edit_expression
+from .errors import ImageError, ParamError
+from .motion import MotionExtractor, MotionOutput
+from .params import SPECS_BY_NAME, EditParams
+from .stitching import StitchingRetargeting
+from .warping import WarpingNetwork, WarpOutput
+from .weights import resolve_weights_dir
+
+
+class Networks(nn.Module):
+    """The five official networks, with our names."""
+
+    def __init__(self, cfg: ModelConfig = DEFAULT_CONFIG) -> None:
+        super().__init__()
+        self.appearance = AppearanceFeatureExtractor(cfg.appearance)
+        self.motion = MotionExtractor(cfg.motion)
+        self.warping = WarpingNetwork(cfg.warping)
+        self.decoder = SPADEDecoder(cfg.decoder)
+        self.stitching = StitchingRetargeting(cfg.stitching)
+
+    # official module name -> our submodule
+    def by_official_name(self) -> dict[str, nn.Module]:
+        return {
+            "appearance_feature_extractor": self.appearance,
+            "motion_extractor": self.motion,
+            "warping_module": self.warping,
+            "spade_generator": self.decoder,
+            "stitching_retargeting_module": self.stitching,
+        }
+
+    def load_official(self, checkpoints: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str] | None = None) -> None:
+        """Load official state dicts, keyed by official module name (see ``MODULE_FILES``)."""
+        sources = sources or {}
+        for name, module in self.by_official_name().items():
+            obj = checkpoints[name]
+            source = sources.get(name, name)
+            if name == "stitching_retargeting_module":
+                for part, sd in split_stitching_checkpoint(obj, source).items():
+                    load_state_dict_strict(getattr(module, part), sd, f"{source} [{part}]")
+            else:
+                load_state_dict_strict(module, obj, source)
+
+
+@dataclass(frozen=True, eq=False)
+class SourceState:
+    """Everything the renderer needs about one source portrait, computed once.
+
+    Tensors live on the engine's device; ``feature_3d`` in the engine's dtype,
+    keypoint quantities in float32.
+    """
+
+    image_256: np.ndarray  # (256,256,3) uint8, the network input
+    feature_3d: torch.Tensor  # (1,32,16,64,64) appearance volume f_s
+    motion: MotionOutput  # raw heads of M, (1,...) each
+    kp: torch.Tensor  # (1,21,3) canonical keypoints
+    exp: torch.Tensor  # (1,21,3) expression deformation
+    scale: torch.Tensor  # (1,1)
+    t: torch.Tensor  # (1,3)
+    pitch: torch.Tensor  # (1,1) degrees
+    yaw: torch.Tensor  # (1,1)
+    roll: torch.Tensor  # (1,1)
+    rotation: torch.Tensor  # (1,3,3) R_s, row-vector convention
+    x_s: torch.Tensor  # (1,21,3) transformed source keypoints
+    eye_ratio: np.ndarray | None = None  # (1,2) left/right eyes-open ratios, from 203 landmarks
+    lip_ratio: np.ndarray | None = None  # (1,1) lip-open ratio
+    face: Any = None  # the face crop (for paste-back), when the source came from a full photo
+    photo: np.ndarray | None = None  # the full photo (H,W,3) uint8, when cropped from one
+
+    @property
+    def eye_ratio_rounded(self) -> float | None:
+        """Mean eyes-open ratio rounded to 2 decimals: an ``eye_ratio`` equal to it is no edit."""
+        return None if self.eye_ratio is None else round(float(self.eye_ratio.mean()), K.RATIO_DECIMALS)
+
+    @property
+    def lip_ratio_rounded(self) -> float | None:
+        """Lip-open ratio rounded to 2 decimals: a ``lip_ratio`` equal to it is no edit."""
+        return None if self.lip_ratio is None else round(float(self.lip_ratio[0, 0]), K.RATIO_DECIMALS)
+
+    def neutral_params(self) -> EditParams:
+        """The parameter set that reproduces the source: every value neutral.
+
+        The ratios are the source's own rounded ratios (which the engine treats as
+        "no retargeting"), or ``None`` (same meaning) when unknown or outside the
+        slider range.
+        """
+        return EditParams(eye_ratio=_in_ratio_range(self.eye_ratio_rounded), lip_ratio=_in_ratio_range(self.lip_ratio_rounded))
+
+
+def _in_ratio_range(value: float | None) -> float | None:
+    spec = SPECS_BY_NAME["eye_ratio"]
+    return value if value is not None and spec.minimum <= value <= spec.maximum else None
+
+
+def _as_rgb_uint8(image: Any) -> np.ndarray:
+    """Accept an (H,W,3) uint8 array or a PIL image; return a contiguous RGB uint8 array."""
+    if hasattr(image, "convert") and not isinstance(image, np.ndarray):
+        image = np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"expected an RGB image array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ImageError(f"expected an (H, W, 3) uint8 RGB array, got shape {image.shape} dtype {image.dtype}")
+    return np.ascontiguousarray(image)
+
+
+def resize_to_input(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize a square-ish face crop to the network input (area filter down, linear up)."""
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+        return image
+    interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+class LivePortrait:
+    """A loaded LivePortrait model on one device, serving any number of sources."""
+
+    def __init__(
+        self,
+        networks: Networks,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        *,
+        face: Any = None,
+        cfg: ModelConfig = DEFAULT_CONFIG,
+    ) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        networks.eval().requires_grad_(False)
+        networks.to(self.device)
+        # The motion extractor stays in float32: the real weights overflow in fp16 there.
+        for module in (networks.appearance, networks.warping, networks.decoder):
+            module.to(self.dtype)
+        self.networks = networks
+        self.face = face
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_checkpoints(
+        cls,
+        checkpoints: Mapping[str, Mapping[str, Any]],
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        **kwargs: Any,
+    ) -> LivePortrait:
+        """Build from official state dicts held in memory (keyed like ``MODULE_FILES``)."""
+        networks = Networks(kwargs.get("cfg", DEFAULT_CONFIG))
+        networks.load_official(checkpoints)
+        return cls(networks, device, dtype, **kwargs)
+
+    # ------------------------------------------------------------------ stages
+    def _to_input(self, image_256: np.ndarray) -> torch.Tensor:
+        """(256,256,3) uint8 -> (1,3,256,256) float32 in 0..1 on the device."""
+        x = torch.from_numpy(np.ascontiguousarray(image_256)).to(self.device)
+        return (x.permute(2, 0, 1)[None].float() / 255.0).clamp_(0, 1)
+
+    @torch.inference_mode()
+    def appearance(self, x: torch.Tensor) -> torch.Tensor:
+        """F: (B,3,256,256) in 0..1 -> (B,32,16,64,64) in the engine dtype."""
+        return self.networks.appearance(x.to(self.dtype))
+
+    @torch.inference_mode()
+    def motion(self, x: torch.Tensor) -> MotionOutput:
+        """M (always float32): (B,3,256,256) -> raw heads."""
+        return self.networks.motion(x.float())
+
+    @torch.inference_mode()
+    def warp(self, feature_3d: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor) -> WarpOutput:
+        """W: f_s (B,32,16,64,64), x_s and x_d (B,21,3) -> warped features (B,256,64,64) etc."""
+        return self.networks.warping(feature_3d.to(self.dtype), x_s.to(self.dtype), x_d.to(self.dtype))
+
+    @torch.inference_mode()
+    def decode(self, warped: torch.Tensor) -> torch.Tensor:
+        """G: (B,256,64,64) -> (B,3,512,512) in 0..1 (float32)."""
+        return self.networks.decoder(warped.to(self.dtype)).float()
+
+    @torch.inference_mode()
+    def stitch(self, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
+        """Stitching: x_d (B,21,3) moved so the face blends into the source (x_s broadcast)."""
+        x_s = x_s.expand_as(x_d)
+        delta = self.networks.stitching.stitching(K.stitching_input(x_s, x_d))
+        return K.apply_stitching(x_d, delta)
+
+    # ------------------------------------------------------------------ source
+    @torch.inference_mode()
+    def prepare_source(
+        self,
+        image: Any,
+        *,
+        crop: bool = True,
+        lmk203: np.ndarray | None = None,
+        face_index: int | None = None,
+    ) -> SourceState:
+        """Run the once-per-photo work and return the :class:`SourceState`.
+
+        ``image``: (H,W,3) uint8 RGB array or PIL image. With ``crop=True`` the
+        face pipeline finds and crops the face (and the state can paste frames
+        back into the photo); with ``crop=False`` the image is taken as an
+        already-cropped face and resized to 256. ``lmk203`` (203,2) overrides the
+        landmarks used for the eye/lip ratios.
+        """
+        rgb = _as_rgb_uint8(image)
+        face = None
+        photo = None
+        if crop:
+            if self.face is None:
+                raise ImageError(
+                    "face cropping needs the face models, which this engine was built without",
+                    hint="pass crop=False (--no-crop) for an already-cropped face",
+                )
+            face = self.face.analyze(rgb, face_index=face_index)
+            photo = rgb
+            image_256 = face.image_256
+            if lmk203 is None:
+                lmk203 = face.lmk203
+        else:
+            image_256 = resize_to_input(rgb, self.cfg.input_size)
+            if lmk203 is None and self.face is not None:
+                lmk203 = self.face.landmarks203(rgb)
+
+        x = self._to_input(image_256)
+        feature = self.appearance(x)
+        raw = self.motion(x)
+        n = self.cfg.motion.num_kp
+        pitch, yaw, roll = (K.bins_to_degrees(v) for v in (raw.pitch, raw.yaw, raw.roll))
+        rot = K.rotation_matrix(pitch, yaw, roll)
+        kp = raw.kp.reshape(1, n, 3)
+        exp = raw.exp.reshape(1, n, 3)
+        x_s = K.source_keypoints(kp, rot, exp, raw.scale, raw.t)
+
+        eye_ratio = lip_ratio = None
+        if lmk203 is not None:
+            lmk = np.asarray(lmk203, dtype=np.float32)[None]
+            eye_ratio = K.eye_close_ratio(lmk).astype(np.float32)
+            lip_ratio = K.lip_close_ratio(lmk).astype(np.float32)
+        return SourceState(
+            image_256=image_256,
+            feature_3d=feature,
+            motion=raw,
+            kp=kp,
+            exp=exp,
+            scale=raw.scale,
+            t=raw.t,
+            pitch=pitch,
+            yaw=yaw,
+            roll=roll,
+            rotation=rot,
+            x_s=x_s,
+            eye_ratio=eye_ratio,
+            lip_ratio=lip_ratio,
+            face=face,
+            photo=photo,
+        )
+
+    # ------------------------------------------------------------------ editing
+    def _retarget_mask(self, values: list[float | None], source: float | None, name: str) -> torch.Tensor:
+        wanted = [v is not None and v != source for v in values]
+        if any(wanted) and source is None:
+            raise ParamError(
+                f"{name} needs the source's eye and lip landmarks, which are not available",
+                hint="use a photo with face cropping (or the face models with --no-crop), or leave it unset",
+            )
+        return torch.tensor(wanted, device=self.device)
+
+    @torch.inference_mode()
+    def edited_keypoints(self, state: SourceState, params: Sequence[EditParams], *, stitching: bool = True) -> torch.Tensor:
+        """Driving keypoints x_d (B,21,3) for a batch of parameter sets (official editing order).
+
+        1. ``R_d = R(pose + head deltas)``, ``R_new = R_d R_s^T R_s``;
+        2. expression offsets (:func:`lpstudio.editing.edit_expression`);
+        3. ``x_d = mov_z * scale * (kp @ R_new + exp) + t``;
+        4. eye and lip retargeting deltas where a ratio differs from the source's;
+        5. stitching (unless ``stitching=False``).
+        """
+        b = len(params)
+        dev = self.device
+
+        def column(name: str) -> torch.Tensor:
+            return torch.tensor([getattr(p, name) for p in params], dtype=torch.float32, device=dev)
+
+        r_d = K.rotation_matrix(
+            state.pitch.expand(b, 1) + column("head_pitch")[:, None],
+            state.yaw.expand(b, 1) + column("head_yaw")[:, None],
+            state.roll.expand(b, 1) + column("head_roll")[:, None],
+        )
+        r_s = state.rotation.expand(b, 3, 3)
+        r_new = (r_d @ r_s.transpose(1, 2)) @ r_s
+        exp = edit_expression(state.exp, params)
+        x_d = K.driving_keypoints(state.kp.expand(b, -1, -1), r_new, exp, state.scale.expand(b, 1), state.t.expand(b, 3), column("mov_z"))
+
+        x_s = state.x_s.expand(b, -1, -1)
+        eye_values = [p.eye_ratio for p in params]
+        eye_mask = self._retarget_mask(eye_values, state.eye_ratio_rounded, "eye_ratio")
+        lip_values = [p.lip_ratio for p in params]
+        lip_mask = self._retarget_mask(lip_values, state.lip_ratio_rounded, "lip_ratio")
+        if bool(eye_mask.any()):
+            target = torch.tensor([[v or 0.0] for v in eye_values], dtype=torch.float32, device=dev)
+            src = torch.from_numpy(state.eye_ratio).to(dev).expand(b, 2)
+            delta = self.networks.stitching.eye(K.retarget_input(x_s, torch.cat([src, target], dim=1)))
+            x_d = torch.where(eye_mask[:, None, None], x_d + delta.reshape(x_d.shape), x_d)
+        if bool(lip_mask.any()):
+            target = torch.tensor([[v or 0.0] for v in lip_values], dtype=torch.float32, device=dev)
+            src = torch.from_numpy(state.lip_ratio).to(dev).expand(b, 1)
+            delta = self.networks.stitching.lip(K.retarget_input(x_s, torch.cat([src, target], dim=1)))
+            x_d = torch.where(lip_mask[:, None, None], x_d + delta.reshape(x_d.shape), x_d)
+        if stitching:
+            x_d = self.stitch(x_s, x_d)
+        return x_d
+
+    # ------------------------------------------------------------------ rendering
+    @staticmethod
+    def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
+        """(B,3,H,W) in 0..1 -> B arrays (H,W,3) uint8 (clipped, then truncated as the official code does)."""
+        out = (images.float().clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return list(out)
+
+    @torch.inference_mode()
+    def render_keypoints(self, state: SourceState, x_d: torch.Tensor, *, batch_size: int = 4) -> Iterator[np.ndarray]:
+        """Frames (512,512,3) uint8 for driving keypoints x_d (N,21,3), warped+decoded in batches."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        for start in range(0, x_d.shape[0], batch_size):
+            chunk = x_d[start : start + batch_size]
+            n = chunk.shape[0]
+            feature = state.feature_3d.expand(n, *state.feature_3d.shape[1:])
+            warped = self.warp(feature, state.x_s.expand(n, -1, -1), chunk)
+            yield from self.to_uint8(self.decode(warped.out))
+
+    def render_iter(
+        self, state: SourceState, params: Sequence[EditParams], *, batch_size: int = 4, stitching: bool = True
+    ) -> Iterator[np.ndarray]:
+        """Like :meth:`render`, yielding frames as each batch is done (for streaming)."""
+        if not params:
+            return
+        x_d = self.edited_keypoints(state, params, stitching=stitching)
+        yield from self.render_keypoints(state, x_d, batch_size=batch_size)
+
+    def render(
+        self, state: SourceState, params: Sequence[EditParams], *, batch_size: int = 4, stitching: bool = True
+    ) -> list[np.ndarray]:
+        """Render parameter sets to frames: a list of (512,512,3) uint8 RGB arrays, in order."""
+        return list(self.render_iter(state, params, batch_size=batch_size, stitching=stitching))
+
+
+def read_official_checkpoints(weights_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Read the five engine checkpoints from a folder in the official layout."""
+    checkpoints, sources = {}, {}
+    for name, rel in MODULE_FILES.items():
+        path = weights_dir / rel
+        checkpoints[name] = read_checkpoint(path)
+        sources[name] = str(path)
+    return checkpoints, sources
+
+
+def load_model(
+    weights_dir: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    *,
+    face: bool = False,
+) -> LivePortrait:
+    """Load the official weights (from ``weights_dir``, ``$LPSTUDIO_WEIGHTS_DIR`` or the cache).
+
+    ``device``: ``None``/``"auto"`` picks CUDA, then MPS, then CPU. ``dtype``:
+    float32 (default, the golden-parity path), float16 or bfloat16. ``face``: also
+    load the face detection and landmark models so sources can be full photos.
+    """
+    root = resolve_weights_dir(weights_dir)
+    checkpoints, sources = read_official_checkpoints(root)
+    networks = Networks()
+    networks.load_official(checkpoints, sources)
+    del checkpoints
+    face_pipeline = None
+    if face:
+        from .face import FacePipeline
+
+        face_pipeline = FacePipeline(root)
+    return LivePortrait(networks, device, dtype, face=face_pipeline)
