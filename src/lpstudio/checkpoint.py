@@ -11,7 +11,6 @@ normalisation into plain weights) and load them strictly. Every failure is a
 from __future__ import annotations
 
 import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,9 @@ from torch import nn
 
 from .errors import WeightsError
 
-DOWNLOAD_HINT = "run `lpstudio weights download` (or pass --weights-dir pointing to the official pretrained_weights/ folder)"
+DOWNLOAD_HINT = (
+    "run `lpstudio weights download` (or pass --weights-dir pointing to the official pretrained_weights/ folder)"
+)
 
 # Official modules and their files, relative to a weights folder in the official layout.
 MODULE_FILES: dict[str, str] = {
@@ -55,7 +56,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
             f"({str(exc).splitlines()[0] if str(exc) else 'unsafe pickle'})",
             hint=f"do not use this file; {DOWNLOAD_HINT}",
         ) from None
-    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # torch raises many types for damaged files (zip, EOF, index errors...)
         raise WeightsError(
             f"cannot read {path}: it is truncated or not a PyTorch checkpoint ({type(exc).__name__})",
             hint=f"check it with `lpstudio weights verify`, then delete it and {DOWNLOAD_HINT}",

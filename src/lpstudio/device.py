@@ -36,11 +36,15 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     except (RuntimeError, TypeError):
         raise BackendUnavailableError(f"unknown device {device!r}", hint="use cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here", hint="use --device cpu")
+        raise BackendUnavailableError(
+            "device 'cuda' was asked for, but PyTorch sees no CUDA GPU here", hint="use --device cpu"
+        )
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise BackendUnavailableError("device 'mps' was asked for, but it is not available here", hint="use --device cpu")
+            raise BackendUnavailableError(
+                "device 'mps' was asked for, but it is not available here", hint="use --device cpu"
+            )
     return dev
 
 

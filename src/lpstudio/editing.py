@@ -71,7 +71,13 @@ EXPRESSION_EDITS: dict[str, ExpressionEdit] = {
         )
     ),
     "wink": ExpressionEdit(
-        (Offset(11, Y, 0.001), Offset(13, Y, -0.0003), Offset(17, X, 0.0003), Offset(17, Y, 0.0003), Offset(3, Y, -0.0003))
+        (
+            Offset(11, Y, 0.001),
+            Offset(13, Y, -0.0003),
+            Offset(17, X, 0.0003),
+            Offset(17, Y, 0.0003),
+            Offset(3, Y, -0.0003),
+        )
     ),
     "eyebrow": ExpressionEdit(
         offsets=(Offset(1, Y, 0.001), Offset(2, Y, -0.001)),

@@ -57,7 +57,9 @@ class Networks(nn.Module):
             "stitching_retargeting_module": self.stitching,
         }
 
-    def load_official(self, checkpoints: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str] | None = None) -> None:
+    def load_official(
+        self, checkpoints: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str] | None = None
+    ) -> None:
         """Load official state dicts, keyed by official module name (see ``MODULE_FILES``)."""
         sources = sources or {}
         for name, module in self.by_official_name().items():
@@ -112,7 +114,9 @@ class SourceState:
         "no retargeting"), or ``None`` (same meaning) when unknown or outside the
         slider range.
         """
-        return EditParams(eye_ratio=_in_ratio_range(self.eye_ratio_rounded), lip_ratio=_in_ratio_range(self.lip_ratio_rounded))
+        return EditParams(
+            eye_ratio=_in_ratio_range(self.eye_ratio_rounded), lip_ratio=_in_ratio_range(self.lip_ratio_rounded)
+        )
 
 
 def _in_ratio_range(value: float | None) -> float | None:
@@ -292,7 +296,9 @@ class LivePortrait:
         return torch.tensor(wanted, device=self.device)
 
     @torch.inference_mode()
-    def edited_keypoints(self, state: SourceState, params: Sequence[EditParams], *, stitching: bool = True) -> torch.Tensor:
+    def edited_keypoints(
+        self, state: SourceState, params: Sequence[EditParams], *, stitching: bool = True
+    ) -> torch.Tensor:
         """Driving keypoints x_d (B,21,3) for a batch of parameter sets (official editing order).
 
         1. ``R_d = R(pose + head deltas)``, ``R_new = R_d R_s^T R_s``;
@@ -315,7 +321,9 @@ class LivePortrait:
         r_s = state.rotation.expand(b, 3, 3)
         r_new = (r_d @ r_s.transpose(1, 2)) @ r_s
         exp = edit_expression(state.exp, params)
-        x_d = K.driving_keypoints(state.kp.expand(b, -1, -1), r_new, exp, state.scale.expand(b, 1), state.t.expand(b, 3), column("mov_z"))
+        x_d = K.driving_keypoints(
+            state.kp.expand(b, -1, -1), r_new, exp, state.scale.expand(b, 1), state.t.expand(b, 3), column("mov_z")
+        )
 
         x_s = state.x_s.expand(b, -1, -1)
         eye_values = [p.eye_ratio for p in params]
@@ -337,6 +345,12 @@ class LivePortrait:
         return x_d
 
     # ------------------------------------------------------------------ rendering
+    def paste_back(self, state: SourceState, frame: np.ndarray) -> np.ndarray:
+        """A rendered (512,512,3) frame put back into the full photo (the frame itself without one)."""
+        if state.face is None or state.photo is None or self.face is None:
+            return frame
+        return self.face.paste_back(frame, state.face, state.photo)
+
     @staticmethod
     def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
         """(B,3,H,W) in 0..1 -> B arrays (H,W,3) uint8 (clipped, then truncated as the official code does)."""

@@ -54,7 +54,9 @@ class MotionExtractor(nn.Module):
         super().__init__()
         self.cfg = cfg
         dims = cfg.dims
-        stem = nn.Sequential(nn.Conv2d(cfg.in_channels, dims[0], kernel_size=4, stride=4), ChannelsFirstLayerNorm(dims[0]))
+        stem = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, dims[0], kernel_size=4, stride=4), ChannelsFirstLayerNorm(dims[0])
+        )
         self.downsample_layers = nn.ModuleList([stem])
         for a, b in zip(dims, dims[1:]):
             self.downsample_layers.append(

@@ -53,8 +53,7 @@ class ParamSpec:
             )
         if not (self.minimum <= value <= self.maximum):
             raise ParamError(
-                f"parameter {self.name!r} = {value:g} is outside its range "
-                f"{self.minimum:g} .. {self.maximum:g}",
+                f"parameter {self.name!r} = {value:g} is outside its range {self.minimum:g} .. {self.maximum:g}",
                 hint=f"use a value from {self.minimum:g} to {self.maximum:g}",
             )
         return value

@@ -65,7 +65,10 @@ def resolve_weights_dir(path: str | os.PathLike[str] | None = None) -> Path:
     """
     root = Path(path).expanduser() if path is not None else default_weights_dir()
     if path is not None and not root.exists():
-        raise WeightsError(f"weights folder does not exist: {root}", hint="check the path, or run `lpstudio weights download --dir DIR`")
+        raise WeightsError(
+            f"weights folder does not exist: {root}",
+            hint="check the path, or run `lpstudio weights download --dir DIR`",
+        )
     if not (root / "liveportrait").is_dir() and (root / "pretrained_weights" / "liveportrait").is_dir():
         return root / "pretrained_weights"
     return root
@@ -142,5 +145,7 @@ def download(weights_dir: Path, *, force: bool = False) -> list[Path]:
     bad = [c for c in verify(weights_dir) if not c.ok]
     if bad:
         lines = "; ".join(f"{c.file.path}: {c.status} {c.detail}".strip() for c in bad)
-        raise WeightsError(f"downloaded files failed verification: {lines}", hint="run `lpstudio weights download --force`")
+        raise WeightsError(
+            f"downloaded files failed verification: {lines}", hint="run `lpstudio weights download --force`"
+        )
     return paths

@@ -1,0 +1,72 @@
+"""Options and helpers shared by the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import ImageError
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """--weights-dir, --device, --dtype."""
+    group = parser.add_argument_group("engine")
+    group.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=None,
+        help="folder with the official weights (official layout, e.g. a checkout's pretrained_weights/); "
+        "default: $LPSTUDIO_WEIGHTS_DIR or ~/.cache/lpstudio/weights",
+    )
+    group.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    group.add_argument(
+        "--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="compute precision"
+    )
+    group.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download the weights (by default they are downloaded to the default folder on first use)",
+    )
+
+
+def weights_dir_for(args: argparse.Namespace) -> Path | None:
+    """The weights folder for this run, downloading the official files on first use.
+
+    Only the default folder is filled automatically; an explicit ``--weights-dir``
+    (or ``$LPSTUDIO_WEIGHTS_DIR``) is used as given, so a wrong path is an error,
+    not a 650 MB surprise.
+    """
+    import os
+
+    from ..checkpoint import MODULE_FILES
+    from ..weights import ENV_WEIGHTS_DIR, default_weights_dir, download
+
+    if args.weights_dir is not None or os.environ.get(ENV_WEIGHTS_DIR) or args.no_download:
+        return args.weights_dir
+    root = default_weights_dir()
+    if not all((root / rel).is_file() for rel in MODULE_FILES.values()):
+        import sys
+
+        print(f"first use: downloading the official LivePortrait weights (about 650 MB) into {root}", file=sys.stderr)
+        download(root)
+    return root
+
+
+def check_output_path(path: Path, suffixes: tuple[str, ...]) -> Path:
+    """Fail early (before any model work) when the output cannot be written."""
+    if path.suffix.lower() not in suffixes:
+        raise ImageError(
+            f"cannot write {path}: unsupported extension {path.suffix or '(none)'}",
+            hint=f"use one of {', '.join(suffixes)}",
+        )
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ImageError(f"cannot write {path}: folder {parent} does not exist", hint="create it first")
+    return path
+
+
+def sample_portrait() -> Path:
+    """The bundled public-domain sample portrait (NASA astronaut photo, see README)."""
+    from importlib import resources
+
+    return Path(str(resources.files("lpstudio").joinpath("assets/astronaut.png")))

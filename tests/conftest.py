@@ -1,0 +1,61 @@
+"""Shared fixtures: golden data, synthetic weights (generated once per session), engines."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+DATA = Path(__file__).parent / "data"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_slow = pytest.mark.skip(reason="slow: use --runslow")
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "slow" in item.keywords and not config.getoption("--runslow"):
+            item.add_marker(skip_slow)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict[str, np.ndarray]:
+    """The official implementation's outputs ($LPSTUDIO_GOLDEN, else tests/data/golden.npz)."""
+    path = Path(os.environ.get("LPSTUDIO_GOLDEN", DATA / "golden.npz"))
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="session")
+def weights_seed(golden: dict[str, np.ndarray]) -> int:
+    return int(golden["weights_seed"])
+
+
+@pytest.fixture(scope="session")
+def synthetic_weights_dir(tmp_path_factory: pytest.TempPathFactory, weights_seed: int) -> Path:
+    """Synthetic weights in the official file layout, written once per test session."""
+    from lpstudio.synthetic import write_synthetic_weights
+
+    return write_synthetic_weights(tmp_path_factory.mktemp("weights"), seed=weights_seed)
+
+
+@pytest.fixture(scope="session")
+def engine(synthetic_weights_dir: Path):
+    """A float32 CPU engine loaded from the synthetic files through the real loader."""
+    from lpstudio.engine import load_model
+
+    return load_model(synthetic_weights_dir, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def golden_state(engine, golden):
+    """The golden source prepared once (pre-cropped, golden landmarks)."""
+    return engine.prepare_source(golden["source_rgb256"], crop=False, lmk203=golden["lmk203"])
