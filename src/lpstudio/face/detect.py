@@ -146,7 +146,7 @@ def distances_to_boxes(points: NDArray[np.float32], dist: NDArray[np.float32]) -
 
 def offsets_to_keypoints(points: NDArray[np.float32], offs: NDArray[np.float32]) -> NDArray[np.float32]:
     """(N, 2) points and (N, 2K) x/y offsets -> (N, K, 2) keypoints."""
-    return points[:, None, :] + offs.reshape(offs.shape[0], -1, 2)
+    return points[:, None, :] + offs.reshape(offs.shape[0], offs.shape[1] // 2, 2)
 
 
 def nms(boxes: NDArray[np.floating], scores: NDArray[np.floating], iou_thresh: float = DET_NMS_THRESH) -> list[int]:
