@@ -10,8 +10,10 @@ Guarantees:
 
 * the output has the photo's size, dtype and orientation;
 * every photo pixel where the warped mask is 0 is returned unchanged, bit for bit;
-* no black or empty region: the mask is 0 wherever the crop has no data, and
-  the crop is warped with edge replication, so no border colour can leak in.
+* no black or empty region: where the crop reaches past the photo's edges the
+  crop holds black padding (and the network's rendering of it), so the mask is
+  also faded to 0 towards the photo's edges (:func:`photo_edge_weight`); the
+  crop is warped with edge replication, so no border colour can leak in.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ MASK_INNER: float = 0.72
 #: From this radius outwards the photo is used as is (leaves about 3% of the
 #: crop side as margin to the crop border).
 MASK_OUTER: float = 0.94
+#: Width, in crop pixels, over which the mask fades to 0 towards a photo edge
+#: that cuts through the crop.
+EDGE_FEATHER: float = 16.0
 
 
 def feather_mask(
@@ -63,6 +68,41 @@ def feather_mask(
     r = (np.abs(c)[None, :] ** power + np.abs(c)[:, None] ** power) ** (1.0 / power)
     t = np.clip((outer - r) / (outer - inner), 0.0, 1.0)
     return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
+def _smoothstep(t: NDArray[np.float64]) -> NDArray[np.float64]:
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def photo_edge_weight(
+    M_c2o: NDArray[np.floating],
+    photo_hw: tuple[int, int],
+    size: int = CROP_DSIZE,
+    feather: float = EDGE_FEATHER,
+) -> NDArray[np.float32]:
+    """Crop-space weight that is 0 where the crop lies outside the photo.
+
+    For every crop pixel, the distance (in crop pixels) to the nearest photo
+    edge, measured inside the photo, goes through a smoothstep over ``feather``
+    pixels: 1 deep inside the photo, 0 on and beyond its border.
+
+    Args:
+        M_c2o: (3, 3) crop -> photo similarity.
+        photo_hw: (height, width) of the photo.
+        size: crop side.
+
+    Returns:
+        (size, size) float32 in 0..1 (all ones when the crop lies inside the photo).
+    """
+    m = np.asarray(M_c2o, dtype=np.float64)
+    crop_px_per_photo_px = 1.0 / math.sqrt(abs(np.linalg.det(m[:2, :2])))
+    ys, xs = np.mgrid[:size, :size].astype(np.float64)
+    px = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
+    py = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
+    h, w = photo_hw
+    inside = np.minimum(np.minimum(px + 0.5, w - 0.5 - px), np.minimum(py + 0.5, h - 0.5 - py))
+    return _smoothstep(inside * crop_px_per_photo_px / feather).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -122,6 +162,7 @@ class PasteBack:
         crop_mask = feather_mask(self.crop_size) if mask is None else np.asarray(mask, dtype=np.float32)
         if crop_mask.shape != (self.crop_size, self.crop_size):
             crop_mask = cv2.resize(crop_mask, (self.crop_size, self.crop_size), interpolation=cv2.INTER_LINEAR)
+        crop_mask = crop_mask * photo_edge_weight(self.M_c2o, self.photo_hw, self.crop_size)
         self.region = _mask_region(self.M_c2o, self.crop_size, self.photo_hw)
         shift = np.array([[1, 0, -self.region.x0], [0, 1, -self.region.y0], [0, 0, 1]], dtype=np.float64)
         self._m_roi = (shift @ self.M_c2o)[:2]
