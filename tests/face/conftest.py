@@ -38,7 +38,9 @@ def standin_weights(tmp_path: Path) -> Callable[..., Path]:
             canonical_face_106() if lmk106 is None else lmk106,
             probe=probe,
         )
-        write_landmark203(root / "liveportrait/landmark.onnx", canonical_face_203() if lmk203 is None else lmk203, probe)
+        write_landmark203(
+            root / "liveportrait/landmark.onnx", canonical_face_203() if lmk203 is None else lmk203, probe
+        )
         return root
 
     return make

@@ -33,7 +33,9 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
 
 
 def _const(name: str, value: np.ndarray) -> onnx.NodeProto:
-    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value.astype(np.float32), name))
+    return helper.make_node(
+        "Constant", [], [name], value=numpy_helper.from_array(value.astype(np.float32), name)
+    )
 
 
 def det_level_sizes(canvas: int = 512) -> list[int]:
@@ -72,7 +74,9 @@ def put_face(
     cx, cy = gx * s, gy * s
     outs[level][i, 0] = score
     outs[level + 3][i] = np.array([cx - box[0], cy - box[1], box[2] - cx, box[3] - cy]) / s
-    kps = np.array([[box[0], box[1]], [box[2], box[1]], [(box[0] + box[2]) / 2] * 2, [box[0], box[3]], [box[2], box[3]]])
+    kps = np.array(
+        [[box[0], box[1]], [box[2], box[1]], [(box[0] + box[2]) / 2] * 2, [box[0], box[3]], [box[2], box[3]]]
+    )
     outs[level + 6][i] = ((kps - [cx, cy]) / s).reshape(-1)
 
 
@@ -135,7 +139,7 @@ def canonical_face_203() -> np.ndarray:
     rng = np.random.default_rng(7)
     pts = rng.uniform(0.3, 0.7, size=(203, 2))
     # left eye: corners 0, 12; lids 6, 18. right eye: 24, 36 / 30, 42. mouth: 48, 66 / 90, 102
-    for (a, b, c, d, x0) in ((0, 12, 6, 18, 0.35), (24, 36, 30, 42, 0.65)):
+    for a, b, c, d, x0 in ((0, 12, 6, 18, 0.35), (24, 36, 30, 42, 0.65)):
         pts[a], pts[b] = [x0 - 0.06, 0.4], [x0 + 0.06, 0.4]
         pts[c], pts[d] = [x0, 0.38], [x0, 0.42]
     pts[48], pts[66] = [0.4, 0.65], [0.6, 0.65]

@@ -11,8 +11,8 @@ from standin_models import empty_det_outputs, put_face, write_detector
 
 from lpstudio.face.detect import (
     DET_SCORE_THRESH,
-    HeadLayout,
     FaceDetector,
+    HeadLayout,
     anchor_centers,
     decode,
     letterbox,
@@ -114,12 +114,14 @@ def test_detector_no_faces(tmp_path: Path) -> None:
 
 
 def test_not_a_scrfd_model(tmp_path: Path) -> None:
-    from onnx import TensorProto, helper
-
     import standin_models
+    from onnx import TensorProto, helper
 
     inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
-    path = standin_models._save(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [inp], [out]), tmp_path / "m.onnx")
+    path = standin_models._save(
+        helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [inp], [out]),
+        tmp_path / "m.onnx",
+    )
     with pytest.raises(ValueError, match="1 outputs"):
         FaceDetector(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]))

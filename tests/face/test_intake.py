@@ -205,3 +205,13 @@ def test_as_rgb_uint8_variants_and_errors() -> None:
         as_rgb_uint8(np.zeros((2, 2, 5), np.uint8), name="photo")
     with pytest.raises(ImageError, match="pixel type int64"):
         as_rgb_uint8(np.zeros((2, 2, 3), np.int64))
+
+
+def test_float_tiff_and_32bit_int(tmp_path: Path) -> None:
+    f = np.linspace(0.0, 1.0, 40 * 40, dtype=np.float32).reshape(40, 40)
+    loaded = load_image(_save(Image.fromarray(f, "F"), tmp_path / "f.tif"))
+    assert loaded.bit_depth == 32
+    np.testing.assert_array_equal(loaded.rgb[..., 1], np.rint(f * 255).astype(np.uint8))
+    i16 = np.full((40, 40), 65535, np.int32)
+    loaded = load_image(_save(Image.fromarray(i16, "I"), tmp_path / "i.tif"))
+    assert (loaded.rgb == 255).all()

@@ -38,7 +38,9 @@ def test_feather_mask_shape_and_values() -> None:
         feather_mask(64, inner=0.9, outer=0.5)
 
 
-@pytest.mark.parametrize(("center", "face_px"), [((300.0, 260.0), 120.0), ((40.0, 30.0), 150.0), ((500.0, 390.0), 60.0)])
+@pytest.mark.parametrize(
+    ("center", "face_px"), [((300.0, 260.0), 120.0), ((40.0, 30.0), 150.0), ((500.0, 390.0), 60.0)]
+)
 def test_identity_outside_mask_and_no_black(center: tuple[float, float], face_px: float) -> None:
     rng = np.random.default_rng(5)
     photo = rng.integers(150, 256, (401, 523, 3), dtype=np.uint8)  # odd size, bright: black would show

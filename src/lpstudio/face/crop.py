@@ -57,7 +57,7 @@ _AXIS_INDICES: dict[int, tuple[tuple[int, ...], tuple[int, ...], tuple[int, int]
 _MIN_AXIS_LENGTH: float = 1e-3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FaceRect:
     """A rotated square around a face, in photo pixel coordinates.
 
@@ -82,7 +82,7 @@ class FaceRect:
         return (self.center + signs[:, :1] * h * self.ux + signs[:, 1:] * h * self.uy).astype(F32)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CropResult:
     """A face crop and the transforms between photo and crop.
 
@@ -112,9 +112,7 @@ def roll_axis_points(pts: NDArray[np.floating]) -> NDArray[np.float32]:
     try:
         left, right, lips = _AXIS_INDICES[pts.shape[0]]
     except KeyError:
-        raise ValueError(
-            f"landmarks must have 106 or 203 points, got array of shape {pts.shape}"
-        ) from None
+        raise ValueError(f"landmarks must have 106 or 203 points, got array of shape {pts.shape}") from None
     eye_l = pts[list(left)].mean(axis=0)
     eye_r = pts[list(right)].mean(axis=0)
     eyes = (eye_l + eye_r) / F32(2)

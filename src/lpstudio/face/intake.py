@@ -47,10 +47,10 @@ WHITE: int = 255
 _EXIF_ORIENTATION: int = 0x0112
 _SUPPORTED = "JPEG, PNG, WebP, BMP, TIFF or GIF"
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
+ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]  # noqa: UP007 (runtime alias, py3.10)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LoadedImage:
     """A decoded photo, upright, as 8-bit RGB at full resolution.
 
@@ -118,7 +118,7 @@ def _read_bytes(source: ImageSource, label: str) -> bytes:
         except OSError as exc:
             raise ImageError(
                 f"Image file '{label}' cannot be read: {exc.strerror or exc}.",
-                hint="Check that the file is readable by you (permissions) and not locked by another program.",
+                hint="Check that you may read the file (permissions) and that no other program locks it.",
             ) from exc
     if not data:
         raise ImageError(
@@ -207,7 +207,7 @@ def load_image(
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(
                 f"Image '{label}' is damaged or truncated and cannot be decoded ({exc}).",
-                hint="Download or export the photo again; opening and re-saving it in an image editor also helps.",
+                hint="Download or export the photo again; re-saving it in an image editor also helps.",
             ) from exc
         orientation = _orientation(im)
         mode = im.mode
@@ -277,7 +277,8 @@ def _pillow_to_rgb(im: Image.Image, data: bytes, fmt: str | None) -> tuple[NDArr
         return np.asarray(im.convert("RGB")), False, 1
     if mode.startswith("I") or mode == "F":
         arr = np.asarray(im)
-        return _gray_to_rgb(_to_uint8(arr, mode)), False, 32 if mode in ("F", "I") and arr.max() > 65535 else 16
+        wide = mode == "F" or (mode == "I" and arr.size > 0 and int(arr.max()) > 65535)
+        return _gray_to_rgb(_to_uint8(arr, mode)), False, 32 if wide else 16
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
         mode in ("P", "L", "RGB") and "transparency" in im.info
     )

@@ -58,7 +58,9 @@ LIP_PAIRS: tuple[tuple[int, int], tuple[int, int]] = ((90, 102), (48, 66))
 RATIO_EPS: float = 1e-6
 
 
-def box_to_input_matrix(box: NDArray[np.floating], size: int, enlarge: float = LMK106_BOX_ENLARGE) -> NDArray[np.float64]:
+def box_to_input_matrix(
+    box: NDArray[np.floating], size: int, enlarge: float = LMK106_BOX_ENLARGE
+) -> NDArray[np.float64]:
     """(2, 3) float64 matrix mapping photo pixels to the 106-model input.
 
     Args:
@@ -106,7 +108,9 @@ class Landmark106:
         m = box_to_input_matrix(np.asarray(box), self.size)
         patch = cv2.warpAffine(image_rgb, m, (self.size, self.size), flags=cv2.INTER_LINEAR, borderValue=0)
         blob = ((patch.astype(np.float32) - self.mean) / self.std).transpose(2, 0, 1)[None]
-        pred = np.asarray(self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(blob)})[0])
+        pred = np.asarray(
+            self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(blob)})[0]
+        )
         pts = pred[0].reshape(-1, 2)[-N_LMK106:].astype(np.float32)
         pts = (pts + 1.0) * (self.size // 2)
         back = cv2.invertAffineTransform(m)

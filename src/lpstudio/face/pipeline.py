@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ _NO_FACE_HINT = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FaceCrop:
     """One analysed face of a photo.
 
@@ -69,7 +69,6 @@ class FaceCrop:
     eye_ratio: NDArray[np.floating]
     lip_ratio: NDArray[np.floating]
     photo_size: tuple[int, int]
-    extras: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def lmk203_256(self) -> NDArray[np.float32]:
@@ -215,7 +214,8 @@ class FacePipeline:
             h, w = img.shape[:2]
             raise FaceNotFoundError(
                 f"No face was found in the pre-cropped image ({w}x{h} pixels).",
-                hint="Without cropping the image must already be a face crop; " + _NO_FACE_HINT[0].lower()
+                hint="Without cropping the image must already be a face crop; "
+                + _NO_FACE_HINT[0].lower()
                 + _NO_FACE_HINT[1:],
             )
         lmk106 = self.landmark106(small, dets.boxes[0])
