@@ -82,10 +82,11 @@ def test_16bit_gray_and_colour_are_rounded(tmp_path: Path) -> None:
     assert g.bit_depth == 16 and (g.rgb == 101).all()
     bgr = np.zeros((40, 40, 3), np.uint16)
     bgr[..., 0], bgr[..., 1], bgr[..., 2] = 65535, 257 * 7 + 200, 0  # B, G, R
-    p = tmp_path / "c16.png"
-    cv2.imwrite(str(p), bgr)
-    c = load_image(p)
-    assert c.bit_depth == 16 and c.rgb[0, 0].tolist() == [0, 8, 255]
+    for ext in ("png", "tif"):
+        p = tmp_path / f"c16.{ext}"
+        cv2.imwrite(str(p), bgr)
+        c = load_image(p)
+        assert c.bit_depth == 16 and c.rgb[0, 0].tolist() == [0, 8, 255], ext
 
 
 def test_palette_with_and_without_transparency(tmp_path: Path) -> None:

@@ -268,7 +268,7 @@ def _pillow_to_rgb(im: Image.Image, data: bytes, fmt: str | None) -> tuple[NDArr
     Returns the array, whether an alpha channel was composited, and the bit depth.
     """
     mode = im.mode
-    if mode in ("RGB", "RGBA") and fmt in ("PNG", "TIFF"):
+    if mode in ("RGB", "RGBA") and _is_16bit_file(im, data, fmt):
         # Pillow drops 16-bit colour to 8 bits by truncation; decode those ourselves.
         deep = _decode_16bit_colour(data)
         if deep is not None:
@@ -286,6 +286,16 @@ def _pillow_to_rgb(im: Image.Image, data: bytes, fmt: str | None) -> tuple[NDArr
         rgba = np.asarray(im.convert("RGBA"))
         return _composite_on_white(rgba[..., :3], rgba[..., 3:], 255), True, 8
     return np.asarray(im.convert("RGB")), False, 8
+
+
+def _is_16bit_file(im: Image.Image, data: bytes, fmt: str | None) -> bool:
+    """Whether a PNG/TIFF stores 16 bits per sample (read from its header)."""
+    if fmt == "PNG":
+        return len(data) > 24 and data[24] == 16  # IHDR bit depth byte
+    if fmt == "TIFF":
+        bits = getattr(im, "tag_v2", {}).get(258, 8)  # BitsPerSample
+        return 16 in (bits if isinstance(bits, tuple) else (bits,))
+    return False
 
 
 def _decode_16bit_colour(data: bytes) -> tuple[NDArray[np.uint8], bool, int] | None:
