@@ -142,3 +142,18 @@ def test_damaged_weights(standin_weights: Callable[..., Path]) -> None:
         FacePipeline(root, providers=CPU)
     msg = str(info.value)
     assert "landmark.onnx" in msg and "cannot be loaded" in msg and "lpstudio weights download" in msg
+
+
+def test_from_models_matches_constructor(standin_weights: Callable[..., Path], photo: np.ndarray) -> None:
+    from lpstudio.face import FaceDetector, Landmark106, Landmark203
+
+    root = standin_weights(det_outputs=_two_faces())
+    buffalo = root / "insightface/models/buffalo_l"
+    fp = FacePipeline.from_models(
+        FaceDetector.from_file(buffalo / "det_10g.onnx", CPU),
+        Landmark106.from_file(buffalo / "2d106det.onnx", CPU),
+        Landmark203.from_file(root / "liveportrait/landmark.onnx", CPU),
+    )
+    a, b = fp.analyze(photo), FacePipeline(root, providers=CPU).analyze(photo)
+    np.testing.assert_array_equal(a.M_o2c, b.M_o2c)
+    np.testing.assert_array_equal(a.image_256, b.image_256)
