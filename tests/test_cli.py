@@ -57,7 +57,8 @@ def test_edit_unreadable_image(tmp_path, capsys):
     bad.write_text("not an image")
     rc = main(["edit", str(bad), "--no-crop", "-o", str(tmp_path / "o.png")])
     assert rc == 2
-    assert "cannot read" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "photo.jpg" in err and "is not an image file" in err
 
 
 def test_edit_bad_output_extension(sample, tmp_path, capsys):

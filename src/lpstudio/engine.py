@@ -29,6 +29,7 @@ from .decoder import SPADEDecoder
 from .device import resolve_device, resolve_dtype
 from .editing import edit_expression
 from .errors import ImageError, ParamError
+from .face.intake import LoadedImage, as_rgb_uint8, load_image
 from .motion import MotionExtractor, MotionOutput
 from .params import SPECS_BY_NAME, EditParams
 from .stitching import StitchingRetargeting
@@ -96,16 +97,17 @@ class SourceState:
     lip_ratio: np.ndarray | None = None  # (1,1) lip-open ratio
     face: Any = None  # the face crop (for paste-back), when the source came from a full photo
     photo: np.ndarray | None = None  # the full photo (H,W,3) uint8, when cropped from one
+    paster: Any = None  # precomputed paste-back mask for ``photo`` (lpstudio.face.PasteBack)
 
     @property
     def eye_ratio_rounded(self) -> float | None:
         """Mean eyes-open ratio rounded to 2 decimals: an ``eye_ratio`` equal to it is no edit."""
-        return None if self.eye_ratio is None else round(float(self.eye_ratio.mean()), K.RATIO_DECIMALS)
+        return None if self.eye_ratio is None else K.rounded_ratios(self.eye_ratio, self.lip_ratio)[0]
 
     @property
     def lip_ratio_rounded(self) -> float | None:
         """Lip-open ratio rounded to 2 decimals: a ``lip_ratio`` equal to it is no edit."""
-        return None if self.lip_ratio is None else round(float(self.lip_ratio[0, 0]), K.RATIO_DECIMALS)
+        return None if self.lip_ratio is None else K.rounded_ratios(self.eye_ratio, self.lip_ratio)[1]
 
     def neutral_params(self) -> EditParams:
         """The parameter set that reproduces the source: every value neutral.
@@ -122,17 +124,6 @@ class SourceState:
 def _in_ratio_range(value: float | None) -> float | None:
     spec = SPECS_BY_NAME["eye_ratio"]
     return value if value is not None and spec.minimum <= value <= spec.maximum else None
-
-
-def _as_rgb_uint8(image: Any) -> np.ndarray:
-    """Accept an (H,W,3) uint8 array or a PIL image; return a contiguous RGB uint8 array."""
-    if hasattr(image, "convert") and not isinstance(image, np.ndarray):
-        image = np.asarray(image.convert("RGB"))
-    if not isinstance(image, np.ndarray):
-        raise ImageError(f"expected an RGB image array, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ImageError(f"expected an (H, W, 3) uint8 RGB array, got shape {image.shape} dtype {image.dtype}")
-    return np.ascontiguousarray(image)
 
 
 def resize_to_input(image: np.ndarray, size: int) -> np.ndarray:
@@ -226,23 +217,30 @@ class LivePortrait:
     ) -> SourceState:
         """Run the once-per-photo work and return the :class:`SourceState`.
 
-        ``image``: (H,W,3) uint8 RGB array or PIL image. With ``crop=True`` the
+        ``image``: a path, encoded bytes, or an RGB/gray/RGBA array or PIL image. With ``crop=True`` the
         face pipeline finds and crops the face (and the state can paste frames
         back into the photo); with ``crop=False`` the image is taken as an
         already-cropped face and resized to 256. ``lmk203`` (203,2) overrides the
         landmarks used for the eye/lip ratios.
         """
-        rgb = _as_rgb_uint8(image)
-        face = None
-        photo = None
+        if isinstance(image, (str, os.PathLike, bytes)):
+            rgb = load_image(image).rgb
+        elif isinstance(image, LoadedImage):
+            rgb = image.rgb
+        else:
+            rgb = as_rgb_uint8(image)
+        face = photo = paster = None
         if crop:
             if self.face is None:
                 raise ImageError(
                     "face cropping needs the face models, which this engine was built without",
                     hint="pass crop=False (--no-crop) for an already-cropped face",
                 )
+            from .face import PasteBack
+
             face = self.face.analyze(rgb, face_index=face_index)
             photo = rgb
+            paster = PasteBack.for_face(face, rgb.shape[:2])
             image_256 = face.image_256
             if lmk203 is None:
                 lmk203 = face.lmk203
@@ -283,6 +281,7 @@ class LivePortrait:
             lip_ratio=lip_ratio,
             face=face,
             photo=photo,
+            paster=paster,
         )
 
     # ------------------------------------------------------------------ editing
@@ -347,9 +346,9 @@ class LivePortrait:
     # ------------------------------------------------------------------ rendering
     def paste_back(self, state: SourceState, frame: np.ndarray) -> np.ndarray:
         """A rendered (512,512,3) frame put back into the full photo (the frame itself without one)."""
-        if state.face is None or state.photo is None or self.face is None:
+        if state.paster is None or state.photo is None:
             return frame
-        return self.face.paste_back(frame, state.face, state.photo)
+        return state.paster(frame, state.photo)
 
     @staticmethod
     def to_uint8(images: torch.Tensor) -> list[np.ndarray]:

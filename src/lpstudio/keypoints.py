@@ -23,6 +23,7 @@ POSE_OFFSET_DEGREES = 97.5
 
 # 203-point landmark indices of the official eye and lip open ratios:
 # (upper lid, lower lid, eye corner, eye corner) per eye; (upper lip, lower lip, mouth corners).
+NUM_LMK203 = 203
 LEFT_EYE_IDX = (6, 18, 0, 12)
 RIGHT_EYE_IDX = (30, 42, 24, 36)
 LIP_IDX = (90, 102, 48, 66)
@@ -93,6 +94,15 @@ def retarget_input(x_s: torch.Tensor, ratios: torch.Tensor) -> torch.Tensor:
     return torch.cat([x_s.flatten(1), ratios], dim=1)
 
 
+def _batched(lmk203: np.ndarray) -> np.ndarray:
+    arr = np.asarray(lmk203)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1] != NUM_LMK203 or arr.shape[2] != 2:
+        raise ValueError(f"ratios need (203, 2) or (B, 203, 2) landmarks, got shape {np.shape(lmk203)}")
+    return arr
+
+
 def _distance_ratio(lmk: np.ndarray, idx: tuple[int, int, int, int]) -> np.ndarray:
     a, b, c, d = idx
     num = np.linalg.norm(lmk[:, a] - lmk[:, b], axis=1, keepdims=True)
@@ -100,10 +110,19 @@ def _distance_ratio(lmk: np.ndarray, idx: tuple[int, int, int, int]) -> np.ndarr
 
 
 def eye_close_ratio(lmk203: np.ndarray) -> np.ndarray:
-    """Eyes-open ratios (left, right) from 203-point landmarks (N,203,2) -> (N,2)."""
-    return np.concatenate([_distance_ratio(lmk203, LEFT_EYE_IDX), _distance_ratio(lmk203, RIGHT_EYE_IDX)], axis=1)
+    """Eyes-open ratios (left, right) from 203-point landmarks (203,2) or (B,203,2) -> (B,2).
+
+    Lid distance over eye width per eye (official ``calc_eye_close_ratio``).
+    """
+    lmk = _batched(lmk203)
+    return np.concatenate([_distance_ratio(lmk, LEFT_EYE_IDX), _distance_ratio(lmk, RIGHT_EYE_IDX)], axis=1)
 
 
 def lip_close_ratio(lmk203: np.ndarray) -> np.ndarray:
-    """Lip-open ratio from 203-point landmarks (N,203,2) -> (N,1)."""
-    return _distance_ratio(lmk203, LIP_IDX)
+    """Lip-open ratio from 203-point landmarks (203,2) or (B,203,2) -> (B,1): inner-lip gap over mouth width."""
+    return _distance_ratio(_batched(lmk203), LIP_IDX)
+
+
+def rounded_ratios(eye: np.ndarray, lip: np.ndarray) -> tuple[float, float]:
+    """The official app's neutral slider values: mean eye ratio and lip ratio, 2 decimals."""
+    return round(float(np.mean(eye)), RATIO_DECIMALS), round(float(np.asarray(lip).reshape(-1)[0]), RATIO_DECIMALS)

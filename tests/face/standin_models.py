@@ -33,9 +33,7 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
 
 
 def _const(name: str, value: np.ndarray) -> onnx.NodeProto:
-    return helper.make_node(
-        "Constant", [], [name], value=numpy_helper.from_array(value.astype(np.float32), name)
-    )
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value.astype(np.float32), name))
 
 
 def det_level_sizes(canvas: int = 512) -> list[int]:

@@ -54,9 +54,7 @@ def test_landmark106_feeds_raw_rgb(tmp_path: Path) -> None:
     box = np.array([250.0, 250.0, 350.0, 350.0])
     pts = model(photo, box)
     # probe: first point = (mean R, mean G) of the input, pixel values unscaled (mean 0, std 1)
-    np.testing.assert_allclose(
-        pts[0], np.array([300.0, 300.0]) + np.array([200.0, 100.0]) * 0.75 * 100, rtol=1e-5
-    )
+    np.testing.assert_allclose(pts[0], np.array([300.0, 300.0]) + np.array([200.0, 100.0]) * 0.75 * 100, rtol=1e-5)
 
 
 def test_landmark203_maps_through_its_crop(tmp_path: Path) -> None:

@@ -40,9 +40,7 @@ def test_analyze_largest_face_by_default(standin_weights: Callable[..., Path], p
     fp = FacePipeline(standin_weights(det_outputs=_two_faces()), providers=CPU)
     face = fp.analyze(photo)
     assert isinstance(face, FaceCrop) and face.face_index == 0
-    np.testing.assert_allclose(
-        face.all_boxes, [[60, 80, 260, 300, 0.8], [300, 300, 380, 390, 0.95]], atol=1e-4
-    )
+    np.testing.assert_allclose(face.all_boxes, [[60, 80, 260, 300, 0.8], [300, 300, 380, 390, 0.95]], atol=1e-4)
     np.testing.assert_array_equal(face.box, face.all_boxes[0])
     np.testing.assert_allclose(face.lmk106_photo, _expected_lmk106(face.box), atol=1e-3)
     # crop from the 106 points by the official rule
@@ -99,9 +97,7 @@ def test_large_photo_analysed_small_cropped_full(standin_weights: Callable[..., 
     fp = FacePipeline(weights, providers=CPU)
     face_big = fp.analyze(big)
     # analysed at 1280 (factor 0.5), reported in full-resolution pixels
-    np.testing.assert_allclose(
-        face_big.box[:4], (np.array([60, 80, 260, 300]) * 1280 / 512 + 0.5) * 2 - 0.5, atol=1e-2
-    )
+    np.testing.assert_allclose(face_big.box[:4], (np.array([60, 80, 260, 300]) * 1280 / 512 + 0.5) * 2 - 0.5, atol=1e-2)
     assert face_big.photo_size == (2560, 2560)
     np.testing.assert_allclose(face_big.M_o2c, crop_matrix(face_big.lmk106_photo), atol=1e-5)
     # same face found when the analysis copy is the photo itself

@@ -13,9 +13,7 @@ DETECTOR_FILE: str = "insightface/models/buffalo_l/det_10g.onnx"
 LANDMARK106_FILE: str = "insightface/models/buffalo_l/2d106det.onnx"
 LANDMARK203_FILE: str = "liveportrait/landmark.onnx"
 
-_DOWNLOAD_HINT = (
-    "Run `lpstudio weights download` (or point --weights at the folder that holds the official weights)."
-)
+_DOWNLOAD_HINT = "Run `lpstudio weights download` (or point --weights at the folder that holds the official weights)."
 
 
 def default_providers() -> list[str]:
@@ -30,8 +28,7 @@ def model_path(weights_dir: Path, relative: str) -> Path:
     path = Path(weights_dir) / relative
     if not path.is_file():
         raise WeightsError(
-            f"Face model file '{path}' is missing "
-            f"(expected '{relative}' inside weights folder '{weights_dir}').",
+            f"Face model file '{path}' is missing (expected '{relative}' inside weights folder '{weights_dir}').",
             hint=_DOWNLOAD_HINT,
         )
     return path
@@ -49,7 +46,5 @@ def open_session(path: Path, providers: list[str] | None = None) -> ort.Inferenc
     except Exception as exc:  # ORT raises its own exception types for bad files
         raise WeightsError(
             f"Face model file '{path}' cannot be loaded by ONNX Runtime ({type(exc).__name__}: {exc}).",
-            hint="The file is probably damaged or incomplete; "
-            + _DOWNLOAD_HINT[0].lower()
-            + _DOWNLOAD_HINT[1:],
+            hint="The file is probably damaged or incomplete; " + _DOWNLOAD_HINT[0].lower() + _DOWNLOAD_HINT[1:],
         ) from exc

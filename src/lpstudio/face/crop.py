@@ -266,9 +266,7 @@ def _shrink_under_crop(
     small = cv2.resize(roi, (nw, nh), interpolation=cv2.INTER_AREA)
     kx, ky = nw / (x1 - x0), nh / (y1 - y0)
     # small pixel centre i maps to roi coordinate (i + 0.5) / k - 0.5
-    to_roi = np.array(
-        [[1 / kx, 0, 0.5 / kx - 0.5 + x0], [0, 1 / ky, 0.5 / ky - 0.5 + y0], [0, 0, 1]], dtype=np.float64
-    )
+    to_roi = np.array([[1 / kx, 0, 0.5 / kx - 0.5 + x0], [0, 1 / ky, 0.5 / ky - 0.5 + y0], [0, 0, 1]], dtype=np.float64)
     return small, (full @ to_roi)[:2]
 
 

@@ -149,9 +149,7 @@ def offsets_to_keypoints(points: NDArray[np.float32], offs: NDArray[np.float32])
     return points[:, None, :] + offs.reshape(offs.shape[0], offs.shape[1] // 2, 2)
 
 
-def nms(
-    boxes: NDArray[np.floating], scores: NDArray[np.floating], iou_thresh: float = DET_NMS_THRESH
-) -> list[int]:
+def nms(boxes: NDArray[np.floating], scores: NDArray[np.floating], iou_thresh: float = DET_NMS_THRESH) -> list[int]:
     """Greedy non-maximum suppression.
 
     Areas use the inclusive-pixel "+1" convention of the official detector; a
@@ -207,9 +205,7 @@ def decode(
     for level, stride in enumerate(layout.strides):
         score = _squeeze_batch(outputs[level]).reshape(-1)
         dist = _squeeze_batch(outputs[level + n]).reshape(-1, 4) * np.float32(stride)
-        pts = anchor_centers(
-            canvas_size[0] // stride, canvas_size[1] // stride, stride, layout.anchors_per_cell
-        )
+        pts = anchor_centers(canvas_size[0] // stride, canvas_size[1] // stride, stride, layout.anchors_per_cell)
         if pts.shape[0] != score.shape[0]:
             raise ValueError(
                 f"detector output {level} has {score.shape[0]} anchors, expected {pts.shape[0]} "

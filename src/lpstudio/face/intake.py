@@ -110,9 +110,7 @@ def _read_bytes(source: ImageSource, label: str) -> bytes:
                 hint="Check the path and the spelling; relative paths are relative to the current folder.",
             )
         if path.is_dir():
-            raise ImageError(
-                f"'{label}' is a folder, not an image file.", hint="Give the path of one photo inside it."
-            )
+            raise ImageError(f"'{label}' is a folder, not an image file.", hint="Give the path of one photo inside it.")
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -279,9 +277,7 @@ def _pillow_to_rgb(im: Image.Image, data: bytes, fmt: str | None) -> tuple[NDArr
         arr = np.asarray(im)
         wide = mode == "F" or (mode == "I" and arr.size > 0 and int(arr.max()) > 65535)
         return _gray_to_rgb(_to_uint8(arr, mode)), False, 32 if wide else 16
-    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-        mode in ("P", "L", "RGB") and "transparency" in im.info
-    )
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode in ("P", "L", "RGB") and "transparency" in im.info)
     if has_alpha:
         rgba = np.asarray(im.convert("RGBA"))
         return _composite_on_white(rgba[..., :3], rgba[..., 3:], 255), True, 8
@@ -327,9 +323,7 @@ def _gray_to_rgb(gray: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return np.repeat(gray[..., None], 3, axis=2)
 
 
-def _composite_on_white(
-    rgb: NDArray, alpha: NDArray, alpha_max: float, scale: float = 1.0
-) -> NDArray[np.uint8]:
+def _composite_on_white(rgb: NDArray, alpha: NDArray, alpha_max: float, scale: float = 1.0) -> NDArray[np.uint8]:
     """Blend colour over white: ``rgb * a + white * (1 - a)``, rounded to uint8.
 
     Args:

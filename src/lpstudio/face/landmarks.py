@@ -17,8 +17,8 @@ official ``insightface/model_zoo/landmark.py``:
   vy=-0.1`` from the 106 points (with roll correction), RGB / 255, NCHW;
 * the *third* output, (1, 406), holds x, y pairs in 0..1 of the 224 crop.
 
-Eye and lip ratios (``src/utils/retargeting_utils.py``): distances between
-fixed 203-point pairs, see :func:`eye_close_ratio` and :func:`lip_close_ratio`.
+The eye and lip ratios computed from the 203 points live in
+:mod:`lpstudio.keypoints` (re-exported here).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
+from ..keypoints import eye_close_ratio, lip_close_ratio, rounded_ratios
 from ._onnx import open_session
 from .crop import crop_face, transform_points
 
@@ -49,13 +50,6 @@ LMK203_SCALE: float = 1.5
 LMK203_VY: float = -0.1
 #: Index of the 203-point output among the model's outputs.
 LMK203_OUTPUT_INDEX: int = 2
-
-#: Eye ratio point pairs: (open-distance pair, width pair) per eye.
-EYE_PAIRS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (((6, 18), (0, 12)), ((30, 42), (24, 36)))
-#: Lip ratio point pairs: (open-distance pair, width pair).
-LIP_PAIRS: tuple[tuple[int, int], tuple[int, int]] = ((90, 102), (48, 66))
-#: Added to ratio denominators.
-RATIO_EPS: float = 1e-6
 
 
 def box_to_input_matrix(
@@ -108,9 +102,7 @@ class Landmark106:
         m = box_to_input_matrix(np.asarray(box), self.size)
         patch = cv2.warpAffine(image_rgb, m, (self.size, self.size), flags=cv2.INTER_LINEAR, borderValue=0)
         blob = ((patch.astype(np.float32) - self.mean) / self.std).transpose(2, 0, 1)[None]
-        pred = np.asarray(
-            self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(blob)})[0]
-        )
+        pred = np.asarray(self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(blob)})[0])
         pts = pred[0].reshape(-1, 2)[-N_LMK106:].astype(np.float32)
         pts = (pts + 1.0) * (self.size // 2)
         back = cv2.invertAffineTransform(m)
@@ -150,41 +142,4 @@ class Landmark203:
         return transform_points(pts, crop.M_c2o)
 
 
-def _pair_ratio(lmk: NDArray[np.floating], num: tuple[int, int], den: tuple[int, int]) -> NDArray[np.float64]:
-    """(B, 1) ``|p[a]-p[b]| / (|p[c]-p[d]| + eps)`` for (B, N, 2) landmarks."""
-    top = np.linalg.norm(lmk[:, num[0]] - lmk[:, num[1]], axis=1, keepdims=True)
-    bottom = np.linalg.norm(lmk[:, den[0]] - lmk[:, den[1]], axis=1, keepdims=True)
-    return top / (bottom + RATIO_EPS)
-
-
-def _batched(lmk: NDArray[np.floating]) -> NDArray[np.floating]:
-    arr = np.asarray(lmk)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3 or arr.shape[1] < N_LMK203 or arr.shape[2] != 2:
-        raise ValueError(f"ratios need (203, 2) or (B, 203, 2) landmarks, got shape {np.shape(lmk)}")
-    return arr
-
-
-def eye_close_ratio(lmk203: NDArray[np.floating]) -> NDArray[np.floating]:
-    """Eyes-open ratios (left, right): lid distance over eye width.
-
-    Args:
-        lmk203: (203, 2) or (B, 203, 2).
-
-    Returns:
-        (B, 2), B = 1 for a single landmark set.
-    """
-    arr = _batched(lmk203)
-    return np.concatenate([_pair_ratio(arr, num, den) for num, den in EYE_PAIRS], axis=1)
-
-
-def lip_close_ratio(lmk203: NDArray[np.floating]) -> NDArray[np.floating]:
-    """Lip-open ratio: inner-lip distance over mouth width, (B, 1)."""
-    arr = _batched(lmk203)
-    return _pair_ratio(arr, *LIP_PAIRS)
-
-
-def rounded_ratios(eye: NDArray[np.floating], lip: NDArray[np.floating]) -> tuple[float, float]:
-    """The official app's neutral slider values: mean eye ratio and lip ratio, 2 decimals."""
-    return round(float(np.mean(eye)), 2), round(float(np.asarray(lip).reshape(-1)[0]), 2)
+__all__ = ["Landmark106", "Landmark203", "eye_close_ratio", "lip_close_ratio", "rounded_ratios"]

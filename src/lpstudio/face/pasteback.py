@@ -161,9 +161,7 @@ class PasteBack:
         self.M_c2o = np.asarray(M_c2o, dtype=np.float64)
         crop_mask = feather_mask(self.crop_size) if mask is None else np.asarray(mask, dtype=np.float32)
         if crop_mask.shape != (self.crop_size, self.crop_size):
-            crop_mask = cv2.resize(
-                crop_mask, (self.crop_size, self.crop_size), interpolation=cv2.INTER_LINEAR
-            )
+            crop_mask = cv2.resize(crop_mask, (self.crop_size, self.crop_size), interpolation=cv2.INTER_LINEAR)
         crop_mask = crop_mask * photo_edge_weight(self.M_c2o, self.photo_hw, self.crop_size)
         self.region = _mask_region(self.M_c2o, self.crop_size, self.photo_hw)
         shift = np.array([[1, 0, -self.region.x0], [0, 1, -self.region.y0], [0, 0, 1]], dtype=np.float64)
@@ -210,12 +208,7 @@ class PasteBack:
                 hint="Paste into the same full-resolution photo the face was analysed in.",
             )
         frame = np.asarray(frame)
-        if (
-            frame.ndim != 3
-            or frame.shape[0] != frame.shape[1]
-            or frame.shape[2] != 3
-            or frame.dtype != np.uint8
-        ):
+        if frame.ndim != 3 or frame.shape[0] != frame.shape[1] or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ImageError(
                 f"paste-back frame has shape {frame.shape} and type {frame.dtype}, expected (S, S, 3) uint8.",
                 hint="Pass the animated crop as an RGB uint8 image.",
@@ -227,9 +220,7 @@ class PasteBack:
             k = self.crop_size / frame.shape[0]
             m = m @ np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5], [0, 0, 1]], dtype=np.float64)
         r = self.region
-        warped = cv2.warpAffine(
-            frame, m, (r.width, r.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
+        warped = cv2.warpAffine(frame, m, (r.width, r.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         roi = photo[r.y0 : r.y1, r.x0 : r.x1]
         a = self.alpha
         blend = roi.astype(np.float32) * (1.0 - a) + warped.astype(np.float32) * a

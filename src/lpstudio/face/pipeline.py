@@ -27,8 +27,7 @@ from .intake import ANALYSIS_MAX_SIDE, LoadedImage, as_rgb_uint8, limit_side
 from .landmarks import Landmark106, Landmark203, eye_close_ratio, lip_close_ratio, rounded_ratios
 
 _NO_FACE_HINT = (
-    "Use a photo where one face is clearly visible: facing the camera, not covered, "
-    "and at least about 64 pixels wide."
+    "Use a photo where one face is clearly visible: facing the camera, not covered, and at least about 64 pixels wide."
 )
 
 
