@@ -368,6 +368,19 @@ class LivePortrait:
             warped = self.warp(feature, state.x_s.expand(n, -1, -1), chunk)
             yield from self.to_uint8(self.decode(warped.out))
 
+    @torch.inference_mode()
+    def render_mixed(self, items: Sequence[tuple[SourceState, torch.Tensor]]) -> list[np.ndarray]:
+        """One batch of frames from possibly different sources: ``(state, x_d (21,3))`` pairs.
+
+        Lets one worker gather frames across sessions into a single W+G batch.
+        """
+        if not items:
+            return []
+        feature = torch.cat([s.feature_3d for s, _ in items])
+        x_s = torch.cat([s.x_s for s, _ in items])
+        x_d = torch.stack([k.reshape(-1, 3) for _, k in items]).to(self.device)
+        return self.to_uint8(self.decode(self.warp(feature, x_s, x_d).out))
+
     def render_iter(
         self, state: SourceState, params: Sequence[EditParams], *, batch_size: int = 4, stitching: bool = True
     ) -> Iterator[np.ndarray]:
