@@ -104,7 +104,8 @@ def offset_of(value: Value, base_value: float) -> float:
     return float(value)
 
 
-def _scale_value(value: Value, k: float) -> Value:
+def scale_value(value: Value, k: float) -> Value:
+    """``value`` with its strength multiplied by ``k``."""
     if isinstance(value, Rel):
         return Rel(value.factor * k)
     if isinstance(value, Abs):
@@ -248,7 +249,7 @@ class Motion:
         if not (speed > 0 and math.isfinite(speed)):
             raise CommandError(f"speed must be a finite number > 0, got {speed!r}")
         kfs = [
-            Keyframe(k.t_ms / speed, {n: _scale_value(v, intensity) for n, v in k.values.items()}, k.easing)
+            Keyframe(k.t_ms / speed, {n: scale_value(v, intensity) for n, v in k.values.items()}, k.easing)
             for k in self.keyframes
         ]
         return Motion(
