@@ -162,8 +162,8 @@ def _wink(side: float) -> Callable[[], Motion]:
         return Motion(
             f"wink_{'right' if side > 0 else 'left'}",
             [
-                _k(100, smile=-0.03, head_roll=-0.6 * side, wink=0.0, eyeball_x=0.0, head_pitch=0.3 * PITCH_DOWN),
-                _k(270, E.EASE_OUT, wink=37.0, smile=0.35, head_roll=5.0 * side, eyeball_x=6.0 * side,
+                _k(100, smile=-0.03, head_roll=-0.6 * side, eyeball_x=0.0, head_pitch=0.3 * PITCH_DOWN),
+                _k(290, wink=37.0, smile=0.35, head_roll=5.0 * side, eyeball_x=6.0 * side,
                    head_pitch=-0.7 * PITCH_DOWN),
                 _k(390, **hold),
                 _k(700, **hold),
