@@ -43,7 +43,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..errors import CommandError
+from ..errors import CommandError, ParamError
 from ..params import parse_assignment
 from .presets import MAX_INTENSITY, MAX_SPEED, MIN_SPEED, PRESET_NAMES, PRESETS, get_preset
 from .timeline import Abs, Easing, Keyframe, Motion, Step, Timeline, Value, scale_value
@@ -60,6 +60,8 @@ SEQUENCE_GAP_MS: float = 0.0
 POSE_RETURN_MS: float = 400.0
 MIN_POSE_CHANGE_MS: float = 40.0
 DEFAULT_WINK: str = "wink_right"
+SUBSUMES: dict[str, frozenset[str]] = {"big_laugh": frozenset({"smile"})}
+"""A preset that already contains others: "깔깔 웃어" is a laugh, not a laugh plus a smile."""
 
 
 # --- lexicon -----------------------------------------------------------------
@@ -422,6 +424,9 @@ def _part_actions(part: str) -> list[Action]:
             resolved.append(name)
     if not presets and directions and re.search(r"(봐|보|look|glanc|turn)", part):
         resolved.append(f"look_{directions[0]}")
+    for big, small in SUBSUMES.items():
+        if big in resolved:
+            resolved = [r for r in resolved if r not in small]
     # reduplication ("깜빡깜빡", "nod nod") -> repetition; other duplicates collapse
     counts: dict[str, int] = {}
     order: list[str] = []
@@ -488,7 +493,7 @@ _WAIT_ITEM = re.compile(r"^(?:wait|pause|hold)\s*(?P<ms>\d+(?:\.\d+)?)\s*(?:ms)?
 def is_precise(text: str) -> bool:
     """True when ``text`` is written in the precise sequence syntax."""
     items = _precise_items(text)
-    return bool(items) and any(_POSE_ITEM.match(i) for i in items)
+    return bool(items) and any(_POSE_ITEM.match(i) or "=" in i for i in items)
 
 
 def _precise_items(text: str) -> list[str]:
@@ -508,7 +513,10 @@ def _pose_target(target: str, item: str) -> dict[str, Value]:
         if not tok:
             continue
         if "=" in tok:
-            name, value = parse_assignment(tok)
+            try:
+                name, value = parse_assignment(tok)
+            except ParamError as exc:
+                raise CommandError(f"precise sequence item {item!r}: {exc.message}", hint=exc.hint) from None
             pose[name] = Abs(value)
             continue
         name, _, k = tok.partition("*")
@@ -602,13 +610,28 @@ def parse_command(text: str) -> CommandPlan:
     for clause in _SEQUENCE_SPLIT.split(norm):
         if not clause or not clause.strip():
             continue
-        group: list[Action] = []
+        parts: list[tuple[str, list[Action]]] = []
+        carry = ""
         for part in _LAYER_SPLIT.split(clause):
             if not part or not part.strip():
                 continue
-            acts = _part_actions(part)
-            if not acts:
-                unknown.append(part)
+            text_part = f"{carry} {part}".strip()
+            acts = _part_actions(text_part)
+            if acts:
+                parts.append((text_part, acts))
+                carry = ""
+            elif not _scan(part):
+                unknown.append(part)  # no known word at all
+            elif parts and _part_actions(f"{parts[-1][0]} {part}"):
+                # "wink with your right eye": a part of modifiers belongs to the previous action
+                merged = f"{parts[-1][0]} {part}"
+                parts[-1] = (merged, _part_actions(merged))
+            else:
+                carry = text_part  # "slowly and smile": modifiers before their action
+        if carry:
+            unknown.append(carry)
+        group: list[Action] = []
+        for _, acts in parts:
             for a in acts:
                 if a.preset not in {g.preset for g in group}:
                     group.append(a)
@@ -616,7 +639,7 @@ def parse_command(text: str) -> CommandPlan:
             groups.append(tuple(group))
     if not groups:
         emoji = _emoji_actions(unicodedata.normalize("NFKC", text))
-        if emoji:
+        if emoji and not _meaningful(unknown):
             names = [DEFAULT_WINK if e == "wink" else e for e in dict.fromkeys(emoji)]
             return CommandPlan((tuple(Action(n, text=text.strip()) for n in names),), text)
         raise unknown_command_error(norm or text)
