@@ -119,7 +119,9 @@ class VideoWriter:
         if self._size is None:
             self._size = rgb.shape[:2]
         elif rgb.shape[:2] != self._size:
-            raise VideoError(f"frame {self.frames_written} is {rgb.shape[:2]}, the first frame was {self._size}")
+            raise VideoError(
+                f"frame {self.frames_written} is {rgb.shape[:2]}, the first frame was {self._size}"
+            )
         if self.format == "png":
             from PIL import Image
 
@@ -151,8 +153,9 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -168,8 +171,9 @@ def _palette_frame(rgb: np.ndarray):  # -> av.VideoFrame
     return av.VideoFrame.from_ndarray((np.asarray(img, dtype=np.uint8), argb), format="pal8")
 
 
-def write_video(path: str | os.PathLike[str], frames: Iterable[np.ndarray], fps: float,
-                format: str | None = None) -> int:
+def write_video(
+    path: str | os.PathLike[str], frames: Iterable[np.ndarray], fps: float, format: str | None = None
+) -> int:
     """Write all ``frames`` to ``path``; returns how many were written."""
     with VideoWriter(path, fps, format) as writer:
         for f in frames:
@@ -181,6 +185,7 @@ def write_video(path: str | os.PathLike[str], frames: Iterable[np.ndarray], fps:
 
 # --- reading -----------------------------------------------------------------
 
+
 class VideoReader:
     """RGB frames of a video file (anything PyAV decodes) or a folder of PNG/JPEG frames."""
 
@@ -191,7 +196,9 @@ class VideoReader:
         self.fps: float | None = None
         self._files: list[Path] | None = None
         if self.path.is_dir():
-            self._files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+            self._files = sorted(
+                p for p in self.path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")
+            )
             if not self._files:
                 raise VideoError(f"folder {str(self.path)!r} has no PNG/JPEG frames")
         else:

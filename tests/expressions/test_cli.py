@@ -32,7 +32,9 @@ def test_modules_are_registered() -> None:
 
 
 def test_say_dry_run_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = run_cli(["say", "웃으면서 윙크해줘", "--dry-run", "--json", "--no-idle", "--fps", "30"], capsys)
+    code, out = run_cli(
+        ["say", "웃으면서 윙크해줘", "--dry-run", "--json", "--no-idle", "--fps", "30"], capsys
+    )
     assert code == 0
     data = json.loads(out)
     assert data["fps"] == 30
@@ -74,7 +76,7 @@ def test_params_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run_cli(["params", "--json"], capsys)
     data = json.loads(out)
     assert code == 0 and [d["name"] for d in data] == list(PARAM_NAMES)
-    for d, spec in zip(data, PARAM_SPECS):
+    for d, spec in zip(data, PARAM_SPECS, strict=True):
         assert (d["min"], d["max"], d["neutral"]) == (spec.minimum, spec.maximum, spec.neutral)
         assert d["keypoints"] and d["at_min"] and d["at_max"] and d["interactions"]
     code, out = run_cli(["params"], capsys)
@@ -104,7 +106,9 @@ needs_engine = pytest.mark.skipif(not HAS_ENGINE, reason="lpstudio.engine is not
 def synthetic_engine():  # pragma: no cover - depends on the engine branch
     """The engine with synthetic weights: the engine's own fixture if it provides one."""
     engine_mod = pytest.importorskip("lpstudio.engine")
-    factory = getattr(engine_mod, "synthetic_model", None) or getattr(engine_mod, "load_synthetic_model", None)
+    factory = getattr(engine_mod, "synthetic_model", None) or getattr(
+        engine_mod, "load_synthetic_model", None
+    )
     if factory is None:
         pytest.skip("lpstudio.engine has no synthetic-weights factory yet")
     return factory()
@@ -122,8 +126,15 @@ def test_render_preset_frame_count(synthetic_engine, tmp_path) -> None:  # pragm
     fps = 25
     cache = ClipCache(tmp_path)
     calls = []
-    frames = render_timeline(engine, state, timeline, fps=fps, cache=cache, source_id="synthetic",
-                             progress=lambda d, t: calls.append((d, t)))
+    frames = render_timeline(
+        engine,
+        state,
+        timeline,
+        fps=fps,
+        cache=cache,
+        source_id="synthetic",
+        progress=lambda d, t: calls.append((d, t)),
+    )
     assert frames.shape == (timeline.frame_count(fps), 512, 512, 3)
     assert frames.dtype == np.uint8
     assert calls[-1] == (len(frames), len(frames))
@@ -133,6 +144,7 @@ def test_render_preset_frame_count(synthetic_engine, tmp_path) -> None:  # pragm
 
 
 # --- with a stand-in engine (duck-typed API), so rendering glue and animate run everywhere ------
+
 
 class FakeState:
     def neutral_params(self):
@@ -198,13 +210,15 @@ def test_animate_end_to_end_with_stand_in_engine(tmp_path, monkeypatch, capsys) 
     photo = tmp_path / "face.png"
     Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(photo)
     out = tmp_path / "smile.mp4"
-    code, text = run_cli(["animate", str(photo), "웃어줘", "-o", str(out), "--fps", "10", "--no-idle",
-                          "--no-progress"], capsys)
+    code, text = run_cli(
+        ["animate", str(photo), "웃어줘", "-o", str(out), "--fps", "10", "--no-idle", "--no-progress"], capsys
+    )
     assert code == 0 and "wrote" in text
     from lpstudio.expressions import parse_command
 
     assert len(VideoReader(out).read_all()) == parse_command("웃어줘").timeline().frame_count(10)
     frames_dir = tmp_path / "pngs"
-    code, _ = run_cli(["animate", str(photo), "blink twice", "-o", str(frames_dir), "--fps", "10",
-                       "--no-progress"], capsys)
+    code, _ = run_cli(
+        ["animate", str(photo), "blink twice", "-o", str(frames_dir), "--fps", "10", "--no-progress"], capsys
+    )
     assert code == 0 and len(list(frames_dir.glob("*.png"))) > 10

@@ -115,7 +115,11 @@ PHRASES: list[tuple[str, list[list[str]], dict[str, object] | None]] = [
     ("웃으면서,, 윙크~~ 😜", [["smile"], ["wink_right"]], None),
     ("smile & wink!", [["smile", "wink_right"]], None),
     # mixed
-    ("살짝 웃으면서 천천히 윙크하고 나서 세 번 깜빡여", [["smile", "wink_right"], ["blink"]], {"intensity": "lt1"}),
+    (
+        "살짝 웃으면서 천천히 윙크하고 나서 세 번 깜빡여",
+        [["smile", "wink_right"], ["blink"]],
+        {"intensity": "lt1"},
+    ),
 ]
 
 
@@ -200,6 +204,7 @@ def test_normalize_strips_emoji_and_case() -> None:
 
 
 # --- precise sequences ---------------------------------------------------------
+
 
 def test_precise_detection() -> None:
     assert is_precise("smile=300:800\n0=400:0")

@@ -20,8 +20,27 @@ from lpstudio.expressions.presets import PRESETS, get_preset
 from lpstudio.expressions.timeline import Timeline, resolve_base
 from lpstudio.params import PARAM_NAMES
 
-REQUIRED = {"smile", "big_laugh", "blink", "wink_left", "wink_right", "talk", "surprise", "nod", "head_shake",
-            "look_left", "look_right", "look_up", "frown", "angry", "sad", "pout", "kiss", "sleepy", "doubtful"}
+REQUIRED = {
+    "smile",
+    "big_laugh",
+    "blink",
+    "wink_left",
+    "wink_right",
+    "talk",
+    "surprise",
+    "nod",
+    "head_shake",
+    "look_left",
+    "look_right",
+    "look_up",
+    "frown",
+    "angry",
+    "sad",
+    "pout",
+    "kiss",
+    "sleepy",
+    "doubtful",
+}
 COL = {n: i for i, n in enumerate(PARAM_NAMES)}
 
 
@@ -59,7 +78,9 @@ def test_smile_has_anticipation_and_overshoot() -> None:
 
 def test_talk_is_syllabic_not_a_sine() -> None:
     lip = Timeline.single(PRESETS["talk"].motion()).sample_array(100)[:, COL["lip_ratio"]]
-    peaks = [i for i in range(1, len(lip) - 1) if lip[i] > lip[i - 1] and lip[i] >= lip[i + 1] and lip[i] > 0.08]
+    peaks = [
+        i for i in range(1, len(lip) - 1) if lip[i] > lip[i - 1] and lip[i] >= lip[i + 1] and lip[i] > 0.08
+    ]
     assert len(peaks) >= 8
     heights = lip[peaks]
     gaps = np.diff(peaks)
@@ -85,6 +106,7 @@ def test_expressions_come_with_head_motion() -> None:
 
 
 # --- idle -----------------------------------------------------------------------
+
 
 def _blink_starts(eye: np.ndarray, base_eye: float, dt_ms: float) -> list[float]:
     closed = eye < base_eye * 0.5
@@ -150,6 +172,7 @@ def test_idle_motion_zero_length() -> None:
 
 
 # --- cache ----------------------------------------------------------------------
+
 
 def _clip(n: int, value: int) -> np.ndarray:
     return np.full((n, 8, 8, 3), value, dtype=np.uint8)

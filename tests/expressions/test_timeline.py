@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lpstudio.errors import CommandError
+from lpstudio.errors import CommandError, ParamError
 from lpstudio.expressions.presets import PRESETS
 from lpstudio.expressions.timeline import (
     NOMINAL_EYE_RATIO,
@@ -68,7 +68,9 @@ def test_preset_in_range_and_smooth(name: str) -> None:
         assert np.all(arr >= lo) and np.all(arr <= hi)
         step = np.abs(np.diff(arr, axis=0)).max(axis=0) / SPANS
         worst = PARAM_NAMES[int(np.argmax(step))]
-        assert step.max() <= MAX_STEP_FRACTION_30FPS * max(1.0, intensity), f"{name} x{intensity}: {worst} jumps {step.max():.2f}"
+        assert step.max() <= MAX_STEP_FRACTION_30FPS * max(1.0, intensity), (
+            f"{name} x{intensity}: {worst} jumps {step.max():.2f}"
+        )
 
 
 def test_sample_returns_editparams_with_numeric_ratios() -> None:
@@ -89,8 +91,12 @@ def test_frame_count(fps: float, expected: int) -> None:
 
 
 def test_partial_keyframes_interpolate_per_parameter() -> None:
-    m = Motion("m", [Keyframe(100, {"smile": 1.0}, Easing.LINEAR), Keyframe(300, {"wink": 20.0}, Easing.LINEAR)],
-               400, return_easing=Easing.LINEAR)
+    m = Motion(
+        "m",
+        [Keyframe(100, {"smile": 1.0}, Easing.LINEAR), Keyframe(300, {"wink": 20.0}, Easing.LINEAR)],
+        400,
+        return_easing=Easing.LINEAR,
+    )
     off = m.offsets(np.array([50.0, 100.0, 150.0, 300.0]), resolve_base(None))
     assert off["smile"].tolist() == pytest.approx([0.5, 1.0, 1.0 - 50 / 300, 1.0 - 200 / 300])
     assert off["wink"][3] == pytest.approx(20.0)
@@ -112,7 +118,7 @@ def test_motion_must_start_and_end_at_base() -> None:
         Motion("bad", [Keyframe(0, {"smile": 0.5}), Keyframe(100, {"smile": 0.0})])
     with pytest.raises(CommandError):
         Motion("bad", [Keyframe(100, {"smile": 0.5})], 100)
-    with pytest.raises(Exception):
+    with pytest.raises(ParamError):
         Keyframe(10, {"smiel": 1.0})
     with pytest.raises(CommandError):
         Keyframe(-5, {"smile": 1.0})
@@ -155,7 +161,9 @@ def test_speed_and_intensity_scale() -> None:
     strong = PRESETS["smile"].motion(0.5)
     assert fast.duration_ms == pytest.approx(m.duration_ms / 2)
     b = resolve_base(None)
-    assert strong.offsets(m.apex_ms, b)["smile"][0] == pytest.approx(0.5 * m.offsets(m.apex_ms, b)["smile"][0])
+    assert strong.offsets(m.apex_ms, b)["smile"][0] == pytest.approx(
+        0.5 * m.offsets(m.apex_ms, b)["smile"][0]
+    )
 
 
 def test_with_hold_extends_the_apex() -> None:

@@ -16,13 +16,14 @@ def frames(h: int = 64, w: int = 48) -> list[np.ndarray]:
     for i in range(N_FRAMES):
         f = np.zeros((h, w, 3), np.uint8)
         f[:, : (i + 1) * w // N_FRAMES] = (220, 40, 30)
-        f[h // 2:, :, 2] = 200
+        f[h // 2 :, :, 2] = 200
         out.append(f)
     return out
 
 
-@pytest.mark.parametrize("name,fmt", [("a.mp4", "mp4"), ("b.webm", "webm"), ("c.gif", "gif"), ("d", "png"),
-                                      ("e/", "png")])
+@pytest.mark.parametrize(
+    "name,fmt", [("a.mp4", "mp4"), ("b.webm", "webm"), ("c.gif", "gif"), ("d", "png"), ("e/", "png")]
+)
 def test_detect_format(name: str, fmt: str) -> None:
     assert detect_format(name) == fmt
 
@@ -42,7 +43,7 @@ def test_roundtrip(tmp_path, name: str, tol: int) -> None:
     assert len(got) == N_FRAMES
     if name != "pngs":
         assert reader.fps == pytest.approx(10)
-    for a, b in zip(src, got):
+    for a, b in zip(src, got, strict=True):
         assert b.shape == a.shape
         assert np.abs(a.astype(int) - b.astype(int)).mean() <= tol
 

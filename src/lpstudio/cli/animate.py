@@ -50,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         from ..engine import load_model  # type: ignore[import-not-found]
     except ImportError as exc:
-        raise LPStudioError("the engine (lpstudio.engine) is not available in this build",
-                            hint=f"import failed: {exc}") from None
+        raise LPStudioError(
+            "the engine (lpstudio.engine) is not available in this build", hint=f"import failed: {exc}"
+        ) from None
     engine = load_model(weights_dir=args.weights, device=args.device, dtype=args.dtype)
     crop = not args.no_crop
     state = engine.prepare_source(image, crop=crop)
@@ -69,8 +70,14 @@ def run(args: argparse.Namespace) -> int:
     cache = ClipCache(args.cache_dir) if args.cache_dir else None
     try:
         frames = render_timeline(
-            engine, state, timeline, fps=args.fps, batch_size=args.batch_size, paste_back=args.paste_back,
-            cache=cache, source_id=source_digest(image, crop=crop),
+            engine,
+            state,
+            timeline,
+            fps=args.fps,
+            batch_size=args.batch_size,
+            paste_back=args.paste_back,
+            cache=cache,
+            source_id=source_digest(image, crop=crop),
             engine_settings={"weights": args.weights, "device": args.device, "dtype": args.dtype},
             progress=progress,
         )

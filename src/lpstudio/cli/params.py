@@ -23,14 +23,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true", help="print the guide as JSON")
     out.add_argument("--markdown", action="store_true", help="print docs/PARAMETERS.md")
     out.add_argument("--sheet", metavar="OUT.png", help="render a contact sheet with the engine")
-    p.add_argument("--image", metavar="PHOTO", help="source photo for --sheet (default: the bundled astronaut)")
+    p.add_argument(
+        "--image", metavar="PHOTO", help="source photo for --sheet (default: the bundled astronaut)"
+    )
     p.add_argument("--weights", metavar="DIR", help="weights folder (default: the engine's default)")
     p.add_argument("--device", help="torch device, e.g. cuda or cpu")
     p.add_argument("--no-crop", action="store_true", help="use the photo as the face crop as-is")
     p.set_defaults(handler=run)
 
 
-def load_image(path: str | None) -> "object":
+def load_image(path: str | None) -> object:
     """An RGB uint8 array from ``path`` (or the bundled astronaut photo)."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
@@ -68,8 +70,9 @@ def _sheet(args: argparse.Namespace) -> int:
     try:
         from ..engine import load_model  # type: ignore[import-not-found]
     except ImportError as exc:
-        raise LPStudioError("the engine (lpstudio.engine) is not available in this build",
-                            hint=f"import failed: {exc}") from None
+        raise LPStudioError(
+            "the engine (lpstudio.engine) is not available in this build", hint=f"import failed: {exc}"
+        ) from None
     engine = load_model(weights_dir=args.weights, device=args.device)
     image = load_image(args.image)
     state = engine.prepare_source(image, crop=not args.no_crop)

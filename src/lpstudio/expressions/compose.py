@@ -11,8 +11,14 @@ IDLE_TAIL_MS: float = 600.0
 """With idle on, the clip runs on this long after the command, so idle visibly resumes."""
 
 
-def build_timeline(text: str, *, idle: bool = True, seed: int = 0, lead_in_ms: float = IDLE_LEAD_IN_MS,
-                   tail_ms: float = IDLE_TAIL_MS) -> tuple[CommandPlan, Timeline]:
+def build_timeline(
+    text: str,
+    *,
+    idle: bool = True,
+    seed: int = 0,
+    lead_in_ms: float = IDLE_LEAD_IN_MS,
+    tail_ms: float = IDLE_TAIL_MS,
+) -> tuple[CommandPlan, Timeline]:
     """``(plan, timeline)`` for ``text``; with ``idle`` the command is layered over seeded idle liveliness."""
     plan = parse_command(text)
     timeline = plan.timeline()

@@ -66,12 +66,18 @@ def idle_motion(duration_ms: float, seed: int = 0, *, busy: Sequence[Window] = (
         for t in np.linspace(0.0, duration_ms, n + 1)[1:-1]:
             env = _envelope(float(t), duration_ms, fade)
             b = math.sin(2 * math.pi * t / breath + ph[0])
-            keyframes.append(Keyframe(float(t), {
-                "head_pitch": env * BREATH_PITCH_DEG * b,
-                "mov_y": env * BREATH_MOV_Y * b,
-                "head_roll": env * SWAY_ROLL_DEG * math.sin(2 * math.pi * t / sway_r + ph[1]),
-                "head_yaw": env * SWAY_YAW_DEG * math.sin(2 * math.pi * t / sway_y + ph[2]),
-            }, Easing.LINEAR))
+            keyframes.append(
+                Keyframe(
+                    float(t),
+                    {
+                        "head_pitch": env * BREATH_PITCH_DEG * b,
+                        "mov_y": env * BREATH_MOV_Y * b,
+                        "head_roll": env * SWAY_ROLL_DEG * math.sin(2 * math.pi * t / sway_r + ph[1]),
+                        "head_yaw": env * SWAY_YAW_DEG * math.sin(2 * math.pi * t / sway_y + ph[2]),
+                    },
+                    Easing.LINEAR,
+                )
+            )
 
     # blinks
     blink_len = BLINK_CLOSE_MS + BLINK_HOLD_MS + BLINK_OPEN_MS
@@ -130,7 +136,9 @@ def eye_busy_windows(timeline: Timeline) -> list[Window]:
     ]
 
 
-def with_idle(timeline: Timeline, seed: int = 0, *, lead_in_ms: float = 0.0, tail_ms: float = 0.0) -> Timeline:
+def with_idle(
+    timeline: Timeline, seed: int = 0, *, lead_in_ms: float = 0.0, tail_ms: float = 0.0
+) -> Timeline:
     """``timeline`` (shifted by ``lead_in_ms``) over idle liveliness that lasts the whole clip."""
     tl = timeline.shifted(lead_in_ms) if lead_in_ms > 0 else timeline
     tl = tl.padded(tail_ms)

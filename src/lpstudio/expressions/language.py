@@ -71,129 +71,422 @@ SUBSUMES: dict[str, frozenset[str]] = {"big_laugh": frozenset({"smile"})}
 
 ACTION_WORDS: tuple[tuple[str, str], ...] = (
     # big laugh
-    ("깔깔", "big_laugh"), ("껄껄", "big_laugh"), ("낄낄", "big_laugh"), ("하하", "big_laugh"),
-    ("박장대소", "big_laugh"), ("폭소", "big_laugh"), ("빵 터", "big_laugh"), ("웃음 터", "big_laugh"),
-    ("소리 내 웃", "big_laugh"), ("소리 내어 웃", "big_laugh"), ("소리 내서 웃", "big_laugh"),
-    ("배꼽", "big_laugh"), ("키득", "big_laugh"),
-    ("laugh", "big_laugh"), ("lol", "big_laugh"), ("haha", "big_laugh"), ("giggl", "big_laugh"),
-    ("chuckl", "big_laugh"), ("crack up", "big_laugh"),
+    ("깔깔", "big_laugh"),
+    ("껄껄", "big_laugh"),
+    ("낄낄", "big_laugh"),
+    ("하하", "big_laugh"),
+    ("박장대소", "big_laugh"),
+    ("폭소", "big_laugh"),
+    ("빵 터", "big_laugh"),
+    ("웃음 터", "big_laugh"),
+    ("소리 내 웃", "big_laugh"),
+    ("소리 내어 웃", "big_laugh"),
+    ("소리 내서 웃", "big_laugh"),
+    ("배꼽", "big_laugh"),
+    ("키득", "big_laugh"),
+    ("laugh", "big_laugh"),
+    ("lol", "big_laugh"),
+    ("haha", "big_laugh"),
+    ("giggl", "big_laugh"),
+    ("chuckl", "big_laugh"),
+    ("crack up", "big_laugh"),
     # smile
-    ("웃", "smile"), ("미소", "smile"), ("스마일", "smile"), ("방긋", "smile"), ("방실", "smile"),
-    ("싱긋", "smile"), ("빙그레", "smile"), ("생긋", "smile"), ("smil", "smile"), ("grin", "smile"),
+    ("웃", "smile"),
+    ("미소", "smile"),
+    ("스마일", "smile"),
+    ("방긋", "smile"),
+    ("방실", "smile"),
+    ("싱긋", "smile"),
+    ("빙그레", "smile"),
+    ("생긋", "smile"),
+    ("smil", "smile"),
+    ("grin", "smile"),
     ("beam", "smile"),
     # blink
-    ("깜빡", "blink"), ("깜박", "blink"), ("껌뻑", "blink"), ("끔뻑", "blink"), ("blink", "blink"),
-    ("눈 감", "blink"), ("눈 을 감", "blink"),
+    ("깜빡", "blink"),
+    ("깜박", "blink"),
+    ("껌뻑", "blink"),
+    ("끔뻑", "blink"),
+    ("blink", "blink"),
+    ("눈 감", "blink"),
+    ("눈 을 감", "blink"),
     # wink
-    ("윙크", "wink"), ("찡긋", "wink"), ("wink", "wink"),
+    ("윙크", "wink"),
+    ("찡긋", "wink"),
+    ("wink", "wink"),
     # talk
-    ("말해", "talk"), ("말하", "talk"), ("말씀", "talk"), ("말 좀", "talk"), ("얘기", "talk"), ("이야기", "talk"),
-    ("대화", "talk"), ("수다", "talk"), ("떠들", "talk"), ("인사", "talk"), ("노래", "talk"), ("중얼", "talk"),
-    ("talk", "talk"), ("speak", "talk"), ("say", "talk"), ("chat", "talk"), ("mumbl", "talk"), ("sing", "talk"),
+    ("말해", "talk"),
+    ("말하", "talk"),
+    ("말씀", "talk"),
+    ("말 좀", "talk"),
+    ("얘기", "talk"),
+    ("이야기", "talk"),
+    ("대화", "talk"),
+    ("수다", "talk"),
+    ("떠들", "talk"),
+    ("인사", "talk"),
+    ("노래", "talk"),
+    ("중얼", "talk"),
+    ("talk", "talk"),
+    ("speak", "talk"),
+    ("say", "talk"),
+    ("chat", "talk"),
+    ("mumbl", "talk"),
+    ("sing", "talk"),
     ("greet", "talk"),
     # surprise
-    ("놀라", "surprise"), ("놀란", "surprise"), ("놀래", "surprise"), ("깜짝", "surprise"), ("헉", "surprise"),
-    ("충격", "surprise"), ("surpris", "surprise"), ("shock", "surprise"), ("astonish", "surprise"),
-    ("amaz", "surprise"), ("gasp", "surprise"), ("wow", "surprise"), ("startl", "surprise"),
+    ("놀라", "surprise"),
+    ("놀란", "surprise"),
+    ("놀래", "surprise"),
+    ("깜짝", "surprise"),
+    ("헉", "surprise"),
+    ("충격", "surprise"),
+    ("surpris", "surprise"),
+    ("shock", "surprise"),
+    ("astonish", "surprise"),
+    ("amaz", "surprise"),
+    ("gasp", "surprise"),
+    ("wow", "surprise"),
+    ("startl", "surprise"),
     # nod
-    ("끄덕", "nod"), ("수긍", "nod"), ("nod", "nod"), ("yes", "nod"),
+    ("끄덕", "nod"),
+    ("수긍", "nod"),
+    ("nod", "nod"),
+    ("yes", "nod"),
     # head shake
-    ("도리도리", "head_shake"), ("절레절레", "head_shake"), ("고개 를 저", "head_shake"), ("고개 저", "head_shake"),
-    ("고개 를 젓", "head_shake"), ("고개 젓", "head_shake"), ("고개 를 흔들", "head_shake"),
-    ("고개 흔들", "head_shake"), ("가로저", "head_shake"), ("shake", "head_shake"), ("no", "head_shake"),
+    ("도리도리", "head_shake"),
+    ("절레절레", "head_shake"),
+    ("고개 를 저", "head_shake"),
+    ("고개 저", "head_shake"),
+    ("고개 를 젓", "head_shake"),
+    ("고개 젓", "head_shake"),
+    ("고개 를 흔들", "head_shake"),
+    ("고개 흔들", "head_shake"),
+    ("가로저", "head_shake"),
+    ("shake", "head_shake"),
+    ("no", "head_shake"),
     # head up/down as looks
-    ("고개 를 들", "look_up"), ("고개 들", "look_up"), ("고개 를 숙", "look_down"), ("고개 숙", "look_down"),
+    ("고개 를 들", "look_up"),
+    ("고개 들", "look_up"),
+    ("고개 를 숙", "look_down"),
+    ("고개 숙", "look_down"),
     ("고개 떨구", "look_down"),
     # frown / angry
-    ("찡그", "frown"), ("찌푸", "frown"), ("인상", "frown"), ("얼굴 을 구기", "frown"), ("frown", "frown"),
-    ("scowl", "frown"), ("grimac", "frown"),
-    ("화나", "angry"), ("화내", "angry"), ("화난", "angry"), ("화가", "angry"), ("화 를 내", "angry"),
-    ("성나", "angry"), ("성내", "angry"), ("분노", "angry"), ("열받", "angry"), ("빡치", "angry"),
-    ("짜증", "angry"), ("버럭", "angry"), ("angr", "angry"), ("mad", "angry"), ("furious", "angry"),
-    ("rage", "angry"), ("annoy", "angry"), ("irritat", "angry"),
+    ("찡그", "frown"),
+    ("찌푸", "frown"),
+    ("인상", "frown"),
+    ("얼굴 을 구기", "frown"),
+    ("frown", "frown"),
+    ("scowl", "frown"),
+    ("grimac", "frown"),
+    ("화나", "angry"),
+    ("화내", "angry"),
+    ("화난", "angry"),
+    ("화가", "angry"),
+    ("화 를 내", "angry"),
+    ("성나", "angry"),
+    ("성내", "angry"),
+    ("분노", "angry"),
+    ("열받", "angry"),
+    ("빡치", "angry"),
+    ("짜증", "angry"),
+    ("버럭", "angry"),
+    ("angr", "angry"),
+    ("mad", "angry"),
+    ("furious", "angry"),
+    ("rage", "angry"),
+    ("annoy", "angry"),
+    ("irritat", "angry"),
     # sad
-    ("슬퍼", "sad"), ("슬픈", "sad"), ("슬프", "sad"), ("슬픔", "sad"), ("우울", "sad"), ("울상", "sad"),
-    ("시무룩", "sad"), ("울어", "sad"), ("울 것", "sad"), ("눈물", "sad"), ("서글", "sad"), ("속상", "sad"),
-    ("sad", "sad"), ("unhapp", "sad"), ("sorrow", "sad"), ("depress", "sad"), ("cry", "sad"), ("upset", "sad"),
+    ("슬퍼", "sad"),
+    ("슬픈", "sad"),
+    ("슬프", "sad"),
+    ("슬픔", "sad"),
+    ("우울", "sad"),
+    ("울상", "sad"),
+    ("시무룩", "sad"),
+    ("울어", "sad"),
+    ("울 것", "sad"),
+    ("눈물", "sad"),
+    ("서글", "sad"),
+    ("속상", "sad"),
+    ("sad", "sad"),
+    ("unhapp", "sad"),
+    ("sorrow", "sad"),
+    ("depress", "sad"),
+    ("cry", "sad"),
+    ("upset", "sad"),
     ("gloom", "sad"),
     # pout / kiss
-    ("삐죽", "pout"), ("뾰로통", "pout"), ("삐쳐", "pout"), ("삐친", "pout"), ("삐져", "pout"), ("토라", "pout"),
-    ("입 내밀", "pout"), ("입 을 내밀", "pout"), ("입술 내밀", "pout"), ("입술 을 내밀", "pout"),
-    ("pout", "pout"), ("sulk", "pout"),
-    ("뽀뽀", "kiss"), ("키스", "kiss"), ("입맞춤", "kiss"), ("kiss", "kiss"), ("smooch", "kiss"),
+    ("삐죽", "pout"),
+    ("뾰로통", "pout"),
+    ("삐쳐", "pout"),
+    ("삐친", "pout"),
+    ("삐져", "pout"),
+    ("토라", "pout"),
+    ("입 내밀", "pout"),
+    ("입 을 내밀", "pout"),
+    ("입술 내밀", "pout"),
+    ("입술 을 내밀", "pout"),
+    ("pout", "pout"),
+    ("sulk", "pout"),
+    ("뽀뽀", "kiss"),
+    ("키스", "kiss"),
+    ("입맞춤", "kiss"),
+    ("kiss", "kiss"),
+    ("smooch", "kiss"),
     ("pucker", "kiss"),
     # sleepy
-    ("졸려", "sleepy"), ("졸린", "sleepy"), ("졸리", "sleepy"), ("졸아", "sleepy"), ("졸음", "sleepy"),
-    ("꾸벅", "sleepy"), ("하품", "sleepy"), ("잠 와", "sleepy"), ("잠 이 와", "sleepy"), ("잠 온", "sleepy"),
-    ("피곤", "sleepy"), ("나른", "sleepy"), ("sleep", "sleepy"), ("tired", "sleepy"), ("drows", "sleepy"),
-    ("yawn", "sleepy"), ("doz", "sleepy"), ("exhaust", "sleepy"),
+    ("졸려", "sleepy"),
+    ("졸린", "sleepy"),
+    ("졸리", "sleepy"),
+    ("졸아", "sleepy"),
+    ("졸음", "sleepy"),
+    ("꾸벅", "sleepy"),
+    ("하품", "sleepy"),
+    ("잠 와", "sleepy"),
+    ("잠 이 와", "sleepy"),
+    ("잠 온", "sleepy"),
+    ("피곤", "sleepy"),
+    ("나른", "sleepy"),
+    ("sleep", "sleepy"),
+    ("tired", "sleepy"),
+    ("drows", "sleepy"),
+    ("yawn", "sleepy"),
+    ("doz", "sleepy"),
+    ("exhaust", "sleepy"),
     # doubtful
-    ("갸우뚱", "doubtful"), ("갸웃", "doubtful"), ("의심", "doubtful"), ("미심쩍", "doubtful"),
-    ("의아", "doubtful"), ("못 믿", "doubtful"), ("글쎄", "doubtful"), ("뭐지", "doubtful"),
-    ("한쪽 눈썹", "doubtful"), ("눈썹 을 올", "doubtful"), ("눈썹 올", "doubtful"), ("doubt", "doubtful"),
-    ("skeptic", "doubtful"), ("suspicio", "doubtful"), ("raise an eyebrow", "doubtful"),
-    ("raise one eyebrow", "doubtful"), ("raise your eyebrow", "doubtful"), ("eyebrow", "doubtful"),
-    ("hmm", "doubtful"), ("unsure", "doubtful"), ("quizzical", "doubtful"), ("confus", "doubtful"),
+    ("갸우뚱", "doubtful"),
+    ("갸웃", "doubtful"),
+    ("의심", "doubtful"),
+    ("미심쩍", "doubtful"),
+    ("의아", "doubtful"),
+    ("못 믿", "doubtful"),
+    ("글쎄", "doubtful"),
+    ("뭐지", "doubtful"),
+    ("한쪽 눈썹", "doubtful"),
+    ("눈썹 을 올", "doubtful"),
+    ("눈썹 올", "doubtful"),
+    ("doubt", "doubtful"),
+    ("skeptic", "doubtful"),
+    ("suspicio", "doubtful"),
+    ("raise an eyebrow", "doubtful"),
+    ("raise one eyebrow", "doubtful"),
+    ("raise your eyebrow", "doubtful"),
+    ("eyebrow", "doubtful"),
+    ("hmm", "doubtful"),
+    ("unsure", "doubtful"),
+    ("quizzical", "doubtful"),
+    ("confus", "doubtful"),
     # looking (needs a direction)
-    ("봐", "look"), ("보세요", "look"), ("보기", "look"), ("보자", "look"), ("보고", "look"), ("쳐다", "look"),
-    ("바라", "look"), ("시선", "look"), ("눈 을 돌", "look"), ("눈 돌", "look"), ("고개 를 돌", "look"),
-    ("고개 돌", "look"), ("돌려", "look"), ("돌아", "look"), ("look", "look"), ("glanc", "look"),
-    ("gaze", "look"), ("turn", "look"), ("stare", "look"),
+    ("봐", "look"),
+    ("보세요", "look"),
+    ("보기", "look"),
+    ("보자", "look"),
+    ("보고", "look"),
+    ("쳐다", "look"),
+    ("바라", "look"),
+    ("시선", "look"),
+    ("눈 을 돌", "look"),
+    ("눈 돌", "look"),
+    ("고개 를 돌", "look"),
+    ("고개 돌", "look"),
+    ("돌려", "look"),
+    ("돌아", "look"),
+    ("look", "look"),
+    ("glanc", "look"),
+    ("gaze", "look"),
+    ("turn", "look"),
+    ("stare", "look"),
 )
 
 DIRECTION_WORDS: tuple[tuple[str, str], ...] = (
-    ("왼쪽", "left"), ("왼", "left"), ("좌측", "left"), ("오른쪽", "right"), ("오른", "right"), ("우측", "right"),
-    ("위쪽", "up"), ("위", "up"), ("하늘", "up"), ("천장", "up"), ("아래쪽", "down"), ("아래", "down"),
-    ("밑", "down"), ("땅", "down"), ("바닥", "down"),
-    ("left", "left"), ("right", "right"), ("upward", "up"), ("up", "up"), ("sky", "up"), ("ceiling", "up"),
-    ("downward", "down"), ("down", "down"), ("floor", "down"),
+    ("왼쪽", "left"),
+    ("왼", "left"),
+    ("좌측", "left"),
+    ("오른쪽", "right"),
+    ("오른", "right"),
+    ("우측", "right"),
+    ("위쪽", "up"),
+    ("위", "up"),
+    ("하늘", "up"),
+    ("천장", "up"),
+    ("아래쪽", "down"),
+    ("아래", "down"),
+    ("밑", "down"),
+    ("땅", "down"),
+    ("바닥", "down"),
+    ("left", "left"),
+    ("right", "right"),
+    ("upward", "up"),
+    ("up", "up"),
+    ("sky", "up"),
+    ("ceiling", "up"),
+    ("downward", "down"),
+    ("down", "down"),
+    ("floor", "down"),
 )
 
 INTENSITY_WORDS: tuple[tuple[str, float], ...] = (
-    ("살짝", 0.5), ("살며시", 0.5), ("조금", 0.6), ("약간", 0.6), ("가볍게", 0.6), ("은은하게", 0.5),
-    ("희미하게", 0.4), ("작게", 0.6), ("활짝", 1.4), ("크게", 1.4), ("환하게", 1.3), ("많이", 1.3),
-    ("힘껏", 1.5), ("세게", 1.4), ("강하게", 1.4), ("격하게", 1.6),
-    ("a tiny bit", 0.4), ("a little", 0.6), ("a bit", 0.6), ("slight", 0.5), ("subtl", 0.5), ("gentl", 0.6),
-    ("soft", 0.6), ("light", 0.6), ("faint", 0.4), ("little", 0.6), ("small", 0.6), ("big", 1.4),
-    ("wide", 1.3), ("broad", 1.4), ("a lot", 1.3), ("huge", 1.6), ("strong", 1.4), ("hard", 1.4),
+    ("살짝", 0.5),
+    ("살며시", 0.5),
+    ("조금", 0.6),
+    ("약간", 0.6),
+    ("가볍게", 0.6),
+    ("은은하게", 0.5),
+    ("희미하게", 0.4),
+    ("작게", 0.6),
+    ("활짝", 1.4),
+    ("크게", 1.4),
+    ("환하게", 1.3),
+    ("많이", 1.3),
+    ("힘껏", 1.5),
+    ("세게", 1.4),
+    ("강하게", 1.4),
+    ("격하게", 1.6),
+    ("a tiny bit", 0.4),
+    ("a little", 0.6),
+    ("a bit", 0.6),
+    ("slight", 0.5),
+    ("subtl", 0.5),
+    ("gentl", 0.6),
+    ("soft", 0.6),
+    ("light", 0.6),
+    ("faint", 0.4),
+    ("little", 0.6),
+    ("small", 0.6),
+    ("big", 1.4),
+    ("wide", 1.3),
+    ("broad", 1.4),
+    ("a lot", 1.3),
+    ("huge", 1.6),
+    ("strong", 1.4),
+    ("hard", 1.4),
     ("intense", 1.5),
 )
 
 AMPLIFIER_WORDS: tuple[str, ...] = (
-    "아주", "엄청", "정말", "진짜", "너무", "매우", "완전", "되게", "very", "really", "super", "extremely", "so",
+    "아주",
+    "엄청",
+    "정말",
+    "진짜",
+    "너무",
+    "매우",
+    "완전",
+    "되게",
+    "very",
+    "really",
+    "super",
+    "extremely",
+    "so",
 )
 
 SPEED_WORDS: tuple[tuple[str, float], ...] = (
-    ("천천히", 0.6), ("느리게", 0.6), ("느긋하게", 0.7), ("슬로우", 0.6), ("빨리", 1.6), ("빠르게", 1.6),
-    ("재빨리", 1.8), ("후다닥", 1.8), ("잽싸게", 1.8), ("얼른", 1.3), ("급하게", 1.6),
-    ("slowly", 0.6), ("slow", 0.6), ("leisurely", 0.7), ("quickly", 1.6), ("quick", 1.6), ("fast", 1.6),
-    ("rapid", 1.8), ("briskly", 1.4),
+    ("천천히", 0.6),
+    ("느리게", 0.6),
+    ("느긋하게", 0.7),
+    ("슬로우", 0.6),
+    ("빨리", 1.6),
+    ("빠르게", 1.6),
+    ("재빨리", 1.8),
+    ("후다닥", 1.8),
+    ("잽싸게", 1.8),
+    ("얼른", 1.3),
+    ("급하게", 1.6),
+    ("slowly", 0.6),
+    ("slow", 0.6),
+    ("leisurely", 0.7),
+    ("quickly", 1.6),
+    ("quick", 1.6),
+    ("fast", 1.6),
+    ("rapid", 1.8),
+    ("briskly", 1.4),
 )
 
 _KO_NUMBERS: dict[str, int] = {
-    "한": 1, "두": 2, "세": 3, "네": 4, "다섯": 5, "여섯": 6, "일곱": 7, "여덟": 8, "아홉": 9, "열": 10,
-    "두어": 2, "여러": 3, "몇": 3,
+    "한": 1,
+    "두": 2,
+    "세": 3,
+    "네": 4,
+    "다섯": 5,
+    "여섯": 6,
+    "일곱": 7,
+    "여덟": 8,
+    "아홉": 9,
+    "열": 10,
+    "두어": 2,
+    "여러": 3,
+    "몇": 3,
 }
 _EN_NUMBERS: dict[str, int] = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
-    "several": 3, "a few": 3, "few": 3, "multiple": 3, "many": 4,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "several": 3,
+    "a few": 3,
+    "few": 3,
+    "multiple": 3,
+    "many": 4,
 }
 _REPEAT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(\d+|두어|다섯|여섯|일곱|여덟|아홉|여러|몇|한|두|세|네|열)\s*(?:번|회|차례)"), "ko"),
     (re.compile(r"\b(once|twice|thrice|double|triple)\b"), "word"),
-    (re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|several|a few|few|multiple|many)"
-                r"\s*times\b"), "en"),
+    (
+        re.compile(
+            r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|several|a few|few|multiple|many)"
+            r"\s*times\b"
+        ),
+        "en",
+    ),
     (re.compile(r"(?:\bx\s*(\d+)\b|\b(\d+)\s*x\b|×\s*(\d+))"), "x"),
 )
 _WORD_REPEATS: dict[str, int] = {"once": 1, "twice": 2, "thrice": 3, "double": 2, "triple": 3}
 
 EMOJI_ACTIONS: dict[str, str] = {
-    "😊": "smile", "🙂": "smile", "😄": "smile", "😀": "smile", "😁": "smile", "☺": "smile",
-    "😂": "big_laugh", "🤣": "big_laugh", "😆": "big_laugh", "😉": "wink", "😜": "wink",
-    "😮": "surprise", "😲": "surprise", "😯": "surprise", "😱": "surprise", "😠": "angry", "😡": "angry",
-    "🤬": "angry", "😢": "sad", "😞": "sad", "😭": "sad", "☹": "sad", "🙁": "sad", "😘": "kiss", "😗": "kiss",
-    "😚": "kiss", "😙": "kiss", "😴": "sleepy", "🥱": "sleepy", "😪": "sleepy", "🤨": "doubtful",
-    "🤔": "doubtful", "😒": "pout", "😤": "angry", "🗣": "talk", "😣": "frown", "😖": "frown",
+    "😊": "smile",
+    "🙂": "smile",
+    "😄": "smile",
+    "😀": "smile",
+    "😁": "smile",
+    "☺": "smile",
+    "😂": "big_laugh",
+    "🤣": "big_laugh",
+    "😆": "big_laugh",
+    "😉": "wink",
+    "😜": "wink",
+    "😮": "surprise",
+    "😲": "surprise",
+    "😯": "surprise",
+    "😱": "surprise",
+    "😠": "angry",
+    "😡": "angry",
+    "🤬": "angry",
+    "😢": "sad",
+    "😞": "sad",
+    "😭": "sad",
+    "☹": "sad",
+    "🙁": "sad",
+    "😘": "kiss",
+    "😗": "kiss",
+    "😚": "kiss",
+    "😙": "kiss",
+    "😴": "sleepy",
+    "🥱": "sleepy",
+    "😪": "sleepy",
+    "🤨": "doubtful",
+    "🤔": "doubtful",
+    "😒": "pout",
+    "😤": "angry",
+    "🗣": "talk",
+    "😣": "frown",
+    "😖": "frown",
 }
 
 # Sequence connectors (split first), then layering connectors (within a clause).
@@ -220,8 +513,10 @@ def _compile(word: str) -> re.Pattern[str]:
 
 
 _ACTION_RX = tuple((_compile(w), v) for w, v in ACTION_WORDS) + ((re.compile(r"보(?=\s|$)"), "look"),)
-_DIRECTION_RX = tuple((_compile(w) if not re.match(r"[a-z]", w) else re.compile(r"\b" + w + r"\b"), v)
-                      for w, v in DIRECTION_WORDS)
+_DIRECTION_RX = tuple(
+    (_compile(w) if not re.match(r"[a-z]", w) else re.compile(r"\b" + w + r"\b"), v)
+    for w, v in DIRECTION_WORDS
+)
 _INTENSITY_RX = tuple((_compile(w), v) for w, v in INTENSITY_WORDS)
 _SPEED_RX = tuple((_compile(w), v) for w, v in SPEED_WORDS)
 _AMP_RX = tuple(
@@ -231,11 +526,11 @@ _AMP_RX = tuple(
 _WHOLE_WORDS = {"no", "yes", "so", "lol", "say", "mad", "wow", "sing", "hmm", "hard", "big", "soft", "light"}
 _ACTION_RX = tuple(
     (re.compile(r"\b" + re.escape(w) + r"(?:s|ing|ed)?\b") if w in _WHOLE_WORDS else rx, v)
-    for (rx, v), (w, _) in zip(_ACTION_RX, ACTION_WORDS + (("보", "look"),))
+    for (rx, v), (w, _) in zip(_ACTION_RX, ACTION_WORDS + (("보", "look"),), strict=True)
 )
 _INTENSITY_RX = tuple(
     (re.compile(r"\b" + re.escape(w) + r"(?:ly)?\b") if w in _WHOLE_WORDS else rx, v)
-    for (rx, v), (w, _) in zip(_INTENSITY_RX, INTENSITY_WORDS)
+    for (rx, v), (w, _) in zip(_INTENSITY_RX, INTENSITY_WORDS, strict=True)
 )
 
 
@@ -285,8 +580,16 @@ class CommandPlan:
         return {
             "text": self.text,
             "groups": [
-                [{"preset": a.preset, "intensity": a.intensity, "speed": a.speed, "repeat": a.repeat,
-                  "text": a.text} for a in g]
+                [
+                    {
+                        "preset": a.preset,
+                        "intensity": a.intensity,
+                        "speed": a.speed,
+                        "repeat": a.repeat,
+                        "text": a.text,
+                    }
+                    for a in g
+                ]
                 for g in self.groups
             ],
         }
@@ -303,8 +606,9 @@ def _group_timeline(group: tuple[Action, ...]) -> Timeline:
     need_until = at + max(tl.duration_ms for tl in layers) + LAYER_HOLD_MARGIN_MS
     if carrier.repeat == 1 and need_until > base_motion.release_ms:
         base_motion = base_motion.with_hold(need_until - base_motion.release_ms)
-        out = Timeline.single(base_motion, p.name, intensity=carrier.intensity, speed=carrier.speed,
-                              text=carrier.text)
+        out = Timeline.single(
+            base_motion, p.name, intensity=carrier.intensity, speed=carrier.speed, text=carrier.text
+        )
     else:
         out = carrier.timeline()
     for tl in layers:
@@ -313,6 +617,7 @@ def _group_timeline(group: tuple[Action, ...]) -> Timeline:
 
 
 # --- normalisation and matching ----------------------------------------------
+
 
 def normalize(text: str) -> str:
     """Lower-case NFKC text with emoji/symbols removed (sentence punctuation kept)."""
@@ -346,8 +651,12 @@ class _Match:
 def _scan(text: str) -> list[_Match]:
     """All lexicon matches, longest first, without overlaps, in text order."""
     cands: list[_Match] = []
-    for kind, table in (("action", _ACTION_RX), ("dir", _DIRECTION_RX), ("int", _INTENSITY_RX),
-                        ("speed", _SPEED_RX)):
+    for kind, table in (
+        ("action", _ACTION_RX),
+        ("dir", _DIRECTION_RX),
+        ("int", _INTENSITY_RX),
+        ("speed", _SPEED_RX),
+    ):
         for rx, value in table:
             for m in rx.finditer(text):
                 cands.append(_Match(m.start(), m.end(), kind, value))
@@ -387,7 +696,7 @@ def _part_actions(part: str) -> list[Action]:
     for i, m in enumerate(matches):
         if m.kind == "amp":
             nxt = matches[i + 1] if i + 1 < len(matches) else None
-            if nxt is not None and nxt.kind in ("int", "speed") and part[m.end:nxt.start].strip() == "":
+            if nxt is not None and nxt.kind in ("int", "speed") and part[m.end : nxt.start].strip() == "":
                 pending_amp = True
             else:
                 intensity *= LONE_AMPLIFIER
@@ -483,10 +792,14 @@ def unknown_command_error(text: str) -> CommandError:
 
 # --- precise sequences --------------------------------------------------------
 
-_POSE_ITEM = re.compile(r"^(?P<target>.+?)\s*=\s*(?P<change>\d+(?:\.\d+)?)\s*(?:ms)?\s*:\s*"
-                        r"(?P<keep>\d+(?:\.\d+)?)\s*(?:ms)?$")
-_PLAY_ITEM = re.compile(r"^(?P<name>[a-z_][a-z_ ]*?)\s*(?:\*\s*(?P<int>\d+(?:\.\d+)?))?"
-                        r"(?:\s*x\s*(?P<rep>\d+))?(?:\s*@\s*(?P<speed>\d+(?:\.\d+)?))?$")
+_POSE_ITEM = re.compile(
+    r"^(?P<target>.+?)\s*=\s*(?P<change>\d+(?:\.\d+)?)\s*(?:ms)?\s*:\s*"
+    r"(?P<keep>\d+(?:\.\d+)?)\s*(?:ms)?$"
+)
+_PLAY_ITEM = re.compile(
+    r"^(?P<name>[a-z_][a-z_ ]*?)\s*(?:\*\s*(?P<int>\d+(?:\.\d+)?))?"
+    r"(?:\s*x\s*(?P<rep>\d+))?(?:\s*@\s*(?P<speed>\d+(?:\.\d+)?))?$"
+)
 _WAIT_ITEM = re.compile(r"^(?:wait|pause|hold)\s*(?P<ms>\d+(?:\.\d+)?)\s*(?:ms)?$")
 
 
@@ -563,7 +876,9 @@ def parse_precise(text: str) -> Timeline:
                 preset = get_preset(m["name"].strip())
             except CommandError as exc:
                 raise CommandError(f"precise sequence item {item!r}: {exc.message}", hint=exc.hint) from None
-            action = Action(preset.name, float(m["int"] or 1.0), float(m["speed"] or 1.0), int(m["rep"] or 1), item)
+            action = Action(
+                preset.name, float(m["int"] or 1.0), float(m["speed"] or 1.0), int(m["rep"] or 1), item
+            )
             if not 1 <= action.repeat <= MAX_REPEAT:
                 raise CommandError(f"precise sequence item {item!r}: repeat from 1 to {MAX_REPEAT} times")
             tl = action.timeline()
@@ -581,7 +896,9 @@ def parse_precise(text: str) -> Timeline:
     end = t + (POSE_RETURN_MS if any(not _zero(v) for v in current.values()) else 0.0)
     steps = list(plays)
     if used:
-        pose_motion = Motion("pose", [k for k in full if k.values], end, apex_ms=full[0].t_ms if full else 0.0)
+        pose_motion = Motion(
+            "pose", [k for k in full if k.values], end, apex_ms=full[0].t_ms if full else 0.0
+        )
         steps.insert(0, Step(pose_motion, 0.0, "pose", 0, 1.0, 1.0, "; ".join(items)))
     return Timeline(steps, end)
 
@@ -592,6 +909,7 @@ def _zero(v: Value) -> bool:
 
 # --- entry points ---------------------------------------------------------------
 
+
 def parse_command(text: str) -> CommandPlan:
     """Understand a free-text (Korean/English) or precise-sequence command.
 
@@ -601,7 +919,9 @@ def parse_command(text: str) -> CommandPlan:
     if not isinstance(text, str) or not text.strip():
         raise CommandError("empty command", hint="try '웃어줘', 'smile and wink', or 'blink twice'")
     if len(text) > MAX_COMMAND_CHARS:
-        raise CommandError(f"command is {len(text)} characters long", hint=f"keep it under {MAX_COMMAND_CHARS}")
+        raise CommandError(
+            f"command is {len(text)} characters long", hint=f"keep it under {MAX_COMMAND_CHARS}"
+        )
     if is_precise(text):
         return CommandPlan((), text, precise=parse_precise(text))
     norm = normalize(text)

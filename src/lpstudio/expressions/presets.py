@@ -100,7 +100,10 @@ def check_modifiers(intensity: float, speed: float) -> None:
 # of the source's own eyes-open ratio) so a blink closes any eye completely.
 
 SMILE_POSE: dict[str, Value] = {
-    "smile": 0.85, "lip_variation_two": 2.0, "eye_ratio": Rel(-0.15), "head_pitch": -0.8 * PITCH_DOWN,
+    "smile": 0.85,
+    "lip_variation_two": 2.0,
+    "eye_ratio": Rel(-0.15),
+    "head_pitch": -0.8 * PITCH_DOWN,
     "head_roll": 1.2,
 }
 
@@ -109,10 +112,23 @@ def _smile() -> Motion:
     return Motion(
         "smile",
         [
-            _k(120, smile=-0.04, head_pitch=0.4 * PITCH_DOWN, eye_ratio=Rel(0.02), lip_variation_two=0.0,
-               head_roll=-0.3),
-            _k(520, E.EASE_OUT, smile=0.97, lip_variation_two=2.6, eye_ratio=Rel(-0.19),
-               head_pitch=-1.3 * PITCH_DOWN, head_roll=1.6),
+            _k(
+                120,
+                smile=-0.04,
+                head_pitch=0.4 * PITCH_DOWN,
+                eye_ratio=Rel(0.02),
+                lip_variation_two=0.0,
+                head_roll=-0.3,
+            ),
+            _k(
+                520,
+                E.EASE_OUT,
+                smile=0.97,
+                lip_variation_two=2.6,
+                eye_ratio=Rel(-0.19),
+                head_pitch=-1.3 * PITCH_DOWN,
+                head_roll=1.6,
+            ),
             _k(720, **SMILE_POSE),
             _k(1700, **SMILE_POSE),
         ],
@@ -123,21 +139,49 @@ def _smile() -> Motion:
 
 
 LAUGH_POSE: dict[str, Value] = {
-    "smile": 1.15, "lip_ratio": 0.3, "lip_variation_three": 25.0, "lip_variation_two": 5.0,
-    "eye_ratio": Rel(-0.45), "head_pitch": -3.5 * PITCH_DOWN, "head_roll": 2.0,
+    "smile": 1.15,
+    "lip_ratio": 0.3,
+    "lip_variation_three": 25.0,
+    "lip_variation_two": 5.0,
+    "eye_ratio": Rel(-0.45),
+    "head_pitch": -3.5 * PITCH_DOWN,
+    "head_roll": 2.0,
 }
 
 
 def _big_laugh() -> Motion:
     kfs = [
-        _k(150, smile=0.1, head_pitch=0.8 * PITCH_DOWN, lip_ratio=0.0, eye_ratio=Rel(0.0), head_roll=0.0,
-           lip_variation_three=0.0, lip_variation_two=0.0),
-        _k(450, E.EASE_OUT, smile=1.2, lip_ratio=0.34, lip_variation_three=30.0, lip_variation_two=5.5,
-           eye_ratio=Rel(-0.5), head_pitch=-4.2 * PITCH_DOWN, head_roll=2.4),
+        _k(
+            150,
+            smile=0.1,
+            head_pitch=0.8 * PITCH_DOWN,
+            lip_ratio=0.0,
+            eye_ratio=Rel(0.0),
+            head_roll=0.0,
+            lip_variation_three=0.0,
+            lip_variation_two=0.0,
+        ),
+        _k(
+            450,
+            E.EASE_OUT,
+            smile=1.2,
+            lip_ratio=0.34,
+            lip_variation_three=30.0,
+            lip_variation_two=5.5,
+            eye_ratio=Rel(-0.5),
+            head_pitch=-4.2 * PITCH_DOWN,
+            head_roll=2.4,
+        ),
     ]
     # "ha-ha-ha": the mouth and the head bounce with decreasing, uneven beats
-    beats = [(640, 0.18, -2.4), (830, 0.36, -4.4), (1010, 0.17, -2.6), (1200, 0.33, -4.0),
-             (1390, 0.2, -2.9), (1600, 0.3, -3.5)]
+    beats = [
+        (640, 0.18, -2.4),
+        (830, 0.36, -4.4),
+        (1010, 0.17, -2.6),
+        (1200, 0.33, -4.0),
+        (1390, 0.2, -2.9),
+        (1600, 0.3, -3.5),
+    ]
     for t, lip, pitch in beats:
         kfs.append(_k(t, lip_ratio=lip, head_pitch=pitch * PITCH_DOWN, lip_variation_three=lip * 85.0))
     kfs.append(_k(1600, smile=1.15, lip_variation_two=5.0, eye_ratio=Rel(-0.45), head_roll=2.0))
@@ -157,14 +201,25 @@ def _blink() -> Motion:
 
 def _wink(side: float) -> Callable[[], Motion]:
     def build() -> Motion:
-        hold = {"wink": 34.0, "smile": 0.3, "head_roll": 4.0 * side, "eyeball_x": 5.0 * side * GAZE_SCREEN_RIGHT,
-                "head_pitch": -0.5 * PITCH_DOWN}
+        hold = {
+            "wink": 34.0,
+            "smile": 0.3,
+            "head_roll": 4.0 * side,
+            "eyeball_x": 5.0 * side * GAZE_SCREEN_RIGHT,
+            "head_pitch": -0.5 * PITCH_DOWN,
+        }
         return Motion(
             f"wink_{'right' if side > 0 else 'left'}",
             [
                 _k(100, smile=-0.03, head_roll=-0.6 * side, eyeball_x=0.0, head_pitch=0.3 * PITCH_DOWN),
-                _k(290, wink=37.0, smile=0.35, head_roll=5.0 * side, eyeball_x=6.0 * side,
-                   head_pitch=-0.7 * PITCH_DOWN),
+                _k(
+                    290,
+                    wink=37.0,
+                    smile=0.35,
+                    head_roll=5.0 * side,
+                    eyeball_x=6.0 * side,
+                    head_pitch=-0.7 * PITCH_DOWN,
+                ),
                 _k(390, **hold),
                 _k(700, **hold),
             ],
@@ -180,16 +235,16 @@ def _wink(side: float) -> Callable[[], Motion]:
 # openness -> lip_ratio and lip_variation_three, roundness -> lip_variation_one (pursing),
 # spread -> lip_variation_two (grin). Labial consonants (ㅂ/ㅁ/ㅍ) close the lips fully.
 TALK_SYLLABLES: tuple[tuple[float, float, float, float, bool], ...] = (
-    (170, 0.32, 0.0, 0.0, False),   # 안
-    (190, 0.22, 0.5, 0.0, False),   # 녕
-    (150, 0.36, 0.0, 0.1, False),   # 하
-    (160, 0.16, 0.0, 0.8, False),   # 세
-    (240, 0.24, 1.0, 0.0, True),    # 요 (then a short pause)
-    (170, 0.34, 0.0, 0.0, False),   # 반
-    (160, 0.30, 0.0, 0.2, True),    # 갑
-    (150, 0.12, 0.3, 0.5, True),    # 습
-    (140, 0.14, 0.0, 1.0, False),   # 니
-    (230, 0.33, 0.0, 0.0, True),    # 다
+    (170, 0.32, 0.0, 0.0, False),  # 안
+    (190, 0.22, 0.5, 0.0, False),  # 녕
+    (150, 0.36, 0.0, 0.1, False),  # 하
+    (160, 0.16, 0.0, 0.8, False),  # 세
+    (240, 0.24, 1.0, 0.0, True),  # 요 (then a short pause)
+    (170, 0.34, 0.0, 0.0, False),  # 반
+    (160, 0.30, 0.0, 0.2, True),  # 갑
+    (150, 0.12, 0.3, 0.5, True),  # 습
+    (140, 0.14, 0.0, 1.0, False),  # 니
+    (230, 0.33, 0.0, 0.0, True),  # 다
 )
 TALK_PAUSE_AFTER: frozenset[int] = frozenset({4})
 TALK_PAUSE_MS: float = 220.0
@@ -201,27 +256,49 @@ def _talk() -> Motion:
     t = TALK_LEAD_IN_MS
     for i, (dur, openness, roundness, spread, closes) in enumerate(TALK_SYLLABLES):
         peak = t + dur * 0.45
-        kfs.append(_k(peak, E.EASE_OUT, lip_ratio=openness, lip_variation_three=openness * 70.0,
-                      lip_variation_one=-roundness * 9.0, lip_variation_two=spread * 5.0))
+        kfs.append(
+            _k(
+                peak,
+                E.EASE_OUT,
+                lip_ratio=openness,
+                lip_variation_three=openness * 70.0,
+                lip_variation_one=-roundness * 9.0,
+                lip_variation_two=spread * 5.0,
+            )
+        )
         t += dur
         rest = 0.0 if closes else openness * 0.3
-        kfs.append(_k(t, E.EASE_IN_OUT, lip_ratio=rest, lip_variation_three=-8.0 if closes else rest * 60.0,
-                      lip_variation_one=-roundness * 3.0, lip_variation_two=spread * 1.5))
+        kfs.append(
+            _k(
+                t,
+                E.EASE_IN_OUT,
+                lip_ratio=rest,
+                lip_variation_three=-8.0 if closes else rest * 60.0,
+                lip_variation_one=-roundness * 3.0,
+                lip_variation_two=spread * 1.5,
+            )
+        )
         # stressed syllables get a small nod and a lift of the brows
         if i in (0, 5):
             kfs.append(_k(peak, head_pitch=1.2 * PITCH_DOWN, eyebrow=-2.0))
             kfs.append(_k(peak + 260, head_pitch=-0.4 * PITCH_DOWN, eyebrow=0.0))
         if i in TALK_PAUSE_AFTER:
             t += TALK_PAUSE_MS
-            kfs.append(_k(t, lip_ratio=0.0, lip_variation_three=0.0, lip_variation_one=0.0, lip_variation_two=0.0))
+            kfs.append(
+                _k(t, lip_ratio=0.0, lip_variation_three=0.0, lip_variation_one=0.0, lip_variation_two=0.0)
+            )
     kfs.append(_k(t + 40, head_roll=1.5, head_pitch=0.3 * PITCH_DOWN))
     end = t + 260
     return Motion("talk", kfs, end, apex_ms=TALK_LEAD_IN_MS + 80, release_ms=t)
 
 
 SURPRISE_POSE: dict[str, Value] = {
-    "eye_ratio": Rel(0.38), "eyeball_y": 6.0, "lip_ratio": 0.26, "lip_variation_three": 30.0,
-    "head_pitch": -3.2 * PITCH_DOWN, "mov_z": -0.015,
+    "eye_ratio": Rel(0.38),
+    "eyeball_y": 6.0,
+    "lip_ratio": 0.26,
+    "lip_variation_three": 30.0,
+    "head_pitch": -3.2 * PITCH_DOWN,
+    "mov_z": -0.015,
 }
 
 
@@ -229,10 +306,25 @@ def _surprise() -> Motion:
     return Motion(
         "surprise",
         [
-            _k(90, eye_ratio=Rel(-0.12), head_pitch=0.8 * PITCH_DOWN, eyeball_y=0.0, lip_ratio=0.0,
-               lip_variation_three=0.0, mov_z=0.0),
-            _k(260, E.EASE_OUT, eye_ratio=Rel(0.46), eyeball_y=8.0, lip_ratio=0.31, lip_variation_three=36.0,
-               head_pitch=-4.2 * PITCH_DOWN, mov_z=-0.02),
+            _k(
+                90,
+                eye_ratio=Rel(-0.12),
+                head_pitch=0.8 * PITCH_DOWN,
+                eyeball_y=0.0,
+                lip_ratio=0.0,
+                lip_variation_three=0.0,
+                mov_z=0.0,
+            ),
+            _k(
+                260,
+                E.EASE_OUT,
+                eye_ratio=Rel(0.46),
+                eyeball_y=8.0,
+                lip_ratio=0.31,
+                lip_variation_three=36.0,
+                head_pitch=-4.2 * PITCH_DOWN,
+                mov_z=-0.02,
+            ),
             _k(430, **SURPRISE_POSE),
             _k(1300, **SURPRISE_POSE),
         ],
@@ -281,8 +373,11 @@ def _look(direction: str) -> Callable[[], Motion]:
         if direction in ("left", "right"):
             s = 1.0 if direction == "right" else -1.0
             eyes_first = {"eyeball_x": 22.0 * s * GAZE_SCREEN_RIGHT}
-            held = {"eyeball_x": 15.0 * s * GAZE_SCREEN_RIGHT, "head_yaw": 10.0 * s * YAW_SCREEN_RIGHT,
-                    "head_roll": 1.0 * s}
+            held = {
+                "eyeball_x": 15.0 * s * GAZE_SCREEN_RIGHT,
+                "head_yaw": 10.0 * s * YAW_SCREEN_RIGHT,
+                "head_roll": 1.0 * s,
+            }
             start = {"head_yaw": 0.0, "head_roll": 0.0}
         else:
             s = 1.0 if direction == "up" else -1.0
@@ -307,7 +402,10 @@ def _look(direction: str) -> Callable[[], Motion]:
 
 
 FROWN_POSE: dict[str, Value] = {
-    "eyebrow": -22.0, "smile": -0.2, "eye_ratio": Rel(-0.25), "lip_variation_one": 4.0,
+    "eyebrow": -22.0,
+    "smile": -0.2,
+    "eye_ratio": Rel(-0.25),
+    "lip_variation_one": 4.0,
     "head_pitch": 1.5 * PITCH_DOWN,
 }
 
@@ -317,8 +415,15 @@ def _frown() -> Motion:
         "frown",
         [
             _k(120, eyebrow=2.0, smile=0.0, eye_ratio=Rel(0.03), lip_variation_one=0.0, head_pitch=0.0),
-            _k(420, E.EASE_OUT, eyebrow=-25.0, smile=-0.23, eye_ratio=Rel(-0.28), lip_variation_one=5.0,
-               head_pitch=1.8 * PITCH_DOWN),
+            _k(
+                420,
+                E.EASE_OUT,
+                eyebrow=-25.0,
+                smile=-0.23,
+                eye_ratio=Rel(-0.28),
+                lip_variation_one=5.0,
+                head_pitch=1.8 * PITCH_DOWN,
+            ),
             _k(600, **FROWN_POSE),
             _k(1500, **FROWN_POSE),
         ],
@@ -329,8 +434,13 @@ def _frown() -> Motion:
 
 
 ANGRY_POSE: dict[str, Value] = {
-    "eyebrow": -28.0, "smile": -0.3, "eye_ratio": Rel(-0.12), "lip_variation_one": 8.0,
-    "lip_variation_two": 3.0, "head_pitch": 3.0 * PITCH_DOWN, "mov_z": 0.02,
+    "eyebrow": -28.0,
+    "smile": -0.3,
+    "eye_ratio": Rel(-0.12),
+    "lip_variation_one": 8.0,
+    "lip_variation_two": 3.0,
+    "head_pitch": 3.0 * PITCH_DOWN,
+    "mov_z": 0.02,
 }
 
 
@@ -339,10 +449,29 @@ def _angry() -> Motion:
         "angry",
         [
             # a sharp intake of breath: head up a little
-            _k(150, head_pitch=-1.2 * PITCH_DOWN, eyebrow=1.0, smile=0.0, eye_ratio=Rel(0.05),
-               lip_variation_one=0.0, lip_variation_two=0.0, mov_z=0.0, head_roll=0.0),
-            _k(380, E.EASE_OUT, eyebrow=-30.0, smile=-0.3, eye_ratio=Rel(-0.15), lip_variation_one=9.0,
-               lip_variation_two=3.5, head_pitch=3.6 * PITCH_DOWN, mov_z=0.025, head_roll=-1.5),
+            _k(
+                150,
+                head_pitch=-1.2 * PITCH_DOWN,
+                eyebrow=1.0,
+                smile=0.0,
+                eye_ratio=Rel(0.05),
+                lip_variation_one=0.0,
+                lip_variation_two=0.0,
+                mov_z=0.0,
+                head_roll=0.0,
+            ),
+            _k(
+                380,
+                E.EASE_OUT,
+                eyebrow=-30.0,
+                smile=-0.3,
+                eye_ratio=Rel(-0.15),
+                lip_variation_one=9.0,
+                lip_variation_two=3.5,
+                head_pitch=3.6 * PITCH_DOWN,
+                mov_z=0.025,
+                head_roll=-1.5,
+            ),
             _k(520, **ANGRY_POSE, head_roll=1.0),
             _k(660, head_roll=-0.8),
             _k(800, head_roll=0.0),
@@ -355,8 +484,13 @@ def _angry() -> Motion:
 
 
 SAD_POSE: dict[str, Value] = {
-    "smile": -0.28, "eyebrow": -6.0, "eyeball_y": -14.0, "eye_ratio": Rel(-0.1), "head_pitch": 4.0 * PITCH_DOWN,
-    "head_roll": -2.0, "lip_variation_one": 5.0,
+    "smile": -0.28,
+    "eyebrow": -6.0,
+    "eyeball_y": -14.0,
+    "eye_ratio": Rel(-0.1),
+    "head_pitch": 4.0 * PITCH_DOWN,
+    "head_roll": -2.0,
+    "lip_variation_one": 5.0,
 }
 
 
@@ -364,8 +498,17 @@ def _sad() -> Motion:
     return Motion(
         "sad",
         [
-            _k(200, smile=0.02, eyebrow=0.0, eyeball_y=2.0, eye_ratio=Rel(0.0), head_pitch=-0.5 * PITCH_DOWN,
-               head_roll=0.0, lip_variation_one=0.0, lip_ratio=0.0),
+            _k(
+                200,
+                smile=0.02,
+                eyebrow=0.0,
+                eyeball_y=2.0,
+                eye_ratio=Rel(0.0),
+                head_pitch=-0.5 * PITCH_DOWN,
+                head_roll=0.0,
+                lip_variation_one=0.0,
+                lip_ratio=0.0,
+            ),
             _k(900, **SAD_POSE),
             _k(1500, lip_ratio=0.06),  # a small sigh
             _k(1900, lip_ratio=0.0),
@@ -378,8 +521,13 @@ def _sad() -> Motion:
 
 
 POUT_POSE: dict[str, Value] = {
-    "lip_variation_zero": 0.05, "lip_variation_one": -9.0, "smile": -0.12, "head_yaw": 5.0,
-    "head_roll": -2.5, "eyeball_x": -6.0, "head_pitch": 1.0 * PITCH_DOWN,
+    "lip_variation_zero": 0.05,
+    "lip_variation_one": -9.0,
+    "smile": -0.12,
+    "head_yaw": 5.0,
+    "head_roll": -2.5,
+    "eyeball_x": -6.0,
+    "head_pitch": 1.0 * PITCH_DOWN,
 }
 
 
@@ -387,10 +535,27 @@ def _pout() -> Motion:
     return Motion(
         "pout",
         [
-            _k(150, lip_variation_zero=0.0, lip_variation_one=1.5, smile=0.0, head_yaw=0.0, head_roll=0.0,
-               eyeball_x=0.0, head_pitch=0.0),
-            _k(480, E.EASE_OUT, lip_variation_zero=0.06, lip_variation_one=-11.0, smile=-0.14, head_yaw=6.0,
-               head_roll=-3.0, eyeball_x=-7.0, head_pitch=1.2 * PITCH_DOWN),
+            _k(
+                150,
+                lip_variation_zero=0.0,
+                lip_variation_one=1.5,
+                smile=0.0,
+                head_yaw=0.0,
+                head_roll=0.0,
+                eyeball_x=0.0,
+                head_pitch=0.0,
+            ),
+            _k(
+                480,
+                E.EASE_OUT,
+                lip_variation_zero=0.06,
+                lip_variation_one=-11.0,
+                smile=-0.14,
+                head_yaw=6.0,
+                head_roll=-3.0,
+                eyeball_x=-7.0,
+                head_pitch=1.2 * PITCH_DOWN,
+            ),
             _k(650, **POUT_POSE),
             _k(1600, **POUT_POSE),
         ],
@@ -401,8 +566,13 @@ def _pout() -> Motion:
 
 
 KISS_POSE: dict[str, Value] = {
-    "lip_variation_one": -16.0, "lip_variation_zero": 0.03, "lip_ratio": 0.0, "eye_ratio": Rel(-0.55),
-    "mov_z": 0.03, "head_roll": 3.0, "head_pitch": -1.0 * PITCH_DOWN,
+    "lip_variation_one": -16.0,
+    "lip_variation_zero": 0.03,
+    "lip_ratio": 0.0,
+    "eye_ratio": Rel(-0.55),
+    "mov_z": 0.03,
+    "head_roll": 3.0,
+    "head_pitch": -1.0 * PITCH_DOWN,
 }
 
 
@@ -410,10 +580,25 @@ def _kiss() -> Motion:
     return Motion(
         "kiss",
         [
-            _k(150, lip_variation_one=2.0, lip_variation_zero=0.0, eye_ratio=Rel(0.0), mov_z=0.0, head_roll=0.0,
-               head_pitch=0.0),
-            _k(500, E.EASE_OUT, lip_variation_one=-18.0, lip_variation_zero=0.035, eye_ratio=Rel(-0.6),
-               mov_z=0.035, head_roll=3.5, head_pitch=-1.2 * PITCH_DOWN),
+            _k(
+                150,
+                lip_variation_one=2.0,
+                lip_variation_zero=0.0,
+                eye_ratio=Rel(0.0),
+                mov_z=0.0,
+                head_roll=0.0,
+                head_pitch=0.0,
+            ),
+            _k(
+                500,
+                E.EASE_OUT,
+                lip_variation_one=-18.0,
+                lip_variation_zero=0.035,
+                eye_ratio=Rel(-0.6),
+                mov_z=0.035,
+                head_roll=3.5,
+                head_pitch=-1.2 * PITCH_DOWN,
+            ),
             _k(680, **KISS_POSE),
             _k(1100, **KISS_POSE),
             _k(1180, E.EASE_OUT, lip_variation_one=-8.0),  # the "pop" of the kiss
@@ -431,7 +616,9 @@ def _sleepy() -> Motion:
         "sleepy",
         [
             # a yawn: head back, mouth wide, eyes squeezed
-            _k(200, lip_ratio=0.0, lip_variation_three=0.0, eye_ratio=Rel(0.0), head_pitch=0.0, head_roll=0.0),
+            _k(
+                200, lip_ratio=0.0, lip_variation_three=0.0, eye_ratio=Rel(0.0), head_pitch=0.0, head_roll=0.0
+            ),
             _k(800, lip_ratio=0.42, lip_variation_three=45.0, eye_ratio=Rel(-0.6), head_pitch=-3.0 * d),
             _k(1250, lip_ratio=0.38, lip_variation_three=40.0, eye_ratio=Rel(-0.65), head_pitch=-3.2 * d),
             _k(1650, lip_ratio=0.0, lip_variation_three=0.0, eye_ratio=Rel(-0.45), head_pitch=1.0 * d),
@@ -447,8 +634,12 @@ def _sleepy() -> Motion:
 
 
 DOUBT_POSE: dict[str, Value] = {
-    "eyebrow": 22.0, "head_roll": 6.0, "eyeball_x": 8.0 * GAZE_SCREEN_RIGHT, "lip_variation_zero": 0.03,
-    "smile": -0.08, "eye_ratio": Rel(-0.12),
+    "eyebrow": 22.0,
+    "head_roll": 6.0,
+    "eyeball_x": 8.0 * GAZE_SCREEN_RIGHT,
+    "lip_variation_zero": 0.03,
+    "smile": -0.08,
+    "eye_ratio": Rel(-0.12),
 }
 
 
@@ -456,10 +647,25 @@ def _doubtful() -> Motion:
     return Motion(
         "doubtful",
         [
-            _k(130, eyebrow=-2.0, head_roll=-1.0, eyeball_x=0.0, lip_variation_zero=0.0, smile=0.0,
-               eye_ratio=Rel(0.0)),
-            _k(450, E.EASE_OUT, eyebrow=25.0, head_roll=7.0, eyeball_x=9.0 * GAZE_SCREEN_RIGHT,
-               lip_variation_zero=0.035, smile=-0.1, eye_ratio=Rel(-0.14)),
+            _k(
+                130,
+                eyebrow=-2.0,
+                head_roll=-1.0,
+                eyeball_x=0.0,
+                lip_variation_zero=0.0,
+                smile=0.0,
+                eye_ratio=Rel(0.0),
+            ),
+            _k(
+                450,
+                E.EASE_OUT,
+                eyebrow=25.0,
+                head_roll=7.0,
+                eyeball_x=9.0 * GAZE_SCREEN_RIGHT,
+                lip_variation_zero=0.035,
+                smile=-0.1,
+                eye_ratio=Rel(-0.14),
+            ),
             _k(620, **DOUBT_POSE),
             _k(1700, **DOUBT_POSE),
         ],
@@ -471,51 +677,172 @@ def _doubtful() -> Motion:
 
 def _preset_list() -> tuple[Preset, ...]:
     return (
-        Preset("smile", ("미소", "웃기"), ("smile",), "A warm smile: corners up, eyes narrow a little, head lifts "
-               "and tilts slightly, then settles back.", _smile, SMILE_POSE),
-        Preset("big_laugh", ("크게 웃기", "폭소"), ("big laugh", "laugh"), "Open-mouthed laughter: the mouth and "
-               "the head bounce on uneven 'ha-ha-ha' beats, eyes squeezed.", _big_laugh, LAUGH_POSE),
-        Preset("blink", ("눈 깜빡임", "깜빡"), ("blink",), "One natural blink: fast close (ease-in), brief hold, "
-               "slower open (ease-out), about 0.3 s.", _blink, {"eye_ratio": Rel(-1.0)}, repeat_gap_ms=90.0),
-        Preset("wink_left", ("왼쪽 윙크",), ("wink left", "left wink"), "A wink with the head tilting and the eyes "
-               "glancing to screen left (the wink parameter always closes the same eye).", _wink(-1.0),
-               {"wink": 34.0, "smile": 0.3, "head_roll": -4.0}),
-        Preset("wink_right", ("오른쪽 윙크", "윙크"), ("wink right", "right wink", "wink"), "A wink with the head "
-               "tilting and the eyes glancing to screen right.", _wink(1.0),
-               {"wink": 34.0, "smile": 0.3, "head_roll": 4.0}),
-        Preset("talk", ("말하기", "말해"), ("talk", "speak"), "Ten syllables of '안녕하세요, 반갑습니다': "
-               "varying openness, rounded and spread vowels, lips closing on ㅂ/ㅁ, a pause, small nods.", _talk,
-               {"lip_ratio": 0.25, "lip_variation_three": 18.0}),
-        Preset("surprise", ("놀람", "놀라"), ("surprise", "surprised"), "A quick squint, then eyes wide, brows "
-               "and gaze up, mouth open, head pulled back.", _surprise, SURPRISE_POSE),
-        Preset("nod", ("끄덕", "고개 끄덕임"), ("nod", "yes"), "A small lift, a nod down, a rebound and a "
-               "smaller second nod.", _nod, {"head_pitch": 6.0 * PITCH_DOWN}, repeat_gap_ms=0.0),
-        Preset("head_shake", ("도리도리", "고개 젓기"), ("head shake", "shake head", "no"), "Head turns side to "
-               "side with decreasing swings, brows slightly furrowed.", _head_shake, {"head_yaw": 8.0}),
-        Preset("look_left", ("왼쪽 보기",), ("look left",), "Eyes lead to screen left, the head follows, then both "
-               "come back.", _look("left"), {"eyeball_x": -15.0 * GAZE_SCREEN_RIGHT,
-                                             "head_yaw": -10.0 * YAW_SCREEN_RIGHT}),
-        Preset("look_right", ("오른쪽 보기",), ("look right",), "Eyes lead to screen right, the head follows, "
-               "then both come back.", _look("right"), {"eyeball_x": 15.0 * GAZE_SCREEN_RIGHT,
-                                                        "head_yaw": 10.0 * YAW_SCREEN_RIGHT}),
-        Preset("look_up", ("위 보기",), ("look up",), "Eyes up (lids open with them), head tips back a little.",
-               _look("up"), {"eyeball_y": 15.0, "head_pitch": -5.0 * PITCH_DOWN}),
-        Preset("look_down", ("아래 보기",), ("look down",), "Eyes down (lids lower with them), head tips "
-               "forward.", _look("down"), {"eyeball_y": -20.0, "head_pitch": 5.0 * PITCH_DOWN}),
-        Preset("frown", ("찡그리기", "인상 쓰기"), ("frown",), "Brows pulled together, eyes narrowed, mouth "
-               "corners down.", _frown, FROWN_POSE),
-        Preset("angry", ("화내기", "화남"), ("angry",), "An intake of breath, then a hard furrow, tight lips, "
-               "chin down and a lean in, with a small shake of anger.", _angry, ANGRY_POSE),
-        Preset("sad", ("슬픔", "슬퍼"), ("sad",), "Slow: mouth corners drop, gaze and lids lower, head sinks and "
-               "tilts, with a small sigh.", _sad, SAD_POSE),
-        Preset("pout", ("삐죽", "뾰로통"), ("pout", "sulk"), "Lips pushed out and to the side, head turned away, "
-               "a sideways glance.", _pout, POUT_POSE),
-        Preset("kiss", ("뽀뽀", "키스"), ("kiss",), "Puckered lips, eyes half closed, a lean toward the viewer and "
-               "a little pop.", _kiss, KISS_POSE),
-        Preset("sleepy", ("졸림", "졸려"), ("sleepy", "yawn"), "A yawn, lids drooping, the head sinking, then "
-               "catching itself awake.", _sleepy, {"eye_ratio": Rel(-0.7), "head_pitch": 4.0 * PITCH_DOWN}),
-        Preset("doubtful", ("갸우뚱", "의심"), ("doubtful", "skeptical"), "One eyebrow up, head tilted, a "
-               "sideways glance and the mouth pulled to one side.", _doubtful, DOUBT_POSE),
+        Preset(
+            "smile",
+            ("미소", "웃기"),
+            ("smile",),
+            "A warm smile: corners up, eyes narrow a little, head lifts "
+            "and tilts slightly, then settles back.",
+            _smile,
+            SMILE_POSE,
+        ),
+        Preset(
+            "big_laugh",
+            ("크게 웃기", "폭소"),
+            ("big laugh", "laugh"),
+            "Open-mouthed laughter: the mouth and the head bounce on uneven 'ha-ha-ha' beats, eyes squeezed.",
+            _big_laugh,
+            LAUGH_POSE,
+        ),
+        Preset(
+            "blink",
+            ("눈 깜빡임", "깜빡"),
+            ("blink",),
+            "One natural blink: fast close (ease-in), brief hold, slower open (ease-out), about 0.3 s.",
+            _blink,
+            {"eye_ratio": Rel(-1.0)},
+            repeat_gap_ms=90.0,
+        ),
+        Preset(
+            "wink_left",
+            ("왼쪽 윙크",),
+            ("wink left", "left wink"),
+            "A wink with the head tilting and the eyes "
+            "glancing to screen left (the wink parameter always closes the same eye).",
+            _wink(-1.0),
+            {"wink": 34.0, "smile": 0.3, "head_roll": -4.0},
+        ),
+        Preset(
+            "wink_right",
+            ("오른쪽 윙크", "윙크"),
+            ("wink right", "right wink", "wink"),
+            "A wink with the head tilting and the eyes glancing to screen right.",
+            _wink(1.0),
+            {"wink": 34.0, "smile": 0.3, "head_roll": 4.0},
+        ),
+        Preset(
+            "talk",
+            ("말하기", "말해"),
+            ("talk", "speak"),
+            "Ten syllables of '안녕하세요, 반갑습니다': "
+            "varying openness, rounded and spread vowels, lips closing on ㅂ/ㅁ, a pause, small nods.",
+            _talk,
+            {"lip_ratio": 0.25, "lip_variation_three": 18.0},
+        ),
+        Preset(
+            "surprise",
+            ("놀람", "놀라"),
+            ("surprise", "surprised"),
+            "A quick squint, then eyes wide, brows and gaze up, mouth open, head pulled back.",
+            _surprise,
+            SURPRISE_POSE,
+        ),
+        Preset(
+            "nod",
+            ("끄덕", "고개 끄덕임"),
+            ("nod", "yes"),
+            "A small lift, a nod down, a rebound and a smaller second nod.",
+            _nod,
+            {"head_pitch": 6.0 * PITCH_DOWN},
+            repeat_gap_ms=0.0,
+        ),
+        Preset(
+            "head_shake",
+            ("도리도리", "고개 젓기"),
+            ("head shake", "shake head", "no"),
+            "Head turns side to side with decreasing swings, brows slightly furrowed.",
+            _head_shake,
+            {"head_yaw": 8.0},
+        ),
+        Preset(
+            "look_left",
+            ("왼쪽 보기",),
+            ("look left",),
+            "Eyes lead to screen left, the head follows, then both come back.",
+            _look("left"),
+            {"eyeball_x": -15.0 * GAZE_SCREEN_RIGHT, "head_yaw": -10.0 * YAW_SCREEN_RIGHT},
+        ),
+        Preset(
+            "look_right",
+            ("오른쪽 보기",),
+            ("look right",),
+            "Eyes lead to screen right, the head follows, then both come back.",
+            _look("right"),
+            {"eyeball_x": 15.0 * GAZE_SCREEN_RIGHT, "head_yaw": 10.0 * YAW_SCREEN_RIGHT},
+        ),
+        Preset(
+            "look_up",
+            ("위 보기",),
+            ("look up",),
+            "Eyes up (lids open with them), head tips back a little.",
+            _look("up"),
+            {"eyeball_y": 15.0, "head_pitch": -5.0 * PITCH_DOWN},
+        ),
+        Preset(
+            "look_down",
+            ("아래 보기",),
+            ("look down",),
+            "Eyes down (lids lower with them), head tips forward.",
+            _look("down"),
+            {"eyeball_y": -20.0, "head_pitch": 5.0 * PITCH_DOWN},
+        ),
+        Preset(
+            "frown",
+            ("찡그리기", "인상 쓰기"),
+            ("frown",),
+            "Brows pulled together, eyes narrowed, mouth corners down.",
+            _frown,
+            FROWN_POSE,
+        ),
+        Preset(
+            "angry",
+            ("화내기", "화남"),
+            ("angry",),
+            "An intake of breath, then a hard furrow, tight lips, "
+            "chin down and a lean in, with a small shake of anger.",
+            _angry,
+            ANGRY_POSE,
+        ),
+        Preset(
+            "sad",
+            ("슬픔", "슬퍼"),
+            ("sad",),
+            "Slow: mouth corners drop, gaze and lids lower, head sinks and tilts, with a small sigh.",
+            _sad,
+            SAD_POSE,
+        ),
+        Preset(
+            "pout",
+            ("삐죽", "뾰로통"),
+            ("pout", "sulk"),
+            "Lips pushed out and to the side, head turned away, a sideways glance.",
+            _pout,
+            POUT_POSE,
+        ),
+        Preset(
+            "kiss",
+            ("뽀뽀", "키스"),
+            ("kiss",),
+            "Puckered lips, eyes half closed, a lean toward the viewer and a little pop.",
+            _kiss,
+            KISS_POSE,
+        ),
+        Preset(
+            "sleepy",
+            ("졸림", "졸려"),
+            ("sleepy", "yawn"),
+            "A yawn, lids drooping, the head sinking, then catching itself awake.",
+            _sleepy,
+            {"eye_ratio": Rel(-0.7), "head_pitch": 4.0 * PITCH_DOWN},
+        ),
+        Preset(
+            "doubtful",
+            ("갸우뚱", "의심"),
+            ("doubtful", "skeptical"),
+            "One eyebrow up, head tilted, a sideways glance and the mouth pulled to one side.",
+            _doubtful,
+            DOUBT_POSE,
+        ),
     )
 
 

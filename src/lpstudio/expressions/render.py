@@ -52,7 +52,7 @@ def render_timeline(
         frames: list[np.ndarray] = []
         chunk = max(1, batch_size * FRAMES_PER_CALL_BATCHES)
         for i in range(0, len(params), chunk):
-            out = engine.render(state, params[i:i + chunk], batch_size=batch_size)
+            out = engine.render(state, params[i : i + chunk], batch_size=batch_size)
             if paste_back:
                 out = [engine.paste_back(state, f) for f in out]
             frames.extend(np.asarray(f, dtype=np.uint8) for f in out)

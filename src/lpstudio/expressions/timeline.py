@@ -30,7 +30,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +92,7 @@ class Abs:
     weight: float = 1.0
 
 
-Value = Union[float, Rel, Abs]
+Value = float | Rel | Abs
 
 
 def offset_of(value: Value, base_value: float) -> float:
@@ -182,7 +182,9 @@ class Motion:
         self.keyframes: tuple[Keyframe, ...] = tuple(kfs)
         self.duration_ms: float = float(last if duration_ms is None else duration_ms)
         if self.duration_ms < last:
-            raise CommandError(f"motion {name!r}: duration {self.duration_ms:g} ms ends before its last keyframe")
+            raise CommandError(
+                f"motion {name!r}: duration {self.duration_ms:g} ms ends before its last keyframe"
+            )
         self.apex_ms: float = float(self.duration_ms / 2 if apex_ms is None else apex_ms)
         self.release_ms: float = float(self.apex_ms if release_ms is None else release_ms)
         self.return_easing = Easing(return_easing)
@@ -381,7 +383,13 @@ class Timeline:
 
     @classmethod
     def single(
-        cls, motion: Motion, preset: str | None = None, *, intensity: float = 1.0, speed: float = 1.0, text: str = ""
+        cls,
+        motion: Motion,
+        preset: str | None = None,
+        *,
+        intensity: float = 1.0,
+        speed: float = 1.0,
+        text: str = "",
     ) -> Timeline:
         """A timeline of one motion starting at 0."""
         return cls([Step(motion, 0.0, preset or motion.name, 0, intensity, speed, text)])
@@ -390,8 +398,15 @@ class Timeline:
         """The same steps, ``dt_ms`` later (and ``layer_offset`` higher, idle stays -1)."""
         return Timeline(
             [
-                Step(s.motion, s.start_ms + dt_ms, s.preset, s.layer + layer_offset if s.layer >= 0 else s.layer,
-                     s.intensity, s.speed, s.text)
+                Step(
+                    s.motion,
+                    s.start_ms + dt_ms,
+                    s.preset,
+                    s.layer + layer_offset if s.layer >= 0 else s.layer,
+                    s.intensity,
+                    s.speed,
+                    s.text,
+                )
                 for s in self.steps
             ],
             self.duration_ms + dt_ms if self.steps or self.duration_ms else None,
@@ -401,8 +416,10 @@ class Timeline:
         """``other`` played after this one (``gap_ms`` of base pose in between)."""
         if not self.steps and self.duration_ms == 0:
             return other
-        return Timeline(self.steps + other.shifted(self.duration_ms + gap_ms).steps,
-                        self.duration_ms + gap_ms + other.duration_ms)
+        return Timeline(
+            self.steps + other.shifted(self.duration_ms + gap_ms).steps,
+            self.duration_ms + gap_ms + other.duration_ms,
+        )
 
     def over(self, other: Timeline, at_ms: float = 0.0) -> Timeline:
         """``other`` layered on top of this one, starting at ``at_ms``."""
@@ -448,7 +465,7 @@ class Timeline:
     ) -> list[EditParams]:
         """One :class:`EditParams` per frame; the first and last equal the base exactly."""
         arr = self.sample_array(fps, base)
-        return [EditParams(**dict(zip(PARAM_NAMES, map(float, row)))) for row in arr]
+        return [EditParams(**dict(zip(PARAM_NAMES, map(float, row), strict=True))) for row in arr]
 
     def to_json(
         self,
@@ -459,7 +476,9 @@ class Timeline:
     ) -> dict[str, Any]:
         """``{"fps", "duration_ms", "n_frames", "base", "steps": [...], "frames": [{param: value}]}``."""
         arr = self.sample_array(fps, base)
-        frames = [{n: round(float(v), decimals) for n, v in zip(PARAM_NAMES, row)} for row in arr]
+        frames = [
+            {n: round(float(v), decimals) for n, v in zip(PARAM_NAMES, row, strict=True)} for row in arr
+        ]
         return {
             "fps": fps,
             "duration_ms": round(self.duration_ms, 3),
@@ -469,15 +488,15 @@ class Timeline:
             "frames": frames,
         }
 
-    def key(self, fps: float = DEFAULT_FPS, base: EditParams | Mapping[str, float | None] | None = None) -> str:
+    def key(
+        self, fps: float = DEFAULT_FPS, base: EditParams | Mapping[str, float | None] | None = None
+    ) -> str:
         """A stable digest of what this timeline renders to (for caches)."""
         payload = {
             "fps": fps,
             "base": resolve_base(base),
             "duration_ms": round(self.duration_ms, 3),
-            "steps": [
-                {"start_ms": round(s.start_ms, 3), "motion": s.motion.describe()} for s in self.steps
-            ],
+            "steps": [{"start_ms": round(s.start_ms, 3), "motion": s.motion.describe()} for s in self.steps],
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
