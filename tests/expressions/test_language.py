@@ -1,0 +1,241 @@
+"""The command language: a table of Korean and English phrases, errors, precise sequences."""
+
+from __future__ import annotations
+
+import pytest
+
+from lpstudio.errors import CommandError
+from lpstudio.expressions.language import is_precise, normalize, parse_command, parse_precise
+from lpstudio.expressions.presets import PRESETS
+from lpstudio.expressions.timeline import resolve_base
+from lpstudio.params import PARAM_NAMES
+
+# (phrase, expected groups: each group a list of layered presets, modifiers of the FIRST action or None)
+# modifiers: dict with any of intensity (<1 / >1 / ==1 as "lt1"/"gt1"/1.0), speed (same), repeat (int)
+PHRASES: list[tuple[str, list[list[str]], dict[str, object] | None]] = [
+    # verb forms and politeness endings
+    ("웃어", [["smile"]], {"intensity": 1.0, "speed": 1.0, "repeat": 1}),
+    ("웃어줘", [["smile"]], None),
+    ("웃어봐", [["smile"]], None),
+    ("웃어 주세요", [["smile"]], None),
+    ("웃어주세요", [["smile"]], None),
+    ("웃어요", [["smile"]], None),
+    ("미소 지어 줘", [["smile"]], None),
+    ("smile", [["smile"]], None),
+    ("Smile please!", [["smile"]], None),
+    ("can you smile for me?", [["smile"]], None),
+    ("smiling", [["smile"]], None),
+    # intensity
+    ("살짝 웃어줘", [["smile"]], {"intensity": "lt1"}),
+    ("활짝 웃어", [["smile"]], {"intensity": "gt1"}),
+    ("크게 웃어봐", [["smile"]], {"intensity": "gt1"}),
+    ("조금만 웃어", [["smile"]], {"intensity": "lt1"}),
+    ("smile a little", [["smile"]], {"intensity": "lt1"}),
+    ("a big smile", [["smile"]], {"intensity": "gt1"}),
+    ("slightly frown", [["frown"]], {"intensity": "lt1"}),
+    # speed
+    ("천천히 웃어", [["smile"]], {"speed": "lt1"}),
+    ("빨리 고개 끄덕여", [["nod"]], {"speed": "gt1"}),
+    ("smile slowly", [["smile"]], {"speed": "lt1"}),
+    ("nod quickly", [["nod"]], {"speed": "gt1"}),
+    ("아주 천천히 웃어", [["smile"]], {"speed": "lt1"}),
+    # other presets
+    ("깔깔 웃어", [["big_laugh"]], None),
+    ("laugh out loud", [["big_laugh"]], None),
+    ("눈 깜빡여", [["blink"]], {"repeat": 1}),
+    ("blink", [["blink"]], None),
+    ("윙크해줘", [["wink_right"]], None),
+    ("왼쪽 눈으로 윙크해", [["wink_left"]], None),
+    ("wink with your right eye", [["wink_right"]], None),
+    ("wink left", [["wink_left"]], None),
+    ("말해봐", [["talk"]], None),
+    ("이야기 좀 해줘", [["talk"]], None),
+    ("talk to me", [["talk"]], None),
+    ("say something", [["talk"]], None),
+    ("깜짝 놀라봐", [["surprise"]], None),
+    ("look surprised", [["surprise"]], None),
+    ("고개 끄덕여", [["nod"]], None),
+    ("nod", [["nod"]], None),
+    ("고개를 저어줘", [["head_shake"]], None),
+    ("도리도리", [["head_shake"]], None),
+    ("shake your head", [["head_shake"]], None),
+    ("왼쪽 봐", [["look_left"]], None),
+    ("오른쪽을 쳐다봐", [["look_right"]], None),
+    ("위를 봐", [["look_up"]], None),
+    ("고개 숙여", [["look_down"]], None),
+    ("look to the left", [["look_left"]], None),
+    ("look up", [["look_up"]], None),
+    ("찡그려봐", [["frown"]], None),
+    ("인상 써", [["frown"]], None),
+    ("화내봐", [["angry"]], None),
+    ("look angry", [["angry"]], None),
+    ("슬픈 표정 지어줘", [["sad"]], None),
+    ("be sad", [["sad"]], None),
+    ("입 내밀어봐", [["pout"]], None),
+    ("pout", [["pout"]], None),
+    ("뽀뽀해줘", [["kiss"]], None),
+    ("blow a kiss", [["kiss"]], None),
+    ("졸려 보여줘", [["sleepy"]], None),
+    ("하품해", [["sleepy"]], None),
+    ("look sleepy", [["sleepy"]], None),
+    ("갸우뚱해봐", [["doubtful"]], None),
+    ("raise an eyebrow", [["doubtful"]], None),
+    ("doubtful", [["doubtful"]], None),
+    # combinations (layered)
+    ("웃으면서 윙크해줘", [["smile", "wink_right"]], None),
+    ("smile and wink", [["smile", "wink_right"]], None),
+    ("말하면서 웃어", [["talk", "smile"]], None),
+    ("smile while blinking", [["smile", "blink"]], None),
+    ("웃으며 고개 끄덕여", [["smile", "nod"]], None),
+    ("smile with a wink", [["smile", "wink_right"]], None),
+    # sequences
+    ("웃고 나서 고개 끄덕여", [["smile"], ["nod"]], None),
+    ("smile then nod", [["smile"], ["nod"]], None),
+    ("웃고 윙크해", [["smile"], ["wink_right"]], None),
+    ("놀란 다음에 웃어", [["surprise"], ["smile"]], None),
+    ("smile, then look up", [["smile"], ["look_up"]], None),
+    ("blink and then smile", [["blink"], ["smile"]], None),
+    ("웃다가 슬퍼해", [["smile"], ["sad"]], None),
+    ("웃어. 그리고 윙크", [["smile"], ["wink_right"]], None),
+    # repetition
+    ("세 번 깜빡여", [["blink"]], {"repeat": 3}),
+    ("두번 깜빡여줘", [["blink"]], {"repeat": 2}),
+    ("깜빡깜빡", [["blink"]], {"repeat": 2}),
+    ("blink twice", [["blink"]], {"repeat": 2}),
+    ("blink 3 times", [["blink"]], {"repeat": 3}),
+    ("nod x2", [["nod"]], {"repeat": 2}),
+    ("끄덕끄덕", [["nod"]], {"repeat": 2}),
+    ("빨리 세 번 깜빡여", [["blink"]], {"repeat": 3, "speed": "gt1"}),
+    # spacing, punctuation, emoji
+    ("웃 어 줘", [["smile"]], None),
+    ("살짝웃어줘", [["smile"]], {"intensity": "lt1"}),
+    ("웃어줘!!! 😊", [["smile"]], None),
+    ("  SMILE!!  ", [["smile"]], None),
+    ("😉", [["wink_right"]], None),
+    ("웃으면서,, 윙크~~ 😜", [["smile"], ["wink_right"]], None),
+    ("smile & wink!", [["smile", "wink_right"]], None),
+    # mixed
+    (
+        "살짝 웃으면서 천천히 윙크하고 나서 세 번 깜빡여",
+        [["smile", "wink_right"], ["blink"]],
+        {"intensity": "lt1"},
+    ),
+]
+
+
+def _check(value: float, want: object) -> bool:
+    if want == "lt1":
+        return value < 1.0
+    if want == "gt1":
+        return value > 1.0
+    return value == want
+
+
+def test_table_is_big_enough() -> None:
+    assert len(PHRASES) >= 60
+    assert sum(1 for p, _, _ in PHRASES if any("\uac00" <= c <= "\ud7a3" for c in p)) >= 30
+    assert sum(1 for p, _, _ in PHRASES if p.isascii()) >= 25
+
+
+@pytest.mark.parametrize("phrase,groups,mods", PHRASES, ids=[p for p, _, _ in PHRASES])
+def test_phrase(phrase: str, groups: list[list[str]], mods: dict[str, object] | None) -> None:
+    plan = parse_command(phrase)
+    got = [[a.preset for a in g] for g in plan.groups]
+    assert got == groups
+    if mods:
+        first = plan.groups[0][0]
+        for key, want in mods.items():
+            assert _check(getattr(first, key), want), f"{key}={getattr(first, key)} wanted {want}"
+    tl = plan.timeline()
+    assert tl.duration_ms > 0
+    assert [s.preset for s in tl.steps if s.layer == 0][0] == groups[0][0]
+
+
+def test_layered_wink_starts_at_smile_peak_and_smile_holds() -> None:
+    tl = parse_command("웃으면서 윙크해줘").timeline()
+    smile, wink = tl.steps
+    assert (smile.preset, wink.preset) == ("smile", "wink_right")
+    assert wink.layer == 1 and smile.layer == 0
+    assert wink.start_ms == pytest.approx(PRESETS["smile"].motion().apex_ms)
+    assert smile.end_ms >= wink.end_ms  # the smile is held until the wink is done
+
+
+def test_sequence_steps_are_consecutive() -> None:
+    tl = parse_command("smile then nod twice").timeline()
+    pres = [(s.preset, s.start_ms, s.end_ms) for s in tl.steps]
+    assert [p for p, _, _ in pres] == ["smile", "nod", "nod"]
+    assert pres[1][1] == pytest.approx(pres[0][2])
+    assert pres[2][1] == pytest.approx(pres[1][2])
+
+
+def test_modifiers_change_the_timeline() -> None:
+    base = resolve_base(None)
+    slow = parse_command("천천히 웃어").timeline()
+    normal = parse_command("웃어").timeline()
+    subtle = parse_command("살짝 웃어").timeline()
+    assert slow.duration_ms > normal.duration_ms
+    i = PARAM_NAMES.index("smile")
+    assert subtle.sample_array(25).max(axis=0)[i] < normal.sample_array(25).max(axis=0)[i]
+    assert normal.sample_array(25)[0, i] == base["smile"]
+
+
+@pytest.mark.parametrize("phrase", ["점프해", "dance for me", "asdf", "😀😀 fly", "look", "   ", "!!!"])
+def test_unknown_commands_raise(phrase: str) -> None:
+    with pytest.raises(CommandError):
+        parse_command(phrase)
+
+
+def test_unknown_lists_close_matches() -> None:
+    with pytest.raises(CommandError) as err:
+        parse_command("smiel")
+    assert "smile" in (err.value.hint or "")
+    with pytest.raises(CommandError) as err:
+        parse_command("웃으면서 날아")
+    assert err.value.hint
+
+
+def test_too_many_repeats() -> None:
+    with pytest.raises(CommandError):
+        parse_command("blink 50 times")
+
+
+def test_normalize_strips_emoji_and_case() -> None:
+    assert normalize("  SMILE 😊!! ") == "smile !!"
+
+
+# --- precise sequences ---------------------------------------------------------
+
+
+def test_precise_detection() -> None:
+    assert is_precise("smile=300:800\n0=400:0")
+    assert not is_precise("웃어줘")
+    assert not is_precise("smile then nod")
+
+
+def test_precise_pose_sequence_timing_and_values() -> None:
+    tl = parse_precise("smile=300:800\nwink=30 smile=0.5=200:400\n0=400:0")
+    assert tl.duration_ms == pytest.approx(300 + 800 + 200 + 400 + 400)
+    arr = tl.sample_array(100)  # one frame per 10 ms
+    col = {n: i for i, n in enumerate(PARAM_NAMES)}
+    assert arr[0].tolist() == arr[-1].tolist()
+    assert arr[80, col["smile"]] == pytest.approx(PRESETS["smile"].pose["smile"])  # held
+    assert arr[150, col["wink"]] == pytest.approx(30.0)  # absolute wink=30 reached and held
+    assert arr[150, col["smile"]] == pytest.approx(0.5)
+    assert arr[-1, col["wink"]] == 0.0
+
+
+def test_precise_play_items_and_auto_return() -> None:
+    tl = parse_command("smile*0.5=200:300; blink x2; wait 100").timeline()
+    presets = [s.preset for s in tl.steps]
+    assert presets == ["pose", "blink", "blink"]
+    # not back at neutral at the end of the items -> an automatic return is added
+    arr = tl.sample_array(50)
+    assert arr[0].tolist() == arr[-1].tolist()
+    i = PARAM_NAMES.index("smile")
+    assert arr[len(arr) // 2, i] > 0.3
+
+
+@pytest.mark.parametrize("text", ["smile=abc:100", "bogus=100:100", "smile=300:800\nfly", "smiel=1=100:100"])
+def test_precise_errors(text: str) -> None:
+    with pytest.raises(CommandError):
+        parse_command(text)
