@@ -98,6 +98,7 @@ class SourceState:
     face: Any = None  # the face crop (for paste-back), when the source came from a full photo
     photo: np.ndarray | None = None  # the full photo (H,W,3) uint8, when cropped from one
     paster: Any = None  # precomputed paste-back mask for ``photo`` (lpstudio.face.PasteBack)
+    ratios_estimated: bool = False  # True when no landmarks existed: nominal ratios are used
 
     @property
     def eye_ratio_rounded(self) -> float | None:
@@ -259,11 +260,13 @@ class LivePortrait:
         exp = raw.exp.reshape(1, n, 3)
         x_s = K.source_keypoints(kp, rot, exp, raw.scale, raw.t)
 
-        eye_ratio = lip_ratio = None
         if lmk203 is not None:
-            lmk = np.asarray(lmk203, dtype=np.float32)[None]
+            lmk = np.asarray(lmk203, dtype=np.float32)
             eye_ratio = K.eye_close_ratio(lmk).astype(np.float32)
             lip_ratio = K.lip_close_ratio(lmk).astype(np.float32)
+        else:  # no landmarks (pre-cropped face, no face models): nominal open eyes, closed mouth
+            eye_ratio = np.full((1, 2), K.NOMINAL_EYE_RATIO, dtype=np.float32)
+            lip_ratio = np.full((1, 1), K.NOMINAL_LIP_RATIO, dtype=np.float32)
         return SourceState(
             image_256=image_256,
             feature_3d=feature,
@@ -282,6 +285,7 @@ class LivePortrait:
             face=face,
             photo=photo,
             paster=paster,
+            ratios_estimated=lmk203 is None,
         )
 
     # ------------------------------------------------------------------ editing

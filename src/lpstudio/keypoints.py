@@ -28,6 +28,10 @@ LEFT_EYE_IDX = (6, 18, 0, 12)
 RIGHT_EYE_IDX = (30, 42, 24, 36)
 LIP_IDX = (90, 102, 48, 66)
 RATIO_EPS = 1e-6
+NOMINAL_EYE_RATIO = 0.35
+NOMINAL_LIP_RATIO = 0.0
+"""Source ratios assumed when no 203-point landmarks exist (a pre-cropped face without the
+face models): eyes open, mouth closed. Only the eye/lip retargeting inputs use them."""
 RATIO_DECIMALS = 2
 """The official app rounds the source ratios to 2 decimals to decide whether to retarget."""
 

@@ -119,9 +119,7 @@ class VideoWriter:
         if self._size is None:
             self._size = rgb.shape[:2]
         elif rgb.shape[:2] != self._size:
-            raise VideoError(
-                f"frame {self.frames_written} is {rgb.shape[:2]}, the first frame was {self._size}"
-            )
+            raise VideoError(f"frame {self.frames_written} is {rgb.shape[:2]}, the first frame was {self._size}")
         if self.format == "png":
             from PIL import Image
 
@@ -196,9 +194,7 @@ class VideoReader:
         self.fps: float | None = None
         self._files: list[Path] | None = None
         if self.path.is_dir():
-            self._files = sorted(
-                p for p in self.path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")
-            )
+            self._files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
             if not self._files:
                 raise VideoError(f"folder {str(self.path)!r} has no PNG/JPEG frames")
         else:

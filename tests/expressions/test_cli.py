@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
@@ -32,9 +31,7 @@ def test_modules_are_registered() -> None:
 
 
 def test_say_dry_run_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = run_cli(
-        ["say", "웃으면서 윙크해줘", "--dry-run", "--json", "--no-idle", "--fps", "30"], capsys
-    )
+    code, out = run_cli(["say", "웃으면서 윙크해줘", "--dry-run", "--json", "--no-idle", "--fps", "30"], capsys)
     assert code == 0
     data = json.loads(out)
     assert data["fps"] == 30
@@ -98,32 +95,15 @@ def test_animate_rejects_bad_output_before_loading(tmp_path, capsys: pytest.Capt
 
 # --- with the engine ----------------------------------------------------------------
 
-HAS_ENGINE = importlib.util.find_spec("lpstudio.engine") is not None
-needs_engine = pytest.mark.skipif(not HAS_ENGINE, reason="lpstudio.engine is not importable yet")
 
-
-@pytest.fixture
-def synthetic_engine():  # pragma: no cover - depends on the engine branch
-    """The engine with synthetic weights: the engine's own fixture if it provides one."""
-    engine_mod = pytest.importorskip("lpstudio.engine")
-    factory = getattr(engine_mod, "synthetic_model", None) or getattr(
-        engine_mod, "load_synthetic_model", None
-    )
-    if factory is None:
-        pytest.skip("lpstudio.engine has no synthetic-weights factory yet")
-    return factory()
-
-
-@needs_engine
-def test_render_preset_frame_count(synthetic_engine, tmp_path) -> None:  # pragma: no cover
+def test_render_preset_frame_count(engine, tmp_path) -> None:
     from lpstudio.expressions import ClipCache, parse_command, render_timeline
 
-    engine = synthetic_engine
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (512, 512, 3), dtype=np.uint8)
     state = engine.prepare_source(image, crop=False)
     timeline = parse_command("blink").timeline()
-    fps = 25
+    fps = 6  # few frames: each costs seconds on a CPU
     cache = ClipCache(tmp_path)
     calls = []
     frames = render_timeline(
@@ -161,7 +141,7 @@ class FakeEngine:
     def __init__(self) -> None:
         self.rendered = 0
 
-    def prepare_source(self, image: np.ndarray, crop: bool = True) -> FakeState:
+    def prepare_source(self, image: np.ndarray, crop: bool = True, face_index: int | None = None) -> FakeState:
         return FakeState()
 
     def render(self, state: FakeState, params_list, batch_size: int = 4) -> list[np.ndarray]:
@@ -205,13 +185,14 @@ def test_animate_end_to_end_with_stand_in_engine(tmp_path, monkeypatch, capsys) 
     from lpstudio.videoio import VideoReader
 
     fake = types.ModuleType("lpstudio.engine")
-    fake.load_model = lambda weights_dir=None, device=None, dtype="float32": FakeEngine()  # type: ignore[attr-defined]
+    fake.load_model = lambda weights_dir=None, device=None, dtype="float32", face=False: FakeEngine()  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "lpstudio.engine", fake)
     photo = tmp_path / "face.png"
     Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(photo)
     out = tmp_path / "smile.mp4"
+    offline = ["--no-crop", "--weights-dir", str(tmp_path)]
     code, text = run_cli(
-        ["animate", str(photo), "웃어줘", "-o", str(out), "--fps", "10", "--no-idle", "--no-progress"], capsys
+        ["animate", str(photo), "웃어줘", "-o", str(out), "--fps", "10", "--no-idle", "--no-progress", *offline], capsys
     )
     assert code == 0 and "wrote" in text
     from lpstudio.expressions import parse_command
@@ -219,6 +200,6 @@ def test_animate_end_to_end_with_stand_in_engine(tmp_path, monkeypatch, capsys) 
     assert len(VideoReader(out).read_all()) == parse_command("웃어줘").timeline().frame_count(10)
     frames_dir = tmp_path / "pngs"
     code, _ = run_cli(
-        ["animate", str(photo), "blink twice", "-o", str(frames_dir), "--fps", "10", "--no-progress"], capsys
+        ["animate", str(photo), "blink twice", "-o", str(frames_dir), "--fps", "10", "--no-progress", *offline], capsys
     )
     assert code == 0 and len(list(frames_dir.glob("*.png"))) > 10

@@ -78,9 +78,7 @@ def test_smile_has_anticipation_and_overshoot() -> None:
 
 def test_talk_is_syllabic_not_a_sine() -> None:
     lip = Timeline.single(PRESETS["talk"].motion()).sample_array(100)[:, COL["lip_ratio"]]
-    peaks = [
-        i for i in range(1, len(lip) - 1) if lip[i] > lip[i - 1] and lip[i] >= lip[i + 1] and lip[i] > 0.08
-    ]
+    peaks = [i for i in range(1, len(lip) - 1) if lip[i] > lip[i - 1] and lip[i] >= lip[i + 1] and lip[i] > 0.08]
     assert len(peaks) >= 8
     heights = lip[peaks]
     gaps = np.diff(peaks)

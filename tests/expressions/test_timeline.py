@@ -161,9 +161,7 @@ def test_speed_and_intensity_scale() -> None:
     strong = PRESETS["smile"].motion(0.5)
     assert fast.duration_ms == pytest.approx(m.duration_ms / 2)
     b = resolve_base(None)
-    assert strong.offsets(m.apex_ms, b)["smile"][0] == pytest.approx(
-        0.5 * m.offsets(m.apex_ms, b)["smile"][0]
-    )
+    assert strong.offsets(m.apex_ms, b)["smile"][0] == pytest.approx(0.5 * m.offsets(m.apex_ms, b)["smile"][0])
 
 
 def test_with_hold_extends_the_apex() -> None:

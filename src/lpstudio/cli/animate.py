@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import LPStudioError
+from .common import add_engine_options, weights_dir_for
 from .say import add_timeline_options
 
 DEFAULT_BATCH_SIZE: int = 4
@@ -25,11 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("text", help="the command, e.g. '웃어줘', 'smile and wink', 'blink twice'")
     p.add_argument("-o", "--output", required=True, help="output .mp4/.webm/.gif, or a folder for PNG frames")
     add_timeline_options(p)
-    p.add_argument("--weights", metavar="DIR", help="weights folder (default: the engine's default)")
-    p.add_argument("--device", help="torch device, e.g. cuda or cpu (default: best available)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
-    p.add_argument("--no-crop", action="store_true", help="use the photo as the face crop as-is")
-    p.add_argument("--paste-back", action="store_true", help="paste the face back into the full photo")
+    p.add_argument("--no-crop", action="store_true", help="the photo is already a cropped face (resized to 256)")
+    p.add_argument("--face-index", type=int, default=None, help="which face to use when there are several")
+    p.add_argument("--face-only", action="store_true", help="write the 512x512 face crop instead of the full photo")
+    add_engine_options(p)
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--cache-dir", help="cache rendered clips in this folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -40,22 +39,19 @@ def run(args: argparse.Namespace) -> int:
     from ..expressions.cache import ClipCache, source_digest
     from ..expressions.compose import build_timeline
     from ..expressions.render import render_timeline
+    from ..imageio import load_image
     from ..videoio import VideoWriter, detect_format
-    from .params import load_image
 
     fmt = detect_format(args.output)  # fail on a bad output name before loading anything
     _, timeline = build_timeline(args.text, idle=not args.no_idle, seed=args.seed)
     n_frames = timeline.frame_count(args.fps)
-    image = load_image(args.photo)
-    try:
-        from ..engine import load_model  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise LPStudioError(
-            "the engine (lpstudio.engine) is not available in this build", hint=f"import failed: {exc}"
-        ) from None
-    engine = load_model(weights_dir=args.weights, device=args.device, dtype=args.dtype)
+    image = load_image(args.photo).rgb
+    from ..engine import load_model
+
     crop = not args.no_crop
-    state = engine.prepare_source(image, crop=crop)
+    weights_dir = weights_dir_for(args)
+    engine = load_model(weights_dir, device=args.device, dtype=args.dtype, face=crop)
+    state = engine.prepare_source(image, crop=crop, face_index=args.face_index)
 
     bar = None
     if not args.no_progress:
@@ -75,10 +71,10 @@ def run(args: argparse.Namespace) -> int:
             timeline,
             fps=args.fps,
             batch_size=args.batch_size,
-            paste_back=args.paste_back,
+            paste_back=crop and not args.face_only,
             cache=cache,
             source_id=source_digest(image, crop=crop),
-            engine_settings={"weights": args.weights, "device": args.device, "dtype": args.dtype},
+            engine_settings={"weights": str(weights_dir), "device": str(engine.device), "dtype": str(engine.dtype)},
             progress=progress,
         )
     finally:

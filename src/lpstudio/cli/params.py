@@ -7,9 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import ImageError, LPStudioError
-
-DEFAULT_SHEET_IMAGE: str = "astronaut.png"
+from .common import add_engine_options, sample_portrait, weights_dir_for
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,28 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true", help="print the guide as JSON")
     out.add_argument("--markdown", action="store_true", help="print docs/PARAMETERS.md")
     out.add_argument("--sheet", metavar="OUT.png", help="render a contact sheet with the engine")
-    p.add_argument(
-        "--image", metavar="PHOTO", help="source photo for --sheet (default: the bundled astronaut)"
-    )
-    p.add_argument("--weights", metavar="DIR", help="weights folder (default: the engine's default)")
-    p.add_argument("--device", help="torch device, e.g. cuda or cpu")
-    p.add_argument("--no-crop", action="store_true", help="use the photo as the face crop as-is")
+    p.add_argument("--image", metavar="PHOTO", help="source photo for --sheet (default: the bundled astronaut)")
+    p.add_argument("--no-crop", action="store_true", help="the photo is already a cropped face")
+    add_engine_options(p)
     p.set_defaults(handler=run)
-
-
-def load_image(path: str | None) -> object:
-    """An RGB uint8 array from ``path`` (or the bundled astronaut photo)."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    src = Path(path) if path else Path(__file__).resolve().parent.parent / "assets" / DEFAULT_SHEET_IMAGE
-    try:
-        with Image.open(src) as im:
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise ImageError(f"photo {str(src)!r} does not exist") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ImageError(f"cannot read photo {str(src)!r}: {exc}", hint="use a PNG or JPEG image") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,16 +45,12 @@ def run(args: argparse.Namespace) -> int:
 def _sheet(args: argparse.Namespace) -> int:
     from PIL import Image
 
+    from ..engine import load_model
     from ..expressions.guide import contact_sheet
+    from ..imageio import load_image
 
-    try:
-        from ..engine import load_model  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise LPStudioError(
-            "the engine (lpstudio.engine) is not available in this build", hint=f"import failed: {exc}"
-        ) from None
-    engine = load_model(weights_dir=args.weights, device=args.device)
-    image = load_image(args.image)
+    engine = load_model(weights_dir_for(args), device=args.device, dtype=args.dtype, face=not args.no_crop)
+    image = load_image(args.image if args.image else sample_portrait()).rgb
     state = engine.prepare_source(image, crop=not args.no_crop)
     sheet = contact_sheet(lambda ps: engine.render(state, ps), state.neutral_params())
     out = Path(args.sheet)

@@ -17,9 +17,7 @@ from ..expressions.timeline import DEFAULT_FPS, NOMINAL_EYE_RATIO, NOMINAL_LIP_R
 
 def add_timeline_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``say`` and ``animate``."""
-    p.add_argument(
-        "--fps", type=float, default=DEFAULT_FPS, help=f"frames per second (default {DEFAULT_FPS:g})"
-    )
+    p.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"frames per second (default {DEFAULT_FPS:g})")
     p.add_argument("--seed", type=int, default=0, help="seed of the idle liveliness (default 0)")
     p.add_argument("--no-idle", action="store_true", help="no idle blinks, breathing or saccades")
 
@@ -32,9 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the resolved timeline. Rendering is 'lpstudio animate PHOTO TEXT'.",
     )
     p.add_argument("text", help="the command, in Korean or English, or a precise sequence")
-    p.add_argument(
-        "--dry-run", action="store_true", help="only resolve the timeline (the default: say never renders)"
-    )
+    p.add_argument("--dry-run", action="store_true", help="only resolve the timeline (the default: say never renders)")
     p.add_argument("--json", action="store_true", help="print the timeline as JSON, one object per frame")
     add_timeline_options(p)
     p.add_argument(

@@ -206,9 +206,7 @@ def guide_text() -> str:
     lines = []
     for rec in guide_json():
         neutral = "source" if rec["neutral"] is None else f"{rec['neutral']:g}"
-        lines.append(
-            f"{rec['name']:<20} {rec['min']:>7g} .. {rec['max']:<7g} neutral {neutral:<7} {rec['unit']}"
-        )
+        lines.append(f"{rec['name']:<20} {rec['min']:>7g} .. {rec['max']:<7g} neutral {neutral:<7} {rec['unit']}")
         lines.append(f"    keypoints: {rec['keypoints']}")
         lines.append(f"    min: {rec['at_min']}")
         lines.append(f"    max: {rec['at_max']}")
@@ -246,8 +244,7 @@ def guide_markdown() -> str:
     for rec in guide_json():
         neutral = "source's own" if rec["neutral"] is None else f"{rec['neutral']:g}"
         out.append(
-            f"| `{rec['name']}` | {rec['min']:g} .. {rec['max']:g} | {neutral} | {rec['unit']} | "
-            f"{rec['keypoints']} |"
+            f"| `{rec['name']}` | {rec['min']:g} .. {rec['max']:g} | {neutral} | {rec['unit']} | {rec['keypoints']} |"
         )
     out.append("")
     for rec in guide_json():
@@ -282,9 +279,7 @@ def sheet_params(base: EditParams) -> list[tuple[str, list[EditParams]]]:
     rows = []
     for spec in PARAM_SPECS:
         middle = getattr(base, spec.name) if spec.neutral is None else spec.neutral
-        rows.append(
-            (spec.name, [base.replace(**{spec.name: v}) for v in (spec.minimum, middle, spec.maximum)])
-        )
+        rows.append((spec.name, [base.replace(**{spec.name: v}) for v in (spec.minimum, middle, spec.maximum)]))
     return rows
 
 

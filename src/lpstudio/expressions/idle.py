@@ -136,9 +136,7 @@ def eye_busy_windows(timeline: Timeline) -> list[Window]:
     ]
 
 
-def with_idle(
-    timeline: Timeline, seed: int = 0, *, lead_in_ms: float = 0.0, tail_ms: float = 0.0
-) -> Timeline:
+def with_idle(timeline: Timeline, seed: int = 0, *, lead_in_ms: float = 0.0, tail_ms: float = 0.0) -> Timeline:
     """``timeline`` (shifted by ``lead_in_ms``) over idle liveliness that lasts the whole clip."""
     tl = timeline.shifted(lead_in_ms) if lead_in_ms > 0 else timeline
     tl = tl.padded(tail_ms)

@@ -514,14 +514,11 @@ def _compile(word: str) -> re.Pattern[str]:
 
 _ACTION_RX = tuple((_compile(w), v) for w, v in ACTION_WORDS) + ((re.compile(r"보(?=\s|$)"), "look"),)
 _DIRECTION_RX = tuple(
-    (_compile(w) if not re.match(r"[a-z]", w) else re.compile(r"\b" + w + r"\b"), v)
-    for w, v in DIRECTION_WORDS
+    (_compile(w) if not re.match(r"[a-z]", w) else re.compile(r"\b" + w + r"\b"), v) for w, v in DIRECTION_WORDS
 )
 _INTENSITY_RX = tuple((_compile(w), v) for w, v in INTENSITY_WORDS)
 _SPEED_RX = tuple((_compile(w), v) for w, v in SPEED_WORDS)
-_AMP_RX = tuple(
-    re.compile((r"\b" + w + r"\b") if re.match(r"[a-z]", w) else re.escape(w)) for w in AMPLIFIER_WORDS
-)
+_AMP_RX = tuple(re.compile((r"\b" + w + r"\b") if re.match(r"[a-z]", w) else re.escape(w)) for w in AMPLIFIER_WORDS)
 # The word "no"/"yes"/"so"/"say"/"mad"... must be whole words, not prefixes of others.
 _WHOLE_WORDS = {"no", "yes", "so", "lol", "say", "mad", "wow", "sing", "hmm", "hard", "big", "soft", "light"}
 _ACTION_RX = tuple(
@@ -606,9 +603,7 @@ def _group_timeline(group: tuple[Action, ...]) -> Timeline:
     need_until = at + max(tl.duration_ms for tl in layers) + LAYER_HOLD_MARGIN_MS
     if carrier.repeat == 1 and need_until > base_motion.release_ms:
         base_motion = base_motion.with_hold(need_until - base_motion.release_ms)
-        out = Timeline.single(
-            base_motion, p.name, intensity=carrier.intensity, speed=carrier.speed, text=carrier.text
-        )
+        out = Timeline.single(base_motion, p.name, intensity=carrier.intensity, speed=carrier.speed, text=carrier.text)
     else:
         out = carrier.timeline()
     for tl in layers:
@@ -784,9 +779,7 @@ def close_matches(text: str, n: int = 5) -> list[str]:
 
 def unknown_command_error(text: str) -> CommandError:
     close = close_matches(text)
-    hint = (f"did you mean: {', '.join(close)}?" if close else "") + (
-        f" Known expressions: {', '.join(PRESET_NAMES)}"
-    )
+    hint = (f"did you mean: {', '.join(close)}?" if close else "") + (f" Known expressions: {', '.join(PRESET_NAMES)}")
     return CommandError(f"cannot understand {text.strip()!r} as an expression command", hint=hint.strip())
 
 
@@ -876,9 +869,7 @@ def parse_precise(text: str) -> Timeline:
                 preset = get_preset(m["name"].strip())
             except CommandError as exc:
                 raise CommandError(f"precise sequence item {item!r}: {exc.message}", hint=exc.hint) from None
-            action = Action(
-                preset.name, float(m["int"] or 1.0), float(m["speed"] or 1.0), int(m["rep"] or 1), item
-            )
+            action = Action(preset.name, float(m["int"] or 1.0), float(m["speed"] or 1.0), int(m["rep"] or 1), item)
             if not 1 <= action.repeat <= MAX_REPEAT:
                 raise CommandError(f"precise sequence item {item!r}: repeat from 1 to {MAX_REPEAT} times")
             tl = action.timeline()
@@ -896,9 +887,7 @@ def parse_precise(text: str) -> Timeline:
     end = t + (POSE_RETURN_MS if any(not _zero(v) for v in current.values()) else 0.0)
     steps = list(plays)
     if used:
-        pose_motion = Motion(
-            "pose", [k for k in full if k.values], end, apex_ms=full[0].t_ms if full else 0.0
-        )
+        pose_motion = Motion("pose", [k for k in full if k.values], end, apex_ms=full[0].t_ms if full else 0.0)
         steps.insert(0, Step(pose_motion, 0.0, "pose", 0, 1.0, 1.0, "; ".join(items)))
     return Timeline(steps, end)
 
@@ -919,9 +908,7 @@ def parse_command(text: str) -> CommandPlan:
     if not isinstance(text, str) or not text.strip():
         raise CommandError("empty command", hint="try '웃어줘', 'smile and wink', or 'blink twice'")
     if len(text) > MAX_COMMAND_CHARS:
-        raise CommandError(
-            f"command is {len(text)} characters long", hint=f"keep it under {MAX_COMMAND_CHARS}"
-        )
+        raise CommandError(f"command is {len(text)} characters long", hint=f"keep it under {MAX_COMMAND_CHARS}")
     if is_precise(text):
         return CommandPlan((), text, precise=parse_precise(text))
     norm = normalize(text)

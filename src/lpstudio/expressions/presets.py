@@ -284,9 +284,7 @@ def _talk() -> Motion:
             kfs.append(_k(peak + 260, head_pitch=-0.4 * PITCH_DOWN, eyebrow=0.0))
         if i in TALK_PAUSE_AFTER:
             t += TALK_PAUSE_MS
-            kfs.append(
-                _k(t, lip_ratio=0.0, lip_variation_three=0.0, lip_variation_one=0.0, lip_variation_two=0.0)
-            )
+            kfs.append(_k(t, lip_ratio=0.0, lip_variation_three=0.0, lip_variation_one=0.0, lip_variation_two=0.0))
     kfs.append(_k(t + 40, head_roll=1.5, head_pitch=0.3 * PITCH_DOWN))
     end = t + 260
     return Motion("talk", kfs, end, apex_ms=TALK_LEAD_IN_MS + 80, release_ms=t)
@@ -616,9 +614,7 @@ def _sleepy() -> Motion:
         "sleepy",
         [
             # a yawn: head back, mouth wide, eyes squeezed
-            _k(
-                200, lip_ratio=0.0, lip_variation_three=0.0, eye_ratio=Rel(0.0), head_pitch=0.0, head_roll=0.0
-            ),
+            _k(200, lip_ratio=0.0, lip_variation_three=0.0, eye_ratio=Rel(0.0), head_pitch=0.0, head_roll=0.0),
             _k(800, lip_ratio=0.42, lip_variation_three=45.0, eye_ratio=Rel(-0.6), head_pitch=-3.0 * d),
             _k(1250, lip_ratio=0.38, lip_variation_three=40.0, eye_ratio=Rel(-0.65), head_pitch=-3.2 * d),
             _k(1650, lip_ratio=0.0, lip_variation_three=0.0, eye_ratio=Rel(-0.45), head_pitch=1.0 * d),
@@ -681,8 +677,7 @@ def _preset_list() -> tuple[Preset, ...]:
             "smile",
             ("미소", "웃기"),
             ("smile",),
-            "A warm smile: corners up, eyes narrow a little, head lifts "
-            "and tilts slightly, then settles back.",
+            "A warm smile: corners up, eyes narrow a little, head lifts and tilts slightly, then settles back.",
             _smile,
             SMILE_POSE,
         ),

@@ -35,13 +35,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import CommandError
-from ..params import PARAM_NAMES, PARAM_SPECS, SPECS_BY_NAME, EditParams, unknown_param_error
 
 # Nominal base ratios used when there is no source photo (``say --dry-run``):
 # a typical open-eyed portrait has an eyes-open ratio of about 0.35, and a
 # closed mouth a lip-open ratio of 0.
-NOMINAL_EYE_RATIO: float = 0.35
-NOMINAL_LIP_RATIO: float = 0.0
+from ..keypoints import NOMINAL_EYE_RATIO, NOMINAL_LIP_RATIO  # noqa: E402  (re-exported)
+from ..params import PARAM_NAMES, PARAM_SPECS, SPECS_BY_NAME, EditParams, unknown_param_error
 
 DEFAULT_FPS: float = 25.0
 MAX_FPS: float = 120.0
@@ -182,9 +181,7 @@ class Motion:
         self.keyframes: tuple[Keyframe, ...] = tuple(kfs)
         self.duration_ms: float = float(last if duration_ms is None else duration_ms)
         if self.duration_ms < last:
-            raise CommandError(
-                f"motion {name!r}: duration {self.duration_ms:g} ms ends before its last keyframe"
-            )
+            raise CommandError(f"motion {name!r}: duration {self.duration_ms:g} ms ends before its last keyframe")
         self.apex_ms: float = float(self.duration_ms / 2 if apex_ms is None else apex_ms)
         self.release_ms: float = float(self.apex_ms if release_ms is None else release_ms)
         self.return_easing = Easing(return_easing)
@@ -476,9 +473,7 @@ class Timeline:
     ) -> dict[str, Any]:
         """``{"fps", "duration_ms", "n_frames", "base", "steps": [...], "frames": [{param: value}]}``."""
         arr = self.sample_array(fps, base)
-        frames = [
-            {n: round(float(v), decimals) for n, v in zip(PARAM_NAMES, row, strict=True)} for row in arr
-        ]
+        frames = [{n: round(float(v), decimals) for n, v in zip(PARAM_NAMES, row, strict=True)} for row in arr]
         return {
             "fps": fps,
             "duration_ms": round(self.duration_ms, 3),
@@ -488,9 +483,7 @@ class Timeline:
             "frames": frames,
         }
 
-    def key(
-        self, fps: float = DEFAULT_FPS, base: EditParams | Mapping[str, float | None] | None = None
-    ) -> str:
+    def key(self, fps: float = DEFAULT_FPS, base: EditParams | Mapping[str, float | None] | None = None) -> str:
         """A stable digest of what this timeline renders to (for caches)."""
         payload = {
             "fps": fps,
