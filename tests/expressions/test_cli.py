@@ -137,6 +137,8 @@ class FakeEngine:
     """Frames whose pixels encode the smile and eye_ratio values (so order and content can be checked)."""
 
     size = 32
+    device = "cpu"
+    dtype = "float32"
 
     def __init__(self) -> None:
         self.rendered = 0
