@@ -124,7 +124,7 @@ def write_landmark203(path: Path, unit: np.ndarray, probe: bool = False) -> Path
 def canonical_face_106() -> np.ndarray:
     """(106, 2) float32 landmark layout of a real face (from the crop golden file),
     normalised to -0.6..0.6 around its centre: a plausible 2d106det output."""
-    path = Path(__file__).resolve().parents[1] / "data" / "crop_golden.npz"
+    path = Path(__file__).resolve().parent / "data" / "crop_golden.npz"
     with np.load(path) as data:
         pts = data["case1_lmk106"].astype(np.float64)
     c = (pts.min(0) + pts.max(0)) / 2

@@ -1,0 +1,404 @@
+// lpstudio living-portrait page. No build step: plain modern JavaScript.
+"use strict";
+
+const JITTER_FRAMES = 3;        // frames buffered before playback starts
+const FADE_MS = 180;            // cross-fade back to the neutral portrait
+const PREVIEW_DEBOUNCE_MS = 120;
+
+const $ = (id) => document.getElementById(id);
+const canvas = $("portrait");
+const ctx = canvas.getContext("2d");
+
+const app = {
+  session: null,          // server session id
+  sourceFile: null,       // the uploaded File, re-sent if the server dropped the session
+  neutral: {},            // neutral parameter values of the current source
+  specs: [],              // the 17 parameter specs
+  base: null,             // ImageBitmap of the portrait as uploaded (the neutral view)
+  current: null,          // what is on the canvas now
+  clip: null,             // {abort, token} of the playing clip
+  idleFrames: null,       // ImageBitmaps of the idle loop, when rendered
+  idleTimer: null,
+  token: 0,
+  fps: 25,
+};
+
+// ------------------------------------------------------------------ helpers
+function showError(err) {
+  const box = $("error");
+  if (!err) { box.hidden = true; box.textContent = ""; return; }
+  box.hidden = false;
+  box.textContent = err.message || String(err);
+}
+
+function setProgress(done, total, text) {
+  $("progress").max = Math.max(total, 1);
+  $("progress").value = done;
+  $("progressText").textContent = text;
+}
+
+async function errorFrom(res) {
+  let body = null;
+  try { body = await res.json(); } catch (_) { /* not JSON */ }
+  const msg = body && body.error ? body.error + (body.hint ? "\n→ " + body.hint : "") : `HTTP ${res.status}`;
+  const err = new Error(msg);
+  err.status = res.status;
+  err.kind = body && body.kind;
+  return err;
+}
+
+// Calls the API; if the server dropped our session (409), re-sends the source once and retries.
+async function api(path, options = {}, retry = true) {
+  const res = await fetch(path, options);
+  if (res.ok) return res;
+  const err = await errorFrom(res);
+  if (retry && res.status === 409 && err.kind === "SessionExpired") {
+    await openSource(app.sourceFile, { keepView: true });
+    const opts = { ...options };
+    if (opts.body && typeof opts.body === "string") {
+      const body = JSON.parse(opts.body);
+      body.session = app.session;
+      opts.body = JSON.stringify(body);
+    }
+    return api(path, opts, false);
+  }
+  throw err;
+}
+
+function postJSON(path, body, extra = {}) {
+  return api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), ...extra });
+}
+
+async function bitmapFrom(blob) { return await createImageBitmap(blob); }
+
+function b64ToBlob(b64) {
+  const bin = atob(b64);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return new Blob([bytes], { type: "image/jpeg" });
+}
+
+// A frame is drawn only once fully decoded: the canvas never shows a half-drawn or black image.
+function draw(bitmap, alpha = 1) {
+  if (!bitmap) return;
+  if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
+    canvas.width = bitmap.width; canvas.height = bitmap.height;
+  }
+  ctx.globalAlpha = alpha;
+  ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  ctx.globalAlpha = 1;
+  if (alpha === 1) app.current = bitmap;
+}
+
+function fadeTo(bitmap) {
+  return new Promise((resolve) => {
+    const from = app.current;
+    const t0 = performance.now();
+    const step = (now) => {
+      const k = Math.min(1, (now - t0) / FADE_MS);
+      if (from) draw(from);
+      draw(bitmap, k);
+      if (k < 1) requestAnimationFrame(step); else { draw(bitmap); resolve(); }
+    };
+    requestAnimationFrame(step);
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ------------------------------------------------------------------ clips
+// Reads an NDJSON stream of frames; plays them at the clip's fps after a small jitter buffer.
+async function playStream(res, token, onStart) {
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  const frames = [];
+  let total = 0, fps = app.fps, done = false, endInfo = null, firstShown = null;
+  let buffer = "";
+  const t0 = performance.now();
+
+  const readLoop = (async () => {
+    for (;;) {
+      const { value, done: eof } = await reader.read();
+      if (eof) break;
+      buffer += decoder.decode(value, { stream: true });
+      let nl;
+      while ((nl = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, nl); buffer = buffer.slice(nl + 1);
+        if (!line.trim()) continue;
+        const msg = JSON.parse(line);
+        if (msg.type === "start") { total = msg.frames; fps = msg.fps; onStart && onStart(msg); }
+        else if (msg.type === "frame") { frames.push(await bitmapFrom(b64ToBlob(msg.jpeg))); }
+        else if (msg.type === "end") { endInfo = msg; }
+        else if (msg.type === "error") { throw new Error(msg.error + (msg.hint ? "\n→ " + msg.hint : "")); }
+        if (token === app.token) setProgress(frames.length, total, `렌더링 / rendering ${frames.length}/${total}`);
+      }
+    }
+    done = true;
+  })();
+  readLoop.catch(() => { done = true; });
+
+  // Playback: frame k at start + k/fps; on underrun wait, then re-anchor the clock.
+  let k = 0, start = null;
+  while (token === app.token) {
+    if (k < frames.length && (start !== null || frames.length >= Math.min(JITTER_FRAMES, total || JITTER_FRAMES) || done)) {
+      if (start === null) start = performance.now() - (k * 1000) / fps;
+      const due = start + (k * 1000) / fps;
+      const now = performance.now();
+      if (now < due) { await sleep(due - now); continue; }
+      draw(frames[k]);
+      if (firstShown === null) firstShown = performance.now() - t0;
+      k += 1;
+      continue;
+    }
+    if (done && k >= frames.length) break;
+    if (start !== null && k < total) start = null;   // underrun: wait for more frames
+    await sleep(10);
+  }
+  await readLoop;   // surfaces stream errors
+  return { endInfo, firstShown, frames };
+}
+
+async function runClip(body, label) {
+  stopIdle();
+  if (app.clip) app.clip.abort.abort();
+  const token = ++app.token;
+  const abort = new AbortController();
+  app.clip = { abort, token };
+  showError(null);
+  const clicked = performance.now();
+  setProgress(0, 1, `${label} …`);
+  try {
+    const res = await postJSON("/generate", { session: app.session, idle: $("idle").checked, ...body }, { signal: abort.signal });
+    const { endInfo, firstShown } = await playStream(res, token);
+    if (token !== app.token) return;
+    if (endInfo) {
+      const fpsText = endInfo.render_fps ? `${endInfo.render_fps} fps` : "–";
+      $("stats").textContent = `${label}: 렌더 / render ${fpsText}${endInfo.cached ? " (캐시 / cached)" : ""} · ` +
+        `첫 프레임 / first frame ${Math.round(firstShown ?? 0)} ms (명령부터 / from command), ` +
+        `서버 / server ${endInfo.first_frame_ms} ms`;
+    }
+    setProgress(1, 1, "완료 / done");
+    await fadeTo(app.base);
+    canvas.dataset.state = "neutral";
+  } catch (err) {
+    if (err.name !== "AbortError") { showError(err); setProgress(0, 1, "오류 / error"); await fadeTo(app.base); }
+  } finally {
+    if (token === app.token) { app.clip = null; startIdle(); }
+  }
+}
+
+// ------------------------------------------------------------------ idle loop
+function stopIdle() { if (app.idleTimer) { clearTimeout(app.idleTimer); app.idleTimer = null; } }
+
+async function startIdle() {
+  stopIdle();
+  if (!$("idle").checked || app.clip || !app.session) return;
+  if (!app.idleFrames) {
+    const token = app.token;
+    try {
+      const res = await postJSON("/generate", { session: app.session, idle_loop: true });
+      const frames = [];
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let nl;
+        while ((nl = buffer.indexOf("\n")) >= 0) {
+          const msg = JSON.parse(buffer.slice(0, nl)); buffer = buffer.slice(nl + 1);
+          if (msg.type === "frame") frames.push(await bitmapFrom(b64ToBlob(msg.jpeg)));
+          if (msg.type === "start") app.fps = msg.fps;
+        }
+      }
+      if (token !== app.token) return;
+      app.idleFrames = frames;
+    } catch (err) { return; }   // idle is optional: the still portrait stays
+  }
+  let k = 0;
+  const tick = () => {
+    if (!$("idle").checked || app.clip || !app.idleFrames || !app.idleFrames.length) { app.idleTimer = null; return; }
+    draw(app.idleFrames[k % app.idleFrames.length]);
+    k += 1;
+    app.idleTimer = setTimeout(tick, 1000 / app.fps);
+  };
+  tick();
+}
+
+// ------------------------------------------------------------------ sources
+async function openSource(file, { keepView = false } = {}) {
+  let res;
+  if (file) {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    res = await api("/source-image", { method: "POST", body: form }, false);
+  } else {
+    res = await postJSON("/session", {});
+  }
+  const info = await res.json();
+  app.session = info.session;
+  app.sourceFile = file || null;
+  app.neutral = info.neutral;
+  app.idleFrames = null;
+  if (!keepView) {
+    const img = await api(`/source-image?session=${encodeURIComponent(app.session)}`, {}, false);
+    app.base = await bitmapFrom(await img.blob());
+    draw(app.base);
+    canvas.dataset.state = "neutral";
+    resetSliders(false);
+  }
+  return info;
+}
+
+async function upload(file) {
+  if (!file) return;
+  stopIdle();
+  if (app.clip) { app.clip.abort.abort(); app.clip = null; }
+  app.token += 1;
+  showError(null);
+  setProgress(0, 1, `${file.name} 분석 중 / analysing…`);
+  try {
+    const info = await openSource(file);
+    setProgress(1, 1, `${info.name}: ${info.faces.length || 1} 얼굴 / face(s)`);
+    startIdle();
+  } catch (err) {
+    showError(err);   // the previous portrait and session stay as they were
+    setProgress(0, 1, "오류 / error");
+  }
+}
+
+// ------------------------------------------------------------------ sliders
+let previewTimer = null, previewBusy = false, previewAgain = false;
+
+function sliderValues() {
+  const out = {};
+  for (const spec of app.specs) out[spec.name] = parseFloat($(`p-${spec.name}`).value);
+  return out;
+}
+
+function isNeutral(values) {
+  return app.specs.every((s) => Math.abs(values[s.name] - neutralOf(s)) < 1e-9);
+}
+
+function neutralOf(spec) {
+  const v = app.neutral[spec.name];
+  return v === null || v === undefined ? (spec.neutral ?? (spec.name === "eye_ratio" ? 0.35 : 0)) : v;
+}
+
+function schedulePreview() {
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(preview, PREVIEW_DEBOUNCE_MS);
+}
+
+async function preview() {
+  if (previewBusy) { previewAgain = true; return; }
+  const values = sliderValues();
+  stopIdle();
+  if (app.clip) { app.clip.abort.abort(); app.clip = null; }
+  const token = ++app.token;
+  if (isNeutral(values)) { draw(app.base); canvas.dataset.state = "neutral"; return; }
+  previewBusy = true;
+  const t0 = performance.now();
+  try {
+    const changed = {};
+    for (const s of app.specs) if (Math.abs(values[s.name] - neutralOf(s)) > 1e-9) changed[s.name] = values[s.name];
+    const res = await postJSON("/render", { session: app.session, params: changed });
+    const bmp = await bitmapFrom(await res.blob());
+    if (token === app.token) {
+      draw(bmp);
+      canvas.dataset.state = "preview";
+      $("stats").textContent = `미리보기 / preview ${Math.round(performance.now() - t0)} ms`;
+    }
+    showError(null);
+  } catch (err) { showError(err); }
+  finally {
+    previewBusy = false;
+    if (previewAgain) { previewAgain = false; preview(); }
+  }
+}
+
+function resetSliders(redraw = true) {
+  for (const spec of app.specs) {
+    const input = $(`p-${spec.name}`);
+    if (!input) continue;
+    input.value = neutralOf(spec);
+    $(`o-${spec.name}`).value = Number(input.value).toFixed(2);
+  }
+  if (redraw && app.base) { app.token += 1; draw(app.base); canvas.dataset.state = "neutral"; startIdle(); }
+}
+
+function buildSliders(specs) {
+  app.specs = specs;
+  const box = $("sliders");
+  box.innerHTML = "";
+  for (const spec of specs) {
+    const row = document.createElement("div");
+    row.className = "slider";
+    const step = (spec.max - spec.min) / 200;
+    row.innerHTML = `<label for="p-${spec.name}" title="${spec.unit}">${spec.label}<br><code>${spec.name}</code></label>` +
+      `<input id="p-${spec.name}" type="range" min="${spec.min}" max="${spec.max}" step="${step}" value="${neutralOf(spec)}">` +
+      `<output id="o-${spec.name}" for="p-${spec.name}">${Number(neutralOf(spec)).toFixed(2)}</output>`;
+    box.appendChild(row);
+    const input = row.querySelector("input");
+    input.addEventListener("input", () => { $(`o-${spec.name}`).value = Number(input.value).toFixed(2); schedulePreview(); });
+  }
+}
+
+function buildPresets(presets) {
+  const box = $("presets");
+  box.innerHTML = "";
+  for (const p of presets.filter((x) => x.button)) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "preset";
+    b.dataset.preset = p.name;
+    b.innerHTML = `${p.emoji} ${p.label}<span class="en">${p.en[0]}</span>`;
+    b.setAttribute("aria-label", `${p.label} (${p.en[0]})`);
+    b.addEventListener("click", () => runClip({ preset: p.name }, `${p.emoji} ${p.label}`));
+    box.appendChild(b);
+  }
+}
+
+// ------------------------------------------------------------------ start-up
+async function init() {
+  // 1. The portrait at once: the original photo, never a black box.
+  fetch("/source-image").then((r) => r.ok ? r.blob() : null).then(async (blob) => {
+    if (blob && !app.base) { const b = await bitmapFrom(blob); if (!app.base) draw(b); }
+  }).catch(() => {});
+
+  const [health, presets, specs] = await Promise.all([
+    fetch("/health").then((r) => r.json()),
+    fetch("/expressions").then((r) => r.json()),
+    fetch("/params").then((r) => r.json()),
+  ]);
+  app.fps = health.fps;
+  $("idle").checked = health.idle_default;
+  $("health").textContent = `모델 / model: ${health.device} · ${health.dtype} · ${health.backend}`;
+  buildPresets(presets);
+  buildSliders(specs);
+  try {
+    await openSource(null);
+    setProgress(0, 1, "준비됨 / ready");
+    startIdle();
+  } catch (err) { showError(err); }
+
+  $("commandForm").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const text = $("command").value.trim();
+    if (text) runClip({ command: text }, `“${text}”`);
+  });
+  $("reset").addEventListener("click", () => resetSliders(true));
+  $("idle").addEventListener("change", () => { if ($("idle").checked) startIdle(); else { stopIdle(); if (!app.clip) draw(app.base); } });
+  $("uploadButton").addEventListener("click", () => $("upload").click());
+  $("upload").addEventListener("change", () => upload($("upload").files[0]));
+  const drop = $("drop");
+  drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("dragging"); $("dropHint").hidden = false; });
+  drop.addEventListener("dragleave", () => { drop.classList.remove("dragging"); $("dropHint").hidden = true; });
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault(); drop.classList.remove("dragging"); $("dropHint").hidden = true;
+    if (ev.dataTransfer.files.length) upload(ev.dataTransfer.files[0]);
+  });
+}
+
+init();

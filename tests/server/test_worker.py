@@ -1,0 +1,127 @@
+"""The render worker's scheduling: cross-job batches, priorities, cancellation, errors."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+
+from lpstudio.errors import ParamError
+from lpstudio.params import EditParams
+from lpstudio.server.worker import PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, RenderJob, RenderWorker
+
+
+class GatedEngine:
+    """Records every batch; each frame encodes (source id, smile). Batches wait for ``gate``."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[int, float]]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def edited_keypoints(self, state, params, stitching=True):
+        if any(p.wink == 39 for p in params):
+            raise ParamError("bad wink")
+        return torch.tensor([[[p.smile] * 3] * 21 for p in params])
+
+    def render_mixed(self, items):
+        self.gate.wait(5)
+        self.batches.append([(state, float(x_d[0, 0])) for state, x_d in items])
+        return [np.full((2, 2, 3), int(state), np.uint8) for state, _ in items]
+
+
+def _job(state, smiles, frames, done, priority=1):
+    params = [EditParams(smile=s) for s in smiles]
+    return RenderJob(
+        state, params, lambda i, f: frames.append((state, i, int(f[0, 0, 0]))), lambda e: done.append(e), priority
+    )
+
+
+def test_frames_of_two_jobs_share_a_batch_and_keep_order():
+    engine = GatedEngine()
+    engine.gate.clear()
+    worker = RenderWorker(engine, batch_size=4)
+    frames, done = [], []
+    blocker = worker.submit(_job(9, [0.0], frames, done))  # occupies the worker while we queue
+    a = worker.submit(_job(1, [0.1, 0.2, 0.3], frames, done))
+    b = worker.submit(_job(2, [0.5, 0.6, 0.7], frames, done))
+    engine.gate.set()
+    worker.call(lambda: None).result(5)
+    for _ in range(100):
+        if len(done) == 3:
+            break
+        threading.Event().wait(0.02)
+    worker.close()
+    assert len(done) == 3 and all(e is None for e in done)
+    mixed = [batch for batch in engine.batches if {s for s, _ in batch} == {1, 2}]
+    assert mixed, f"no batch mixed the two jobs: {engine.batches}"
+    assert [i for s, i, _ in frames if s == 1] == [0, 1, 2]
+    assert [i for s, i, _ in frames if s == 2] == [0, 1, 2]
+    assert blocker.remaining == a.remaining == b.remaining == 0
+
+
+def test_interactive_preview_jumps_the_queue():
+    engine = GatedEngine()
+    engine.gate.clear()
+    worker = RenderWorker(engine, batch_size=2)
+    frames, done = [], []
+    worker.submit(_job(9, [0.0], frames, done))
+    worker.submit(_job(3, [0.1] * 6, frames, done, priority=PRIORITY_BACKGROUND))
+    worker.submit(_job(4, [0.9], frames, done, priority=PRIORITY_INTERACTIVE))
+    engine.gate.set()
+    for _ in range(200):
+        if len(done) == 3:
+            break
+        threading.Event().wait(0.02)
+    worker.close()
+    order = [s for batch in engine.batches for s, _ in batch]
+    assert order.index(4) < order.index(3), order
+
+
+def test_cancelled_job_stops_rendering():
+    engine = GatedEngine()
+    engine.gate.clear()
+    worker = RenderWorker(engine, batch_size=1)
+    frames, done = [], []
+    job = worker.submit(_job(5, [0.1] * 20, frames, done))
+    threading.Event().wait(0.1)
+    job.cancel()
+    engine.gate.set()
+    for _ in range(100):
+        if done:
+            break
+        threading.Event().wait(0.02)
+    worker.close()
+    assert done == [None]
+    assert len([f for f in frames if f[0] == 5]) <= 2  # at most the batch in flight
+
+
+def test_error_reaches_only_its_job():
+    engine = GatedEngine()
+    worker = RenderWorker(engine, batch_size=4)
+    frames, done = [], []
+    bad = worker.submit(_job(6, [0.0], frames, done))
+    bad.params = [EditParams(wink=39)]
+    good = worker.submit(_job(7, [0.2, 0.4], frames, done))
+    for _ in range(100):
+        if len(done) == 2:
+            break
+        threading.Event().wait(0.02)
+    worker.close()
+    errors = [e for e in done if e is not None]
+    assert len(errors) == 1 and isinstance(errors[0], ParamError)
+    assert good.remaining == 0 and [i for s, i, _ in frames if s == 7] == [0, 1]
+
+
+def test_call_runs_on_worker_thread_and_propagates_errors():
+    worker = RenderWorker(GatedEngine())
+    assert worker.call(threading.current_thread).result(5).name == "lpstudio-render"
+    fut = worker.call(lambda: 1 / 0)
+    try:
+        fut.result(5)
+    except ZeroDivisionError:
+        pass
+    else:
+        raise AssertionError("the error was swallowed")
+    worker.close()
