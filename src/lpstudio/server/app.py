@@ -32,7 +32,7 @@ from ..expressions.language import Action
 from ..expressions.presets import PRESETS, get_preset
 from ..expressions.timeline import Timeline
 from ..params import PARAM_SPECS, EditParams
-from .sessions import Session, SessionStore, encode_jpeg, make_session
+from .sessions import CROP_DISPLAY, Session, SessionStore, encode_jpeg, make_session
 from .worker import PRIORITY_BACKGROUND, PRIORITY_CLIP, PRIORITY_INTERACTIVE, RenderJob, RenderWorker
 
 # Page buttons: preset -> (Korean label, emoji). Presets not listed get a button with their Korean name.
@@ -162,7 +162,7 @@ def create_app(engine: LivePortrait, settings: ServerSettings | None = None) -> 
         crop = state.settings.crop
         prepared = await on_worker(state, lambda: state.engine.prepare_source(rgb, crop=crop, face_index=face_index))
         digest = source_digest(rgb, crop=crop, face_index=face_index)
-        session = make_session(prepared, name, digest, session_id)
+        session = make_session(prepared, rgb, name, digest, session_id)
         return state.sessions.add(session)
 
     # ------------------------------------------------------------------ pages
@@ -235,7 +235,7 @@ def create_app(engine: LivePortrait, settings: ServerSettings | None = None) -> 
 
             rgb = load_image(_default_source(state.settings)).rgb
             if not state.settings.crop:
-                rgb = cv2.resize(rgb, (512, 512), interpolation=cv2.INTER_AREA)
+                rgb = cv2.resize(rgb, (CROP_DISPLAY, CROP_DISPLAY), interpolation=cv2.INTER_AREA)
             w, h = display_size(rgb.shape[1], rgb.shape[0])
             if (w, h) != (rgb.shape[1], rgb.shape[0]):
                 rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)

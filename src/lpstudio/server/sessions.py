@@ -17,6 +17,8 @@ from ..errors import LPStudioError
 DISPLAY_MAX_SIDE = 1024
 """The page shows the photo at most this large; frames are pasted at that size."""
 JPEG_QUALITY = 90
+CROP_DISPLAY = 512
+"""A pre-cropped face is shown at the renderer's output size."""
 
 
 class SessionExpired(LPStudioError):
@@ -87,8 +89,14 @@ class Session:
         }
 
 
-def make_session(state: SourceState, name: str, digest: str, session_id: str | None = None) -> Session:
-    """Build the display image (and display-resolution paste-back) for a prepared source."""
+def make_session(
+    state: SourceState, image: np.ndarray, name: str, digest: str, session_id: str | None = None
+) -> Session:
+    """Build the display image (and display-resolution paste-back) for a prepared source.
+
+    ``image`` is the picture the user gave (RGB uint8); a pre-cropped face is shown as
+    that picture at the renderer's 512x512, so frames replace it exactly.
+    """
     if state.face is not None and state.photo is not None:
         from ..face import PasteBack
 
@@ -102,7 +110,7 @@ def make_session(state: SourceState, name: str, digest: str, session_id: str | N
             {"box": [float(v) * (w / pw) for v in b[:4]], "score": float(b[4]) if len(b) > 4 else None} for b in boxes
         ]
     else:
-        display = cv2.resize(state.image_256, (512, 512), interpolation=cv2.INTER_CUBIC)
+        display = cv2.resize(image, (CROP_DISPLAY, CROP_DISPLAY), interpolation=cv2.INTER_AREA)
         paster, faces = None, []
     return Session(
         id=session_id or secrets.token_urlsafe(12),
