@@ -335,7 +335,8 @@ function buildSliders(specs) {
   for (const spec of specs) {
     const row = document.createElement("div");
     row.className = "slider";
-    const step = (spec.max - spec.min) / 200;
+    // A power-of-ten step puts the range ends and the neutral value exactly on the slider's grid.
+    const step = Math.pow(10, Math.floor(Math.log10((spec.max - spec.min) / 200)));
     row.innerHTML = `<label for="p-${spec.name}" title="${spec.unit}">${spec.label}<br><code>${spec.name}</code></label>` +
       `<input id="p-${spec.name}" type="range" min="${spec.min}" max="${spec.max}" step="${step}" value="${neutralOf(spec)}">` +
       `<output id="o-${spec.name}" for="p-${spec.name}">${Number(neutralOf(spec)).toFixed(2)}</output>`;
