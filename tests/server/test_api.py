@@ -203,3 +203,22 @@ def test_full_photo_mode_with_face_models(engine, standin_weights):
     diff = np.abs(frame.astype(int) - shown.astype(int)).mean(axis=(0, 2))
     assert diff[:200].mean() < 3 and diff[-300:].mean() < 3, "pixels outside the face changed"
     assert diff[450:550].mean() > 5, "the rendered face is not in the photo"
+
+
+def test_prerendered_preset_replays_from_cache(engine, monkeypatch):
+    """With pre-rendering on, a new photo's preset buttons are rendered in the background."""
+    import time
+
+    from lpstudio.server import app as app_module
+
+    monkeypatch.setattr(app_module, "BUTTONS", {"blink": ("깜빡여봐", "😉")})
+    app = create_app(engine, ServerSettings(crop=False, fps=TEST_FPS, idle_default=False, prerender=True))
+    with TestClient(app) as c:
+        session = c.post("/session", json={}).json()["session"]
+        state = app.state.lp
+        deadline = time.time() + 300
+        while (state.background or len(state.cache) == 0) and time.time() < deadline:
+            time.sleep(0.2)
+        assert len(state.cache) == 1, "the preset was not pre-rendered"
+        lines = _stream(c.post("/generate", json={"session": session, "preset": "blink"}))
+    assert lines[-1]["type"] == "end" and lines[-1]["cached"] is True

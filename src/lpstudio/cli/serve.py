@@ -28,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="frames rendered together (default 4)")
     p.add_argument("--max-sessions", type=int, default=8, help="pages served at once before the oldest is dropped")
     p.add_argument("--no-idle", action="store_true", help="idle liveliness off by default")
+    p.add_argument(
+        "--prerender",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="pre-render the preset buttons for each new photo in the background (auto: on with a GPU)",
+    )
     add_engine_options(p)
     p.set_defaults(handler=run)
 
@@ -55,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         max_sessions=args.max_sessions,
         idle_default=not args.no_idle,
         default_source=args.source,
+        prerender=args.prerender == "on" or (args.prerender == "auto" and engine.device.type != "cpu"),
     )
     app = create_app(engine, settings)
     print(f"open http://{args.host}:{args.port}/ in your browser (Ctrl+C stops)", file=sys.stderr)

@@ -76,6 +76,7 @@ class ServerSettings:
     max_upload_pixels: int = MAX_UPLOAD_PIXELS
     default_source: Path | None = None  # the bundled sample when None
     backend: str = "eager"
+    prerender: bool = False  # render the button presets of a new photo in the background
 
 
 @dataclass
@@ -86,6 +87,7 @@ class AppState:
     sessions: SessionStore
     cache: ClipCache
     loaded_at: float = field(default_factory=time.time)
+    background: dict[str, RenderJob] = field(default_factory=dict)  # clip key -> pre-render job
 
 
 def _default_source(settings: ServerSettings) -> Path:
@@ -163,7 +165,10 @@ def create_app(engine: LivePortrait, settings: ServerSettings | None = None) -> 
         prepared = await on_worker(state, lambda: state.engine.prepare_source(rgb, crop=crop, face_index=face_index))
         digest = source_digest(rgb, crop=crop, face_index=face_index)
         session = make_session(prepared, rgb, name, digest, session_id)
-        return state.sessions.add(session)
+        state.sessions.add(session)
+        if state.settings.prerender:
+            _prerender(state, session)
+        return session
 
     # ------------------------------------------------------------------ pages
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -291,6 +296,9 @@ def create_app(engine: LivePortrait, settings: ServerSettings | None = None) -> 
         params = timeline.sample(fps, base)
         key = clip_key(session.digest, timeline.key(fps, base), {"engine": _engine_key(state)})
         priority = PRIORITY_BACKGROUND if body.idle_loop else PRIORITY_CLIP
+        pending = state.background.pop(key, None)
+        if pending is not None:  # the user wants it now: render it in the foreground instead
+            pending.cancel()
         received = time.perf_counter()
         stream = _stream_clip(state, session, params, key, priority, fps, steps, plan, received, request)
         return StreamingResponse(stream, media_type="application/x-ndjson; charset=utf-8")
@@ -335,9 +343,37 @@ def _timeline_for(body: GenerateRequest, idle: bool) -> tuple[Timeline, list[dic
     return timeline, [s.to_json() for s in timeline.steps], plan
 
 
-async def _render_frames(
-    state: AppState, session: Session, params: list[EditParams], priority: int
-) -> list[np.ndarray]:
+def _prerender(state: AppState, session: Session) -> None:
+    """Queue the button presets of a new source at background priority, in button order.
+
+    Their frames land in the clip cache under the same keys ``/generate`` computes,
+    so a click on a pre-rendered preset replays at once.
+    """
+    fps = state.settings.fps
+    base = session.state.neutral_params()
+    for name in BUTTONS:
+        request = GenerateRequest(session=session.id, preset=name)
+        timeline, _, _ = _timeline_for(request, state.settings.idle_default)
+        params = timeline.sample(fps, base)
+        key = clip_key(session.digest, timeline.key(fps, base), {"engine": _engine_key(state)})
+        if key in state.cache or key in state.background:
+            continue
+        frames: list[np.ndarray | None] = [None] * len(params)
+
+        def on_frame(i: int, frame: np.ndarray, frames: list = frames) -> None:
+            frames[i] = frame
+
+        def on_done(exc: BaseException | None, key: str = key, frames: list = frames) -> None:
+            job = state.background.pop(key, None)
+            if exc is None and job is not None and not job.cancelled.is_set() and all(f is not None for f in frames):
+                state.cache.put(key, np.stack(frames))
+
+        job = RenderJob(session.state, params, on_frame, on_done, priority=PRIORITY_BACKGROUND)
+        state.background[key] = job
+        state.worker.submit(job)
+
+
+async def _render_frames(state: AppState, session: Session, params: list[EditParams], priority: int) -> list[np.ndarray]:
     """Render through the worker and wait for all frames (used for single previews)."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future = loop.create_future()
