@@ -71,7 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..drive.motion import DriveSettings
     from ..drive.pipeline import drive, driving_kind
-    from ..drive.template import MotionTemplateError
+    from ..drive.template import MotionTemplateError, load_motion
+    from ..drive.video import probe_video
     from ..engine import load_model
     from ..errors import ParamError, VideoError
     from ..imageio import load_image
@@ -95,6 +96,13 @@ def run(args: argparse.Namespace) -> int:
         raise VideoError(f"cannot read {args.driving}: no such file", hint="check the path")
     kind = driving_kind(args.driving)
     photo = load_image(args.source)
+    # fail early, before loading the models, on an unusable driving file
+    if kind == "video":
+        probe_video(args.driving)
+    elif kind == "template":
+        load_motion(args.driving)
+    else:
+        load_image(args.driving)
 
     start = time.perf_counter()
     needs_face = not args.no_crop or (kind != "template" and not args.driving_precropped)
