@@ -1,0 +1,114 @@
+"""Fixtures of the driving tests: stand-in face models, driving videos made with PyAV."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FACE_TESTS = Path(__file__).resolve().parents[1] / "face"
+if str(FACE_TESTS) not in sys.path:  # the stand-in ONNX builders live with the face tests
+    sys.path.insert(0, str(FACE_TESTS))
+
+from standin_models import (  # noqa: E402
+    canonical_face_106,
+    canonical_face_203,
+    empty_det_outputs,
+    put_face,
+    write_detector,
+    write_landmark106,
+    write_landmark203,
+)
+
+CPU = ["CPUExecutionProvider"]
+AUDIO_RATE = 16_000
+
+
+def _standin_dir(root: Path, with_face: bool) -> Path:
+    outs = empty_det_outputs()
+    if with_face:
+        put_face(outs, 2, 8, 8, 0, 0.9, (96.0, 80.0, 416.0, 440.0))
+    write_detector(root / "insightface/models/buffalo_l/det_10g.onnx", outs)
+    write_landmark106(root / "insightface/models/buffalo_l/2d106det.onnx", canonical_face_106())
+    write_landmark203(root / "liveportrait/landmark.onnx", canonical_face_203())
+    return root
+
+
+@pytest.fixture(scope="session")
+def face_pipeline(tmp_path_factory: pytest.TempPathFactory):
+    """Stand-in face models that always find one face."""
+    from lpstudio.face import FacePipeline
+
+    return FacePipeline(_standin_dir(tmp_path_factory.mktemp("face"), True), providers=CPU)
+
+
+@pytest.fixture(scope="session")
+def faceless_pipeline(tmp_path_factory: pytest.TempPathFactory):
+    """Stand-in face models that never find a face."""
+    from lpstudio.face import FacePipeline
+
+    return FacePipeline(_standin_dir(tmp_path_factory.mktemp("noface"), False), providers=CPU)
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A 512x512 'portrait' (noise: the stand-in detector reports a face anyway)."""
+    return np.random.default_rng(11).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+
+
+def write_video(
+    path: Path,
+    frames: Sequence[np.ndarray],
+    fps: Fraction | int = 24,
+    *,
+    audio: bool = True,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv444p",
+) -> Path:
+    """Encode RGB frames (and a sine audio track of the same length) with PyAV."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        video = out.add_stream(codec, rate=Fraction(fps))
+        video.height, video.width = frames[0].shape[:2]
+        video.pix_fmt = pix_fmt
+        if codec == "libx264":
+            video.options = {"qp": "0"}  # lossless: decoded frames equal each other when the inputs do
+        sound = out.add_stream("aac", rate=AUDIO_RATE) if audio else None
+        if sound is not None:
+            sound.layout = "mono"
+        for i, rgb in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            vf.pts = i
+            out.mux(video.encode(vf))
+        out.mux(video.encode(None))
+        if sound is not None:
+            n = int(AUDIO_RATE * len(frames) / Fraction(fps))
+            wave = (0.3 * np.sin(np.arange(n) * 2 * np.pi * 440 / AUDIO_RATE)).astype(np.float32)[None]
+            af = av.AudioFrame.from_ndarray(wave, format="fltp", layout="mono")
+            af.sample_rate, af.pts = AUDIO_RATE, 0
+            out.mux(sound.encode(af))
+            out.mux(sound.encode(None))
+    return path
+
+
+@pytest.fixture()
+def make_video(tmp_path: Path) -> Callable[..., Path]:
+    def make(frames: Sequence[np.ndarray], name: str = "driving.mp4", **kwargs) -> Path:
+        return write_video(tmp_path / name, frames, **kwargs)
+
+    return make
+
+
+def read_back(path: Path) -> tuple[int, Fraction, bool, tuple[int, int]]:
+    """(decoded frame count, fps, has audio, (width, height)) of a written video."""
+    import av
+
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        n = sum(1 for _ in c.decode(stream))
+        return n, Fraction(stream.average_rate), bool(c.streams.audio), (stream.width, stream.height)
