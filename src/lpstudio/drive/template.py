@@ -172,7 +172,8 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     ``find_class`` resolves only the globals a pickled ndarray needs
     (``numpy.core.multiarray._reconstruct`` and ``scalar``, ``numpy.ndarray``,
-    ``numpy.dtype``) and a few harmless builtin containers; any other global
+    ``numpy.dtype``, and ``numpy.core.numeric._frombuffer`` for protocol 5), latin-1 bytes of old protocols and a few harmless builtin
+    containers; any other global
     (``os.system``, ``builtins.eval``, a class...) is refused, so loading can
     never run code.
     """
@@ -180,13 +181,32 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module in _NUMPY_MODULES and name in ("_reconstruct", "scalar"):
             return getattr(_numpy_multiarray(), name)
+        if module in ("numpy.core.numeric", "numpy._core.numeric") and name == "_frombuffer":  # protocol 5
+            return _numpy_numeric()._frombuffer
         if module == "numpy" and name in ("ndarray", "dtype"):
             return getattr(np, name)
+        if module == "_codecs" and name == "encode":  # how protocols 0-2 store bytes
+            return _latin1_bytes
         if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
             import builtins
 
             return getattr(builtins, name)
         raise pickle.UnpicklingError(f"refused to load {module}.{name}: only plain arrays and containers are allowed")
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """The only use of ``_codecs.encode`` a plain pickle makes: bytes stored as latin-1 text."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+def _numpy_numeric() -> Any:
+    try:
+        from numpy._core import numeric  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import numeric  # type: ignore[no-redef]
+    return numeric
 
 
 def _numpy_multiarray() -> Any:
