@@ -6,7 +6,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from conftest import read_back
+from drive_helpers import read_back
 
 from lpstudio.drive.motion import DriveSettings
 from lpstudio.drive.pipeline import drive
