@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ FACE_TESTS = Path(__file__).resolve().parents[1] / "face"
 if str(FACE_TESTS) not in sys.path:  # the stand-in ONNX builders live with the face tests
     sys.path.insert(0, str(FACE_TESTS))
 
+from drive_helpers import write_video  # noqa: E402
 from standin_models import (  # noqa: E402
     canonical_face_106,
     canonical_face_203,
@@ -23,8 +23,6 @@ from standin_models import (  # noqa: E402
     write_landmark106,
     write_landmark203,
 )
-
-from drive_helpers import write_video  # noqa: E402
 
 CPU = ["CPUExecutionProvider"]
 

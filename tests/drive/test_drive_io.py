@@ -142,3 +142,13 @@ def test_cli_reports_a_bad_driving_file_without_traceback(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert code == 2
     assert "bad.mp4" in err and "Traceback" not in err
+
+
+def test_a_driving_image_gives_one_image(face_engine, photo_state, fast_render, tmp_path: Path) -> None:
+    from lpstudio.imageio import load_image, save_image
+
+    save_image(tmp_path / "smile.png", _frames(1, seed=4)[0])
+    out = tmp_path / "out.png"
+    summary = drive(face_engine, photo_state, tmp_path / "smile.png", out, progress=False)
+    assert summary.kind == "image" and summary.frames == 1 and summary.notes
+    assert load_image(out).rgb.shape == (512, 512, 3)

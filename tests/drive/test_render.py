@@ -24,7 +24,14 @@ def test_still_driving_video_renders_exactly_the_neutral_source(engine, make_vid
     frames: list[np.ndarray] = []
     out = tmp_path / "out.mp4"
     summary = drive(
-        engine, state, video, out, DriveSettings(), batch_size=1, precropped=True, progress=False,
+        engine,
+        state,
+        video,
+        out,
+        DriveSettings(),
+        batch_size=1,
+        precropped=True,
+        progress=False,
         frame_hook=frames.append,
     )
     neutral = engine.render(state, [state.neutral_params()], batch_size=1)[0]

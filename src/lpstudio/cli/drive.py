@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", type=Path, help="the portrait photo")
     p.add_argument("driving", type=Path, help="driving video, image, or motion template (.npz / official .pkl)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output video (.mp4, .mov, .mkv); an image for a driving image")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, help="output video (.mp4, .mov, .mkv); an image for a driving image"
+    )
     crop = p.add_argument_group("cropping")
     crop.add_argument(
         "--driving-precropped",
@@ -60,7 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     motion.add_argument("--no-stitching", action="store_true", help="disable the stitching module")
     out = p.add_argument_group("output")
     out.add_argument("--no-audio", action="store_true", help="do not copy the driving video's audio")
-    out.add_argument("--save-motion", type=Path, default=None, metavar="MOTION.npz", help="also save the driving motion")
+    out.add_argument(
+        "--save-motion", type=Path, default=None, metavar="MOTION.npz", help="also save the driving motion"
+    )
     out.add_argument("--crf", type=int, default=None, help="x264 quality, lower is better (default 15)")
     out.add_argument("--batch-size", type=int, default=4, help="frames per batch (default 4)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -62,8 +62,13 @@ def run(args: argparse.Namespace) -> int:
         from ..drive.transfer import render_with_expression
 
         frame = render_with_expression(
-            engine, state, args.expression_from, pose=args.pose, params=params,
-            stitching=not args.no_stitching, crop=not args.no_crop,
+            engine,
+            state,
+            args.expression_from,
+            pose=args.pose,
+            params=params,
+            stitching=not args.no_stitching,
+            crop=not args.no_crop,
         )
     else:
         frame = engine.render(state, [params], stitching=not args.no_stitching)[0]

@@ -103,7 +103,9 @@ class Motion:
         return int(self.rotation.shape[0])
 
     def _map(self, fn: Any) -> Motion:
-        return Motion(**{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name)) for f in fields(self)})
+        return Motion(
+            **{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name)) for f in fields(self)}
+        )
 
     def rows(self, index: torch.Tensor | list[int] | slice) -> Motion:
         """The motion of some frames (index list or slice)."""

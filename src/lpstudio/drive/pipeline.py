@@ -94,7 +94,9 @@ def motion_chunks(
         if not good and last is None:
             leading += len(batch)
             return
-        rows_of_good = _with_ratios(extract_motion(engine, [c.image_256 for c in good], batch_size), good) if good else None
+        rows_of_good = (
+            _with_ratios(extract_motion(engine, [c.image_256 for c in good], batch_size), good) if good else None
+        )
         rows: list[Motion] = []
         k = 0
         if last is None and leading:  # frames before the first face: no movement yet

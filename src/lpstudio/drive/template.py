@@ -172,9 +172,9 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     ``find_class`` resolves only the globals a pickled ndarray needs
     (``numpy.core.multiarray._reconstruct`` and ``scalar``, ``numpy.ndarray``,
-    ``numpy.dtype``, and ``numpy.core.numeric._frombuffer`` for protocol 5), latin-1 bytes of old protocols and a few harmless builtin
-    containers; any other global
-    (``os.system``, ``builtins.eval``, a class...) is refused, so loading can
+    ``numpy.dtype``, and ``numpy.core.numeric._frombuffer`` for protocol 5),
+    latin-1 bytes of old protocols and a few harmless builtin containers; any
+    other global (``os.system``, ``builtins.eval``, a class...) is refused, so loading can
     never run code.
     """
 
@@ -259,9 +259,7 @@ def _stack(path: Path, items: list[Any], key: str) -> np.ndarray:
 def _load_pkl(path: Path) -> MotionTrack:
     obj = restricted_load(path.read_bytes(), str(path))
     if not isinstance(obj, dict) or not isinstance(obj.get("motion"), list) or not obj["motion"]:
-        raise MotionTemplateError(
-            f"cannot use {path}: not an official LivePortrait motion template (no 'motion' list)"
-        )
+        raise MotionTemplateError(f"cannot use {path}: not an official LivePortrait motion template (no 'motion' list)")
     frames = obj["motion"]
     if not all(isinstance(f, dict) for f in frames):
         raise MotionTemplateError(f"cannot use {path}: 'motion' entries are not dicts")

@@ -24,7 +24,19 @@ import numpy as np
 
 from ..errors import VideoError
 
-VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif", ".flv", ".wmv", ".mpg", ".mpeg")
+VIDEO_SUFFIXES: tuple[str, ...] = (
+    ".mp4",
+    ".mov",
+    ".mkv",
+    ".avi",
+    ".webm",
+    ".m4v",
+    ".gif",
+    ".flv",
+    ".wmv",
+    ".mpg",
+    ".mpeg",
+)
 """File extensions taken as videos (anything else is tried as an image)."""
 
 OUTPUT_VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".mkv")
@@ -218,7 +230,9 @@ class VideoWriter:
         try:
             self._out = av.open(str(self.path), mode="w")
         except av.error.FFmpegError as exc:
-            raise VideoError(f"cannot write {self.path}: {exc}", hint="check the folder exists and is writable") from exc
+            raise VideoError(
+                f"cannot write {self.path}: {exc}", hint="check the folder exists and is writable"
+            ) from exc
         self._video: Any = None
         self._audio_in: Any = None
         self._audio_src: Any = None
