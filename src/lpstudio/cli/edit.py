@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--face-index", type=int, default=None, help="which face to use when there are several")
     p.add_argument("--no-stitching", action="store_true", help="disable the stitching module")
+    p.add_argument(
+        "--expression-from", type=Path, default=None, metavar="PHOTO", help="copy the expression of another photo"
+    )
+    p.add_argument("--pose", action="store_true", help="with --expression-from: copy its head pose too")
     add_engine_options(p)
     p.set_defaults(handler=run)
 
@@ -54,7 +58,20 @@ def run(args: argparse.Namespace) -> int:
     state = engine.prepare_source(photo.rgb, crop=not args.no_crop, face_index=args.face_index)
     base = state.neutral_params()
     params = base.replace(**{k: v for k, v in params.changed().items()})
-    frame = engine.render(state, [params], stitching=not args.no_stitching)[0]
+    if args.expression_from is not None:
+        from ..drive.transfer import render_with_expression
+
+        frame = render_with_expression(
+            engine,
+            state,
+            args.expression_from,
+            pose=args.pose,
+            params=params,
+            stitching=not args.no_stitching,
+            crop=not args.no_crop,
+        )
+    else:
+        frame = engine.render(state, [params], stitching=not args.no_stitching)[0]
     image = engine.paste_back(state, frame) if state.face is not None else frame
     save_image(output, image)
     print(f"wrote {output} ({image.shape[1]}x{image.shape[0]}) in {time.perf_counter() - start:.1f}s", file=sys.stderr)

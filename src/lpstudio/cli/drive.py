@@ -1,0 +1,144 @@
+"""``lpstudio drive``: animate a portrait with the motion of a driving video (official ``inference.py -s -d``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .common import add_engine_options, check_output_path, weights_dir_for
+
+OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv", ".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..drive.motion import DEFAULT_SMOOTH_VARIANCE, DRIVING_OPTIONS, REGIONS
+
+    p = sub.add_parser(
+        "drive",
+        help="animate a portrait with a driving video (or image, or saved motion)",
+        description="Animate SOURCE (a photo) with the head and face motion of DRIVING: a video, an image, "
+        "or a motion template (.npz from --save-motion, or an official .pkl). The output keeps the driving "
+        "video's frame rate and audio.",
+    )
+    p.add_argument("source", type=Path, help="the portrait photo")
+    p.add_argument("driving", type=Path, help="driving video, image, or motion template (.npz / official .pkl)")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, help="output video (.mp4, .mov, .mkv); an image for a driving image"
+    )
+    crop = p.add_argument_group("cropping")
+    crop.add_argument(
+        "--driving-precropped",
+        action="store_true",
+        help="the driving video is already a square face crop (official default): resize only, no face detection",
+    )
+    crop.add_argument("--no-crop", action="store_true", help="SOURCE is already a cropped face (no paste-back)")
+    crop.add_argument("--face-index", type=int, default=None, help="which face of SOURCE, largest first (default 0)")
+    motion = p.add_argument_group("motion")
+    motion.add_argument(
+        "--absolute", action="store_true", help="use the driving frames' absolute pose/expression, not relative motion"
+    )
+    motion.add_argument("--region", choices=REGIONS, default="all", help="what the driving video moves (default all)")
+    motion.add_argument("--multiplier", type=float, default=1.0, help="motion amplitude (official driving_multiplier)")
+    motion.add_argument(
+        "--driving-option",
+        choices=DRIVING_OPTIONS,
+        default="expression-friendly",
+        help="expression-friendly scales the motion to the source's face size (official default)",
+    )
+    motion.add_argument(
+        "--smooth",
+        type=float,
+        nargs="?",
+        const=DEFAULT_SMOOTH_VARIANCE,
+        default=0.0,
+        metavar="VARIANCE",
+        help=f"smooth the motion over time to remove jitter; larger is smoother (default when given: "
+        f"{DEFAULT_SMOOTH_VARIANCE:g})",
+    )
+    motion.add_argument("--retarget-eyes", action="store_true", help="also follow the driving eyes-open ratio")
+    motion.add_argument("--retarget-lip", action="store_true", help="also follow the driving lip-open ratio")
+    motion.add_argument("--no-stitching", action="store_true", help="disable the stitching module")
+    out = p.add_argument_group("output")
+    out.add_argument("--no-audio", action="store_true", help="do not copy the driving video's audio")
+    out.add_argument(
+        "--save-motion", type=Path, default=None, metavar="MOTION.npz", help="also save the driving motion"
+    )
+    out.add_argument("--crf", type=int, default=None, help="x264 quality, lower is better (default 15)")
+    out.add_argument("--batch-size", type=int, default=4, help="frames per batch (default 4)")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_engine_options(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..drive.motion import DriveSettings
+    from ..drive.pipeline import drive, driving_kind
+    from ..drive.template import MotionTemplateError, load_motion
+    from ..drive.video import probe_video
+    from ..engine import load_model
+    from ..errors import ParamError, VideoError
+    from ..imageio import load_image
+
+    settings = DriveSettings(
+        relative=not args.absolute,
+        region=args.region,
+        driving_option=args.driving_option,
+        multiplier=args.multiplier,
+        stitching=not args.no_stitching,
+        retarget_eyes=args.retarget_eyes,
+        retarget_lip=args.retarget_lip,
+        smooth=args.smooth,
+    )
+    if args.batch_size < 1:
+        raise ParamError(f"--batch-size must be at least 1, got {args.batch_size}")
+    output = check_output_path(args.output, OUTPUT_SUFFIXES)
+    if args.save_motion is not None and args.save_motion.suffix.lower() != ".npz":
+        raise MotionTemplateError(f"cannot write {args.save_motion}: motion templates are .npz", hint="name it *.npz")
+    if not args.driving.exists():
+        raise VideoError(f"cannot read {args.driving}: no such file", hint="check the path")
+    kind = driving_kind(args.driving)
+    photo = load_image(args.source)
+    # fail early, before loading the models, on an unusable driving file
+    if kind == "video":
+        probe_video(args.driving)
+    elif kind == "template":
+        load_motion(args.driving)
+    else:
+        load_image(args.driving)
+
+    start = time.perf_counter()
+    needs_face = not args.no_crop or (kind != "template" and not args.driving_precropped)
+    engine = load_model(weights_dir_for(args), device=args.device, dtype=args.dtype, face=needs_face)
+    state = engine.prepare_source(photo.rgb, crop=not args.no_crop, face_index=args.face_index)
+    summary = drive(
+        engine,
+        state,
+        args.driving,
+        output,
+        settings,
+        batch_size=args.batch_size,
+        precropped=args.driving_precropped,
+        audio=not args.no_audio,
+        save_motion_to=args.save_motion,
+        crf=args.crf,
+        progress=not args.quiet,
+    )
+    for note in summary.notes:
+        print(f"note: {note}", file=sys.stderr)
+    parts = [f"wrote {output}: {summary.frames} frame{'s' if summary.frames != 1 else ''}"]
+    if summary.kind != "image":
+        parts.append(f"{float(summary.fps):.3g} fps")
+        parts.append("with audio" if summary.audio else "no audio")
+    parts.append(f"{summary.frames_per_second:.2f} frames/s rendering, {time.perf_counter() - start:.1f}s in all")
+    print(", ".join(parts), file=sys.stderr)
+    if summary.faceless_frames:
+        print(
+            f"{summary.faceless_frames} driving frame{'s' if summary.faceless_frames != 1 else ''} had no face "
+            "and reused the previous motion",
+            file=sys.stderr,
+        )
+    if summary.template is not None:
+        print(f"saved the driving motion to {summary.template}", file=sys.stderr)
+    return 0

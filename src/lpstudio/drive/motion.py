@@ -1,0 +1,454 @@
+"""Driving motion: extraction, relative/absolute transfer onto a source, regions, smoothing.
+
+Per driving frame the motion extractor M gives a head rotation ``R``, an
+expression deformation ``exp``, a scale and a translation ``t`` (the official
+"motion template" fields). :class:`KeypointDriver` turns them into driving
+keypoints ``x_d`` for one source, the official way (``live_portrait_pipeline.py``):
+
+relative (default), frame i against the first driving frame 0::
+
+    R_new     = (R_i R_0^T) R_s            exp_new = exp_s + (exp_i - exp_0)
+    scale_new = scale_s * scale_i/scale_0  t_new   = t_s + (t_i - t_0),  t_new[z] = 0
+    P_i = scale_new * (kp_s @ R_new + exp_new) + t_new
+
+absolute (``--absolute``): ``R_new = R_i``, chosen ``exp`` coordinates of the
+driving frame, ``t_new = t_i`` (z zeroed), source scale.
+
+The keypoints handed to the renderer are ``x_d = anchor + m * (P_i - P_base)``
+where ``anchor`` is what the engine renders for the source at rest
+(:meth:`~lpstudio.engine.LivePortrait.edited_keypoints` with the neutral, or
+given, editing parameters), ``P_base`` the same composition for "no motion"
+(the first frame when relative, the source's own motion when absolute), and
+``m`` the "expression-friendly" multiplier (``sqrt`` of the keypoint hull
+volume ratio, official ``calc_motion_multiplier``; 1 for "pose-friendly").
+For the official relative formulas this is the same motion (``P_0`` is the
+source's keypoints), and it makes "no motion" *exactly* the engine's neutral
+render: ``P_i - P_base`` is exactly zero when the driving frame equals the first
+one. Eye/lip retargeting deltas, stitching and the driving multiplier then
+follow in the official order.
+
+Note: the engine's neutral keypoints keep the source's ``t_z`` (as the
+official editing panel does), while the official video path zeroes it; a
+``drive`` with no motion therefore equals ``edit`` with no change.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import keypoints as K
+from ..errors import ParamError
+
+REGIONS: tuple[str, ...] = ("all", "exp", "pose", "lip", "eyes")
+"""Official ``animation_region`` values: what the driving frames move."""
+
+LIP_KEYPOINTS: tuple[int, ...] = (6, 12, 14, 17, 19, 20)
+"""Implicit keypoints of the mouth (official ``animation_region == "lip"``)."""
+
+EYES_KEYPOINTS: tuple[int, ...] = (11, 13, 15, 16, 18)
+"""Implicit keypoints of the eyes (official ``animation_region == "eyes"``)."""
+
+ABSOLUTE_EXP_COORDS: tuple[tuple[int, tuple[int, ...]], ...] = (
+    *((kp, (0, 1, 2)) for kp in (1, 2, 6, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)),
+    (3, (1,)),
+    (4, (1,)),
+    (5, (2,)),
+    (8, (2,)),
+    (9, (1, 2)),
+)
+"""(keypoint, axes) of ``exp`` taken from the driving frame in absolute mode (the others stay the source's)."""
+
+DRIVING_OPTIONS: tuple[str, ...] = ("expression-friendly", "pose-friendly")
+"""Official ``driving_option``: expression-friendly scales the motion by the keypoint hull ratio."""
+
+PROCESS_VARIANCE = 1e-5
+"""Random-walk variance per frame of the smoothing filter (official ``process_variance``)."""
+
+DEFAULT_SMOOTH_VARIANCE = 1e-5
+"""Observation variance of ``--smooth`` given without a value (official default 3e-7 is much lighter)."""
+
+_HULL_TOL = 1e-9
+"""Relative tolerance (of the point cloud's extent) for points on a hull facet plane."""
+
+
+@dataclass(frozen=True, eq=False)
+class Motion:
+    """Driving motion of N frames (float32 tensors on one device).
+
+    Attributes:
+        rotation: (N,3,3) head rotation ``R`` (row vectors, ``kp @ R``).
+        exp: (N,21,3) expression deformation.
+        scale: (N,1).
+        t: (N,3) translation.
+        kp: (N,21,3) canonical keypoints (kept for templates; the source's are used).
+        eye_ratio: (N,2) eyes-open ratios (left, right) from landmarks, or None.
+        lip_ratio: (N,1) lip-open ratio, or None.
+    """
+
+    rotation: torch.Tensor
+    exp: torch.Tensor
+    scale: torch.Tensor
+    t: torch.Tensor
+    kp: torch.Tensor
+    eye_ratio: torch.Tensor | None = None
+    lip_ratio: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.rotation.shape[0])
+
+    def _map(self, fn: Any) -> Motion:
+        return Motion(
+            **{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name)) for f in fields(self)}
+        )
+
+    def rows(self, index: torch.Tensor | list[int] | slice) -> Motion:
+        """The motion of some frames (index list or slice)."""
+        return self._map(lambda v: v[index])
+
+    def expand(self, n: int) -> Motion:
+        """One frame (N=1) repeated n times (a view)."""
+        return self._map(lambda v: v.expand(n, *v.shape[1:]))
+
+    def to(self, device: torch.device | str) -> Motion:
+        return self._map(lambda v: v.to(device))
+
+    @staticmethod
+    def cat(parts: Sequence[Motion]) -> Motion:
+        """Concatenate along frames (ratios kept only if every part has them)."""
+        out = {}
+        for f in fields(Motion):
+            values = [getattr(p, f.name) for p in parts]
+            out[f.name] = None if any(v is None for v in values) else torch.cat(values)
+        return Motion(**out)
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """Arrays by field name (ratios only when present)."""
+        return {f.name: getattr(self, f.name).cpu().numpy() for f in fields(self) if getattr(self, f.name) is not None}
+
+    @staticmethod
+    def from_numpy(arrays: dict[str, np.ndarray], device: torch.device | str = "cpu") -> Motion:
+        """Inverse of :meth:`to_numpy` (float32, shapes checked by the caller)."""
+        return Motion(
+            **{
+                f.name: torch.from_numpy(np.ascontiguousarray(arrays[f.name], dtype=np.float32)).to(device)
+                if arrays.get(f.name) is not None
+                else None
+                for f in fields(Motion)
+            }
+        )
+
+
+def motion_from_heads(raw: Any) -> Motion:
+    """The raw heads of M for B frames (``MotionOutput``) -> :class:`Motion` (no ratios)."""
+    pitch, yaw, roll = (K.bins_to_degrees(v) for v in (raw.pitch, raw.yaw, raw.roll))
+    b = raw.exp.shape[0]
+    return Motion(
+        rotation=K.rotation_matrix(pitch, yaw, roll),
+        exp=raw.exp.reshape(b, K.NUM_KP, 3).float(),
+        scale=raw.scale.reshape(b, 1).float(),
+        t=raw.t.reshape(b, 3).float(),
+        kp=raw.kp.reshape(b, K.NUM_KP, 3).float(),
+    )
+
+
+@torch.inference_mode()
+def extract_motion(engine: Any, images_256: Sequence[np.ndarray], batch_size: int) -> Motion:
+    """Run M on (256,256,3) uint8 crops in fixed-size batches -> :class:`Motion` of ``len(images_256)``.
+
+    The last batch is padded (repeating its last crop) to ``batch_size``: every
+    frame goes through a batch of the same shape, so two identical crops give
+    bit-identical motion wherever they sit in the video.
+    """
+    if not images_256:
+        raise ValueError("extract_motion needs at least one image")
+    parts = []
+    for start in range(0, len(images_256), batch_size):
+        chunk = list(images_256[start : start + batch_size])
+        real = len(chunk)
+        chunk += [chunk[-1]] * (batch_size - real)
+        x = torch.cat([engine._to_input(img) for img in chunk])
+        parts.append(motion_from_heads(engine.motion(x)).rows(slice(0, real)))
+    return Motion.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def exp_mask(region: str, relative: bool, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(21,3) bool: the ``exp`` coordinates a region takes from the driving frames."""
+    mask = torch.zeros(K.NUM_KP, 3, dtype=torch.bool, device=device)
+    if region in ("all", "exp"):
+        if relative:
+            mask[:] = True
+        else:
+            for kp, axes in ABSOLUTE_EXP_COORDS:
+                mask[kp, list(axes)] = True
+    elif region == "lip":
+        mask[list(LIP_KEYPOINTS)] = True
+    elif region == "eyes":
+        mask[list(EYES_KEYPOINTS)] = True
+    return mask
+
+
+def compose_keypoints(
+    kp: torch.Tensor, rotation: torch.Tensor, exp: torch.Tensor, scale: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    """Official video-path keypoints ``scale * (kp @ R + exp) + t`` with ``t_z = 0``: all (N,...) -> (N,21,3)."""
+    t_xy = torch.cat([t[:, :2], torch.zeros_like(t[:, 2:])], dim=1)
+    return scale[..., None] * (kp @ rotation + exp) + t_xy[:, None, :]
+
+
+def hull_volume(points: np.ndarray) -> float:
+    """Volume of the convex hull of (N,3) points (0 for a flat or degenerate cloud).
+
+    Brute force over point triples, fine for the 21 implicit keypoints: a triple
+    spans a facet plane when every point lies on one side of it; facets with
+    more than three coplanar points are grouped by their point set and their
+    area taken from a 2-D hull. Volume = sum(area * distance from centroid) / 3.
+    """
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    p = p - p.mean(axis=0)
+    extent = float(np.abs(p).max()) if p.size else 0.0
+    if len(p) < 4 or extent == 0.0:
+        return 0.0
+    tol = _HULL_TOL * extent
+    tri = np.array(list(itertools.combinations(range(len(p)), 3)))
+    normal = np.cross(p[tri[:, 1]] - p[tri[:, 0]], p[tri[:, 2]] - p[tri[:, 0]])
+    length = np.linalg.norm(normal, axis=1)
+    keep = length > tol * extent
+    tri, normal = tri[keep], normal[keep] / length[keep, None]
+    offset = np.einsum("ij,ij->i", normal, p[tri[:, 0]])
+    dist = p @ normal.T - offset  # (N, T)
+    below, above = (dist <= tol).all(axis=0), (dist >= -tol).all(axis=0)
+    volume = 0.0
+    seen: set[tuple[int, ...]] = set()
+    for j in np.flatnonzero(below | above):
+        on_plane = tuple(np.flatnonzero(np.abs(dist[:, j]) <= tol))
+        if on_plane in seen:
+            continue
+        seen.add(on_plane)
+        u = normal[j]
+        pts = p[list(on_plane)]
+        axis_a = pts[1] - pts[0]
+        axis_a /= np.linalg.norm(axis_a)
+        axis_b = np.cross(u, axis_a)
+        area = _polygon_hull_area(np.stack([pts @ axis_a, pts @ axis_b], axis=1))
+        volume += area * abs(offset[j]) / 3.0
+    return volume
+
+
+def _polygon_hull_area(xy: np.ndarray) -> float:
+    """Area of the 2-D convex hull of (M,2) points (monotone chain + shoelace)."""
+    pts = sorted(map(tuple, xy))
+    if len(pts) < 3:
+        return 0.0
+
+    def cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower: list[tuple[float, float]] = []
+    upper: list[tuple[float, float]] = []
+    for pt in pts:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], pt) <= 0:
+            lower.pop()
+        lower.append(pt)
+    for pt in reversed(pts):
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], pt) <= 0:
+            upper.pop()
+        upper.append(pt)
+    ring = np.array(lower[:-1] + upper[:-1])
+    x, y = ring[:, 0], ring[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)
+
+
+def motion_multiplier(x_s: torch.Tensor, x_d_0: torch.Tensor) -> float:
+    """Expression-friendly scale: sqrt(hull volume of x_s) / sqrt(hull volume of x_d_0), both (1,21,3)."""
+    source, driving = hull_volume(x_s[0].cpu().numpy()), hull_volume(x_d_0[0].cpu().numpy())
+    if source <= 0.0 or driving <= 0.0:
+        return 1.0
+    return float(np.sqrt(source) / np.sqrt(driving))
+
+
+class MotionSmoother:
+    """Causal Kalman filter over the driving motion, frame by frame (streaming).
+
+    Random-walk model per coordinate of (R, exp, scale, t) with process variance
+    ``PROCESS_VARIANCE`` and the given observation variance (the official
+    ``driving_smooth_observation_variance``; larger is smoother). Unlike the
+    official RTS smoother (whole video at once) it only looks back, so it adds
+    a little lag; a constant motion passes through unchanged, bit for bit.
+    """
+
+    _FIELDS = ("rotation", "exp", "scale", "t")
+
+    def __init__(self, observation_variance: float, process_variance: float = PROCESS_VARIANCE) -> None:
+        if observation_variance <= 0:
+            raise ParamError(f"smoothing variance must be positive, got {observation_variance}")
+        self.r = float(observation_variance)
+        self.q = float(process_variance)
+        self._x: np.ndarray | None = None
+        self._p = 0.0
+
+    def __call__(self, motion: Motion) -> Motion:
+        """Smooth the next N frames (N,...) -> same shapes."""
+        arrays = [getattr(motion, f).detach().cpu().numpy().reshape(len(motion), -1) for f in self._FIELDS]
+        obs = np.concatenate(arrays, axis=1).astype(np.float64)
+        out = np.empty_like(obs)
+        for i, z in enumerate(obs):
+            if self._x is None:
+                self._x, self._p = z.copy(), self.r
+            else:
+                p_pred = self._p + self.q
+                gain = p_pred / (p_pred + self.r)
+                self._x = self._x + gain * (z - self._x)
+                self._p = (1.0 - gain) * p_pred
+            out[i] = self._x
+        smoothed = {}
+        col = 0
+        for name, arr in zip(self._FIELDS, arrays, strict=True):
+            ref = getattr(motion, name)
+            chunk = out[:, col : col + arr.shape[1]].astype(np.float32).reshape(ref.shape)
+            smoothed[name] = torch.from_numpy(chunk).to(ref.device)
+            col += arr.shape[1]
+        return replace(motion, **smoothed)
+
+
+@dataclass(frozen=True)
+class DriveSettings:
+    """How driving motion is applied (official inference flags, our names).
+
+    Attributes:
+        relative: motion relative to the first driving frame (official ``flag_relative_motion``).
+        region: what moves, one of :data:`REGIONS` (official ``animation_region``).
+        driving_option: one of :data:`DRIVING_OPTIONS` (used for relative video driving).
+        multiplier: motion amplitude on the final keypoints (official ``driving_multiplier``).
+        stitching: run the stitching module (official ``flag_stitching``).
+        retarget_eyes: add the eyes-open ratio of each driving frame via the eye retargeting MLP.
+        retarget_lip: same for the lip-open ratio.
+        smooth: observation variance of :class:`MotionSmoother`; 0 disables smoothing.
+    """
+
+    relative: bool = True
+    region: str = "all"
+    driving_option: str = "expression-friendly"
+    multiplier: float = 1.0
+    stitching: bool = True
+    retarget_eyes: bool = False
+    retarget_lip: bool = False
+    smooth: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.region not in REGIONS:
+            raise ParamError(f"unknown region {self.region!r}", hint=f"use one of {', '.join(REGIONS)}")
+        if self.driving_option not in DRIVING_OPTIONS:
+            raise ParamError(
+                f"unknown driving option {self.driving_option!r}", hint=f"use one of {', '.join(DRIVING_OPTIONS)}"
+            )
+        if not np.isfinite(self.multiplier):
+            raise ParamError(f"multiplier must be a finite number, got {self.multiplier}")
+        if self.smooth < 0 or not np.isfinite(self.smooth):
+            raise ParamError(f"smoothing variance must be 0 (off) or positive, got {self.smooth}")
+
+
+class KeypointDriver:
+    """Driving keypoints x_d for one source from consecutive chunks of driving motion.
+
+    Stateful: the first frame it sees is the relative reference (and sets the
+    expression-friendly multiplier); the smoother, when on, carries over
+    between chunks. ``anchor_params`` (an ``EditParams``) sets the rest pose
+    (default: the source's neutral parameters).
+    """
+
+    def __init__(
+        self,
+        engine: Any,
+        state: Any,
+        settings: DriveSettings,
+        *,
+        sequence: bool = True,
+        anchor_params: Any = None,
+    ) -> None:
+        self.engine = engine
+        self.state = state
+        self.settings = settings
+        self.sequence = sequence
+        params = anchor_params if anchor_params is not None else state.neutral_params()
+        self.anchor = engine.edited_keypoints(state, [params], stitching=False)
+        if settings.retarget_eyes and state.eye_ratio is None or settings.retarget_lip and state.lip_ratio is None:
+            raise ParamError(
+                "eye/lip retargeting needs the source's landmarks, which are not available",
+                hint="use face cropping (or the face models with --no-crop), or drop --retarget-eyes/--retarget-lip",
+            )
+        self.reference: Motion | None = None
+        self.multiplier = 1.0
+        self._multiplier_set = False
+        self.smoother = MotionSmoother(settings.smooth) if settings.smooth > 0 else None
+        self._mask = exp_mask(settings.region, settings.relative, engine.device)
+        self._pose = settings.region in ("all", "pose")
+
+    # ------------------------------------------------------------------ compositions
+    def _relative(self, m: Motion, ref: Motion) -> torch.Tensor:
+        s = self.state
+        if self._pose:
+            # (R_i R_0^T) R_s written as R_s + ((R_i - R_0) R_0^T) R_s: exactly R_s when R_i == R_0.
+            rot = s.rotation + ((m.rotation - ref.rotation) @ ref.rotation.transpose(1, 2)) @ s.rotation
+            t = s.t + (m.t - ref.t)
+        else:
+            rot, t = s.rotation.expand(len(m), 3, 3), s.t.expand(len(m), 3)
+        exp = torch.where(self._mask, s.exp + (m.exp - ref.exp), s.exp)
+        scale = s.scale * (m.scale / ref.scale) if self.settings.region == "all" else s.scale.expand(len(m), 1)
+        return compose_keypoints(s.kp.expand(len(m), -1, -1), rot, exp, scale, t)
+
+    def _absolute(self, m: Motion | None, n: int) -> torch.Tensor:
+        s = self.state
+        if m is None:  # the source's own motion: the "no motion" base
+            rot, exp, t = s.rotation.expand(n, 3, 3), s.exp.expand(n, -1, -1), s.t.expand(n, 3)
+        else:
+            rot = m.rotation if self._pose else s.rotation.expand(n, 3, 3)
+            t = m.t if self._pose else s.t.expand(n, 3)
+            exp = torch.where(self._mask, m.exp, s.exp)
+        return compose_keypoints(s.kp.expand(n, -1, -1), rot, exp, s.scale.expand(n, 1), t)
+
+    # ------------------------------------------------------------------ driving
+    @torch.inference_mode()
+    def __call__(self, motion: Motion) -> torch.Tensor:
+        """Motion of the next N driving frames -> x_d (N,21,3), ready for ``render_keypoints``."""
+        st, cfg = self.state, self.settings
+        motion = motion.to(self.engine.device)
+        if self.smoother is not None:
+            motion = self.smoother(motion)
+        n = len(motion)
+        if self.reference is None:
+            self.reference = motion.rows(slice(0, 1))
+        if cfg.relative:
+            ref = self.reference.expand(n)
+            moved, base = self._relative(motion, ref), self._relative(ref, ref)
+            if self.sequence and cfg.driving_option == "expression-friendly" and not self._multiplier_set:
+                self.multiplier = motion_multiplier(st.x_s, base[:1])
+                self._multiplier_set = True
+        else:
+            moved, base = self._absolute(motion, n), self._absolute(None, n)
+        delta = moved - base
+        if self.multiplier != 1.0:
+            delta = delta * self.multiplier
+        x_d = self.anchor.expand(n, -1, -1) + delta
+
+        x_s = st.x_s.expand(n, -1, -1)
+        net = self.engine.networks.stitching
+        dev = self.engine.device
+        if cfg.retarget_eyes and motion.eye_ratio is not None:
+            src = torch.from_numpy(st.eye_ratio).to(dev).expand(n, 2)
+            ratios = torch.cat([src, motion.eye_ratio[:, :1]], dim=1)  # official: the driving left eye
+            x_d = x_d + net.eye(K.retarget_input(x_s, ratios)).reshape(x_d.shape)
+        if cfg.retarget_lip and motion.lip_ratio is not None:
+            src = torch.from_numpy(st.lip_ratio).to(dev).expand(n, 1)
+            ratios = torch.cat([src, motion.lip_ratio], dim=1)
+            x_d = x_d + net.lip(K.retarget_input(x_s, ratios)).reshape(x_d.shape)
+        if cfg.stitching:
+            x_d = self.engine.stitch(x_s, x_d)
+        if cfg.multiplier != 1.0:
+            x_d = x_s + (x_d - x_s) * cfg.multiplier
+        return x_d
