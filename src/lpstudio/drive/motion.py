@@ -15,21 +15,24 @@ absolute (``--absolute``): ``R_new = R_i``, chosen ``exp`` coordinates of the
 driving frame, ``t_new = t_i`` (z zeroed), source scale.
 
 The keypoints handed to the renderer are ``x_d = anchor + m * (P_i - P_base)``
-where ``anchor`` is what the engine renders for the source at rest
-(:meth:`~lpstudio.engine.LivePortrait.edited_keypoints` with the neutral, or
-given, editing parameters), ``P_base`` the same composition for "no motion"
+where ``anchor`` is the source at rest: for a video, the source keypoints
+``x_s`` (exactly the official ``P_0``, with ``t_z`` zeroed); for edits on top of a
+driving motion (expression transfer), what the engine renders for the given
+editing parameters (:meth:`~lpstudio.engine.LivePortrait.edited_keypoints`),
+``P_base`` the same composition for "no motion"
 (the first frame when relative, the source's own motion when absolute), and
 ``m`` the "expression-friendly" multiplier (``sqrt`` of the keypoint hull
 volume ratio, official ``calc_motion_multiplier``; 1 for "pose-friendly").
 For the official relative formulas this is the same motion (``P_0`` is the
 source's keypoints), and it makes "no motion" *exactly* the engine's neutral
 render: ``P_i - P_base`` is exactly zero when the driving frame equals the first
-one. Eye/lip retargeting deltas, stitching and the driving multiplier then
+one, so a still video renders exactly ``x_s`` (stitched), as the official video
+path does. Eye/lip retargeting deltas, stitching and the driving multiplier then
 follow in the official order.
 
-Note: the engine's neutral keypoints keep the source's ``t_z`` (as the
-official editing panel does), while the official video path zeroes it; a
-``drive`` with no motion therefore equals ``edit`` with no change.
+Note: the editing panel's neutral keeps the source's ``t_z`` (official
+``execute_image_retargeting``), while the official video path zeroes it; each
+path here follows its official counterpart.
 """
 
 from __future__ import annotations
@@ -375,8 +378,10 @@ class KeypointDriver:
         self.state = state
         self.settings = settings
         self.sequence = sequence
-        params = anchor_params if anchor_params is not None else state.neutral_params()
-        self.anchor = engine.edited_keypoints(state, [params], stitching=False)
+        if anchor_params is None:
+            self.anchor = state.x_s
+        else:
+            self.anchor = engine.edited_keypoints(state, [anchor_params], stitching=False)
         if settings.retarget_eyes and state.eye_ratio is None or settings.retarget_lip and state.lip_ratio is None:
             raise ParamError(
                 "eye/lip retargeting needs the source's landmarks, which are not available",

@@ -63,7 +63,8 @@ def expression_keypoints(
     the neutral keypoints.
     """
     settings = DriveSettings(relative=False, region="all" if pose else "exp", stitching=stitching)
-    return KeypointDriver(engine, state, settings, sequence=False, anchor_params=params)(other)
+    rest = params if params is not None else state.neutral_params()  # the editing panel's rest pose
+    return KeypointDriver(engine, state, settings, sequence=False, anchor_params=rest)(other)
 
 
 def render_with_expression(

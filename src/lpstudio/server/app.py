@@ -373,7 +373,9 @@ def _prerender(state: AppState, session: Session) -> None:
         state.worker.submit(job)
 
 
-async def _render_frames(state: AppState, session: Session, params: list[EditParams], priority: int) -> list[np.ndarray]:
+async def _render_frames(
+    state: AppState, session: Session, params: list[EditParams], priority: int
+) -> list[np.ndarray]:
     """Render through the worker and wait for all frames (used for single previews)."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future = loop.create_future()
