@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from drive_helpers import write_video
 
-FACE_TESTS = Path(__file__).resolve().parents[1] / "face"
-if str(FACE_TESTS) not in sys.path:  # the stand-in ONNX builders live with the face tests
-    sys.path.insert(0, str(FACE_TESTS))
-
-from drive_helpers import write_video  # noqa: E402
-from standin_models import (  # noqa: E402
+from standin_models import (
     canonical_face_106,
     canonical_face_203,
     empty_det_outputs,

@@ -38,7 +38,10 @@ CANVAS_PROBE = """() => {
   const c = document.getElementById('portrait');
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
   let h = 0, sum = 0, n = 0;
-  for (let i = 0; i < d.length; i += 4 * 37) { h = (h * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) >>> 0; sum += d[i] + d[i + 1] + d[i + 2]; n += 3; }
+  for (let i = 0; i < d.length; i += 4 * 37) {
+    h = (h * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) >>> 0;
+    sum += d[i] + d[i + 1] + d[i + 2]; n += 3;
+  }
   return {hash: h, mean: sum / n, w: c.width, h: c.height, state: c.dataset.state || ''};
 }"""
 
