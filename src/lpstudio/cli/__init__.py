@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from ..errors import LPStudioError
 
 # Sub-command modules, in the order they appear in ``lpstudio --help``.
-COMMAND_MODULES: tuple[str, ...] = ("edit", "weights")
+COMMAND_MODULES: tuple[str, ...] = ("edit", "weights", "bench", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
