@@ -102,6 +102,7 @@ class OrtBackend(BackendBase):
         paths = export_for_backend(networks, cache, key)
         if dtype == torch.float16 and not tensorrt:  # TensorRT does its own fp16 from the fp32 graph
             paths = {s: _fp16_copy(p, convert_float16) for s, p in paths.items()}
+        self.paths = paths
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = threads or torch.get_num_threads()
