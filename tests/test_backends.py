@@ -100,7 +100,7 @@ def test_engine_builds_with_a_backend(engine):
 
 
 def test_compile_failure_is_loud(engine, monkeypatch):
-    from lpstudio.backends.compiled import CompileFallbackWarning, CompiledBackend
+    from lpstudio.backends.compiled import CompiledBackend, CompileFallbackWarning
 
     def broken(*args):
         raise RuntimeError("inductor exploded")
@@ -140,9 +140,7 @@ onnx_missing = next(a.reason for a in available_backends("cpu") if a.name == "on
 def ort_backend(engine, tmp_path_factory):
     if onnx_missing:
         pytest.skip(onnx_missing)
-    return build_backend(
-        "onnxruntime", engine.networks, CPU, torch.float32, export_dir=tmp_path_factory.mktemp("onnx")
-    )
+    return build_backend("onnxruntime", engine.networks, CPU, torch.float32, export_dir=tmp_path_factory.mktemp("onnx"))
 
 
 def test_onnx_warping_with_5d_gridsample_matches_golden(ort_backend, golden_inputs, golden):

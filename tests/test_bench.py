@@ -89,7 +89,8 @@ def test_psnr():
 def test_cli_parses_bench_options():
     from lpstudio.cli import build_parser
 
-    args = build_parser().parse_args(["bench", "--quick", "--json", "--backends", "eager,fused", "--batch-sizes", "1,4"])
+    argv = ["bench", "--quick", "--json", "--backends", "eager,fused", "--batch-sizes", "1,4"]
+    args = build_parser().parse_args(argv)
     assert args.quick and args.json and args.backends == ["eager", "fused"] and args.batch_sizes == [1, 4]
 
 

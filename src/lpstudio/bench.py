@@ -264,13 +264,13 @@ def run_bench(opts: BenchOptions, engine: Any = None) -> dict[str, Any]:
         log(f"{label(name, dt)}: building and rendering the first frame")
         try:
             with PeakMemory(device) as mem:
-                m.build_ms, backend = _timed(device, lambda: build_backend(name, engine.networks, device, dt))
+                m.build_ms, backend = _timed(device, lambda n=name, d=dt: build_backend(n, engine.networks, device, d))
                 if reuse_cold and _splits_stages(backend):
                     m.first_render_ms, out = split_call(m, backend)
                     m.render_ms[1] = [m.first_render_ms]
                     frames[label(name, dt)] = out.float().cpu()
                 else:
-                    m.first_render_ms, _ = _timed(device, lambda: backend.warp_decode(*inputs(1)))
+                    m.first_render_ms, _ = _timed(device, lambda be=backend: be.warp_decode(*inputs(1)))
             m.peak_memory_mb = mem.peak_mb
         except Exception as exc:  # report, don't crash: optional runtimes fail in many ways
             m.status, m.reason = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -290,7 +290,7 @@ def run_bench(opts: BenchOptions, engine: Any = None) -> dict[str, Any]:
                         if b == 1 and _splits_stages(backend):
                             total, out = split_call(m, backend)
                         else:
-                            total, out = _timed(device, lambda: backend.warp_decode(*inputs(b)))
+                            total, out = _timed(device, lambda be=backend, n=b: be.warp_decode(*inputs(n)))
                     m.render_ms.setdefault(b, []).append(total)
                     if mem.peak_mb is not None:
                         m.peak_memory_mb = max(m.peak_memory_mb or 0.0, mem.peak_mb)
@@ -365,7 +365,13 @@ def build_report(
     ref_m = by_key[ref_key]
     ref_pf = per_frame(ref_m)
     ref_best = min(ref_pf.values()) if ref_pf else None
-    ref_first = None if ref_m.first_render_ms is None else (startup or 0) + (ref_m.build_ms or 0) + ref_m.first_render_ms
+
+    def first_frame(m: Measurement) -> float | None:
+        if m.first_render_ms is None:
+            return None
+        return (startup or 0) + (m.build_ms or 0) + m.first_render_ms
+
+    ref_first = first_frame(ref_m)
 
     entries = []
     best: tuple[float, str, int] | None = None
@@ -376,7 +382,7 @@ def build_report(
         w = min(m.warp_ms) if m.warp_ms else None
         g = min(m.decode_ms) if m.decode_ms else None
         own_best = min(pf.values()) if pf else None
-        first = None if m.first_render_ms is None else (startup or 0) + (m.build_ms or 0) + m.first_render_ms
+        first = first_frame(m)
         entry = {
             "key": key,
             "backend": m.name,
@@ -482,7 +488,8 @@ def format_report(report: dict[str, Any]) -> str:
         + f"; engine build {ms(report['engine_build_ms'])}",
     ]
     bs = report["config"]["batch_sizes"]
-    head = f"{'backend':<22}{'W':>8}{'G':>8}" + "".join(f"{'b=' + str(b) + '/frame':>14}" for b in bs)
+    head = f"{'backend':<22}{'W':>8}{'G':>8}"
+    head += "".join(f"{'b=' + str(b) + '/frame':>14}" for b in bs)
     head += f"{'fps':>8}{'first':>10}{'peak MB':>9}{'PSNR dB':>9}"
     lines += [head]
     for e in report["backends"]:

@@ -2,15 +2,12 @@
 
 One file per stage, each with a dynamic batch axis:
 
-=====================  =========================================================  ==========================
-file                   inputs                                                      outputs
-=====================  =========================================================  ==========================
-``appearance.onnx``    ``image`` (B,3,256,256) in 0..1                             ``feature_3d`` (B,32,16,64,64)
-``motion.onnx``        ``image`` (B,3,256,256) in 0..1                             ``pitch yaw roll`` (B,66), ``t`` (B,3), ``exp`` (B,63), ``scale`` (B,1), ``kp`` (B,63)
-``warping.onnx``       ``feature_3d`` (B,32,16,64,64), ``x_s`` ``x_d`` (B,21,3)    ``warped`` (B,256,64,64)
-``decoder.onnx``       ``warped`` (B,256,64,64)                                    ``image`` (B,3,512,512) in 0..1
-``stitching.onnx``     ``x_s`` ``x_d`` (B,21,3)                                   ``x_d_new`` (B,21,3)
-=====================  =========================================================  ==========================
+- ``appearance.onnx``: ``image`` (B,3,256,256) in 0..1 -> ``feature_3d`` (B,32,16,64,64)
+- ``motion.onnx``: ``image`` -> ``pitch yaw roll`` (B,66) bins, ``t`` (B,3), ``exp`` (B,63),
+  ``scale`` (B,1), ``kp`` (B,63)
+- ``warping.onnx``: ``feature_3d`` (B,32,16,64,64), ``x_s``, ``x_d`` (B,21,3) -> ``warped`` (B,256,64,64)
+- ``decoder.onnx``: ``warped`` (B,256,64,64) -> ``image`` (B,3,512,512) in 0..1
+- ``stitching.onnx``: ``x_s``, ``x_d`` (B,21,3) -> ``x_d_new`` (B,21,3)
 
 Operators needing care:
 
@@ -48,6 +45,8 @@ OPSET = 20
 STAGES = ("appearance", "motion", "warping", "decoder", "stitching")
 RENDER_STAGES = ("warping", "decoder")
 BATCH = "batch"
+MOTION_OUTPUTS = ("pitch", "yaw", "roll", "t", "exp", "scale", "kp")
+"""motion.onnx outputs: pose bins (B,66) x3, t (B,3), exp (B,63), scale (B,1), kp (B,63)."""
 
 
 class _WarpStage(nn.Module):
@@ -68,7 +67,7 @@ class _MotionStage(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.motion(image)
-        return tuple(getattr(out, k) for k in ("pitch", "yaw", "roll", "t", "exp", "scale", "kp"))
+        return tuple(getattr(out, k) for k in MOTION_OUTPUTS)
 
 
 class _StitchStage(nn.Module):
@@ -93,7 +92,7 @@ def stage_specs(
     image = torch.zeros(1, 3, 256, 256)
     return {
         "appearance": (networks.appearance, (image,), ["image"], ["feature_3d"]),
-        "motion": (_MotionStage(networks.motion), (image,), ["image"], ["pitch", "yaw", "roll", "t", "exp", "scale", "kp"]),
+        "motion": (_MotionStage(networks.motion), (image,), ["image"], list(MOTION_OUTPUTS)),
         "warping": (_WarpStage(networks.warping), (feature, kp, kp + 0.01), ["feature_3d", "x_s", "x_d"], ["warped"]),
         "decoder": (networks.decoder, (torch.zeros(1, 256, 64, 64),), ["warped"], ["image"]),
         "stitching": (_StitchStage(networks.stitching), (kp, kp + 0.01), ["x_s", "x_d"], ["x_d_new"]),

@@ -241,7 +241,5 @@ def build_backend(
     try:
         spec = BACKENDS[name]
     except KeyError:
-        raise BackendUnavailableError(
-            f"unknown backend {name!r}", hint=f"use one of {', '.join(BACKENDS)}"
-        ) from None
+        raise BackendUnavailableError(f"unknown backend {name!r}", hint=f"use one of {', '.join(BACKENDS)}") from None
     return spec.build(networks, device, dtype, **options)

@@ -103,7 +103,9 @@ class CudaGraphBackend(FusedBackend):
     def _run(self, feature: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.warping(feature.expand(x_d.shape[0], *feature.shape[1:]), x_s, x_d))
 
-    def _capture(self, batch: int, feature: torch.Tensor) -> tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, ...], torch.Tensor]:
+    def _capture(
+        self, batch: int, feature: torch.Tensor
+    ) -> tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, ...], torch.Tensor]:
         static_f = torch.zeros_like(feature[:1])
         static_s = torch.zeros(batch, *self._kp_shape, device=self.device)
         static_d = torch.zeros_like(static_s)

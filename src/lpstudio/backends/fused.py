@@ -42,7 +42,8 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> tuple[torch.Tensor, torch.
     b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
     scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
     shape = (-1,) + (1,) * (w.dim() - 1)
-    return (w * scale.reshape(shape)).float(), ((b - bn.running_mean.detach().double()) * scale + bn.bias.detach().double()).float()
+    bias = (b - bn.running_mean.detach().double()) * scale + bn.bias.detach().double()
+    return (w * scale.reshape(shape)).float(), bias.float()
 
 
 def _param(t: torch.Tensor) -> nn.Parameter:
