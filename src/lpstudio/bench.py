@@ -278,8 +278,17 @@ def run_bench(opts: BenchOptions, engine: Any = None) -> dict[str, Any]:
             continue
         live.append((m, backend))
 
-    # Timed runs, interleaved across backends.
+    # Timed runs, interleaved across backends. Batch sizes other than the first frame's (1) get one
+    # untimed warm-up call each: compiled backends specialise (and CUDA graphs capture) per shape.
     for b in batch_sizes:
+        if b != 1:
+            for m, backend in live:
+                if m.status == "ok":
+                    log(f"{label(m.name, m.dtype)}: batch {b}, warm-up")
+                    try:
+                        backend.warp_decode(*inputs(b))
+                    except Exception as exc:
+                        m.status, m.reason = "failed", f"{type(exc).__name__}: {exc}"
         for it in range(opts.iters):
             for m, backend in live:
                 if m.status != "ok" or (reuse_cold and m.render_ms):
