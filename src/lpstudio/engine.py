@@ -11,6 +11,7 @@ the warping module W and the decoder G. One loaded engine serves many sources.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from torch import nn
 
 from . import keypoints as K
 from .appearance import AppearanceFeatureExtractor
+from .backends import Backend, build_backend
 from .checkpoint import MODULE_FILES, load_state_dict_strict, read_checkpoint, split_stitching_checkpoint
 from .config import DEFAULT_CONFIG, ModelConfig
 from .decoder import SPADEDecoder
@@ -137,7 +139,15 @@ def resize_to_input(image: np.ndarray, size: int) -> np.ndarray:
 
 
 class LivePortrait:
-    """A loaded LivePortrait model on one device, serving any number of sources."""
+    """A loaded LivePortrait model on one device, serving any number of sources.
+
+    ``backend`` picks the implementation of the per-frame work (warping W + decoder G,
+    see :mod:`lpstudio.backends`): ``"eager"`` (default, the golden-parity path),
+    ``"fused"``, ``"compile"``, ``"cudagraph"``, ``"onnxruntime"``, ``"tensorrt"``,
+    or a ready :class:`~lpstudio.backends.Backend`. ``backend_dtype`` is its compute
+    dtype (default: ``dtype``); ``backend_options`` go to its constructor.
+    Rendering is serialised by :attr:`render_lock`, so one engine can serve threads.
+    """
 
     def __init__(
         self,
@@ -147,6 +157,9 @@ class LivePortrait:
         *,
         face: Any = None,
         cfg: ModelConfig = DEFAULT_CONFIG,
+        backend: str | Backend = "eager",
+        backend_dtype: str | torch.dtype | None = None,
+        backend_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.cfg = cfg
         self.device = resolve_device(device)
@@ -158,6 +171,9 @@ class LivePortrait:
             module.to(self.dtype)
         self.networks = networks
         self.face = face
+        self.render_lock = threading.RLock()
+        bdtype = self.dtype if backend_dtype is None else resolve_dtype(backend_dtype)
+        self.backend: Backend = build_backend(backend, networks, self.device, bdtype, **dict(backend_options or {}))
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -366,11 +382,19 @@ class LivePortrait:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         for start in range(0, x_d.shape[0], batch_size):
-            chunk = x_d[start : start + batch_size]
-            n = chunk.shape[0]
-            feature = state.feature_3d.expand(n, *state.feature_3d.shape[1:])
-            warped = self.warp(feature, state.x_s.expand(n, -1, -1), chunk)
-            yield from self.to_uint8(self.decode(warped.out))
+            yield from self.to_uint8(self.render_batch(state, x_d[start : start + batch_size]))
+
+    @torch.inference_mode()
+    def render_batch(self, state: SourceState, x_d: torch.Tensor) -> torch.Tensor:
+        """One batch through the backend: x_d (B,21,3) -> images (B,3,512,512) float32 in 0..1.
+
+        Thread-safe (holds :attr:`render_lock`): the entry point for a server that
+        gathers frames of several requests into batches.
+        """
+        n = x_d.shape[0]
+        feature = state.feature_3d.expand(n, *state.feature_3d.shape[1:])
+        with self.render_lock:
+            return self.backend.warp_decode(feature, state.x_s.expand(n, -1, -1), x_d.to(self.device))
 
     @torch.inference_mode()
     def render_mixed(self, items: Sequence[tuple[SourceState, torch.Tensor]]) -> list[np.ndarray]:
@@ -383,7 +407,8 @@ class LivePortrait:
         feature = torch.cat([s.feature_3d for s, _ in items])
         x_s = torch.cat([s.x_s for s, _ in items])
         x_d = torch.stack([k.reshape(-1, 3) for _, k in items]).to(self.device)
-        return self.to_uint8(self.decode(self.warp(feature, x_s, x_d).out))
+        with self.render_lock:
+            return self.to_uint8(self.backend.warp_decode(feature, x_s, x_d))
 
     def render_iter(
         self, state: SourceState, params: Sequence[EditParams], *, batch_size: int = 4, stitching: bool = True
@@ -417,12 +442,15 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     *,
     face: bool = False,
+    backend: str | Backend = "eager",
+    backend_dtype: str | torch.dtype | None = None,
 ) -> LivePortrait:
     """Load the official weights (from ``weights_dir``, ``$LPSTUDIO_WEIGHTS_DIR`` or the cache).
 
     ``device``: ``None``/``"auto"`` picks CUDA, then MPS, then CPU. ``dtype``:
     float32 (default, the golden-parity path), float16 or bfloat16. ``face``: also
     load the face detection and landmark models so sources can be full photos.
+    ``backend``/``backend_dtype``: the render backend (see :class:`LivePortrait`).
     """
     root = resolve_weights_dir(weights_dir)
     checkpoints, sources = read_official_checkpoints(root)
@@ -434,4 +462,4 @@ def load_model(
         from .face import FacePipeline
 
         face_pipeline = FacePipeline(root)
-    return LivePortrait(networks, device, dtype, face=face_pipeline)
+    return LivePortrait(networks, device, dtype, face=face_pipeline, backend=backend, backend_dtype=backend_dtype)

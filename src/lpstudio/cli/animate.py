@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_engine_options, weights_dir_for
+from .common import add_engine_options, load_engine
 from .say import add_timeline_options
 
 DEFAULT_BATCH_SIZE: int = 4
@@ -46,11 +46,9 @@ def run(args: argparse.Namespace) -> int:
     _, timeline = build_timeline(args.text, idle=not args.no_idle, seed=args.seed)
     n_frames = timeline.frame_count(args.fps)
     image = load_image(args.photo).rgb
-    from ..engine import load_model
 
     crop = not args.no_crop
-    weights_dir = weights_dir_for(args)
-    engine = load_model(weights_dir, device=args.device, dtype=args.dtype, face=crop)
+    engine = load_engine(args, face=crop)
     state = engine.prepare_source(image, crop=crop, face_index=args.face_index)
 
     bar = None
@@ -74,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
             paste_back=crop and not args.face_only,
             cache=cache,
             source_id=source_digest(image, crop=crop),
-            engine_settings={"weights": str(weights_dir), "device": str(engine.device), "dtype": str(engine.dtype)},
+            engine_settings={
+                "weights": str(args.weights_dir),
+                "device": str(engine.device),
+                "dtype": str(engine.dtype),
+                "backend": engine.backend.name,
+            },
             progress=progress,
         )
     finally:

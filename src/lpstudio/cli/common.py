@@ -23,6 +23,18 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         "--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="compute precision"
     )
     group.add_argument(
+        "--backend",
+        default="eager",
+        help="render backend for warping+decoding: eager (default, the reference), fused, compile, cudagraph, "
+        "onnxruntime, tensorrt (see `lpstudio bench`)",
+    )
+    group.add_argument(
+        "--backend-dtype",
+        default=None,
+        choices=["float32", "float16", "bfloat16"],
+        help="compute precision of the backend (default: --dtype); e.g. bfloat16 on a CPU with AVX512-BF16",
+    )
+    group.add_argument(
         "--no-download",
         action="store_true",
         help="never download the weights (by default they are downloaded to the default folder on first use)",
@@ -70,3 +82,17 @@ def sample_portrait() -> Path:
     from importlib import resources
 
     return Path(str(resources.files("lpstudio").joinpath("assets/astronaut.png")))
+
+
+def load_engine(args: argparse.Namespace, *, face: bool):
+    """The engine for a sub-command, from the shared engine options (downloads on first use)."""
+    from ..engine import load_model
+
+    return load_model(
+        weights_dir_for(args),
+        device=args.device,
+        dtype=args.dtype,
+        face=face,
+        backend=args.backend,
+        backend_dtype=args.backend_dtype,
+    )

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import add_engine_options, check_output_path, weights_dir_for
+from .common import add_engine_options, check_output_path, load_engine
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv", ".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -77,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
     from ..drive.pipeline import drive, driving_kind
     from ..drive.template import MotionTemplateError, load_motion
     from ..drive.video import probe_video
-    from ..engine import load_model
     from ..errors import ParamError, VideoError
     from ..imageio import load_image
 
@@ -110,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     needs_face = not args.no_crop or (kind != "template" and not args.driving_precropped)
-    engine = load_model(weights_dir_for(args), device=args.device, dtype=args.dtype, face=needs_face)
+    engine = load_engine(args, face=needs_face)
     state = engine.prepare_source(photo.rgb, crop=not args.no_crop, face_index=args.face_index)
     summary = drive(
         engine,

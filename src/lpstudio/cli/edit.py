@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..params import EditParams, parse_assignment
-from .common import add_engine_options, check_output_path, sample_portrait, weights_dir_for
+from .common import add_engine_options, check_output_path, load_engine, sample_portrait
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -45,7 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine import load_model
     from ..imageio import load_image, save_image
 
     values = dict(parse_assignment(a) for a in args.assignments)
@@ -54,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     photo = load_image(args.source if args.source is not None else sample_portrait())
 
     start = time.perf_counter()
-    engine = load_model(weights_dir_for(args), device=args.device, dtype=args.dtype, face=not args.no_crop)
+    engine = load_engine(args, face=not args.no_crop)
     state = engine.prepare_source(photo.rgb, crop=not args.no_crop, face_index=args.face_index)
     base = state.neutral_params()
     params = base.replace(**{k: v for k, v in params.changed().items()})

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_engine_options, sample_portrait, weights_dir_for
+from .common import add_engine_options, load_engine, sample_portrait
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,11 +45,10 @@ def run(args: argparse.Namespace) -> int:
 def _sheet(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from ..engine import load_model
     from ..expressions.guide import contact_sheet
     from ..imageio import load_image
 
-    engine = load_model(weights_dir_for(args), device=args.device, dtype=args.dtype, face=not args.no_crop)
+    engine = load_engine(args, face=not args.no_crop)
     image = load_image(args.image if args.image else sample_portrait()).rgb
     state = engine.prepare_source(image, crop=not args.no_crop)
     sheet = contact_sheet(lambda ps: engine.render(state, ps), state.neutral_params())

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_engine_options, weights_dir_for
+from .common import add_engine_options, load_engine
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -41,17 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..engine import load_model
     from ..imageio import load_image
     from ..server import ServerSettings, create_app
 
     if args.source is not None:
         load_image(args.source)  # a bad start-up portrait is reported before the model loads
-    weights_dir = weights_dir_for(args)
     print("loading the model...", file=sys.stderr)
-    engine = load_model(weights_dir, device=args.device, dtype=args.dtype, face=not args.no_crop)
+    engine = load_engine(args, face=not args.no_crop)
     print(
-        f"model ready: device {engine.device}, dtype {str(engine.dtype).replace('torch.', '')}, backend eager",
+        f"model ready: device {engine.device}, dtype {str(engine.dtype).replace('torch.', '')}, "
+        f"backend {engine.backend.name} ({str(engine.backend.dtype).replace('torch.', '')})",
         file=sys.stderr,
     )
     settings = ServerSettings(

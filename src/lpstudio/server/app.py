@@ -75,7 +75,6 @@ class ServerSettings:
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_upload_pixels: int = MAX_UPLOAD_PIXELS
     default_source: Path | None = None  # the bundled sample when None
-    backend: str = "eager"
     prerender: bool = False  # render the button presets of a new photo in the background
 
 
@@ -195,7 +194,8 @@ def create_app(engine: LivePortrait, settings: ServerSettings | None = None) -> 
             "model_loaded": True,
             "device": str(state.engine.device),
             "dtype": str(state.engine.dtype).replace("torch.", ""),
-            "backend": state.settings.backend,
+            "backend": state.engine.backend.name,
+            "backend_dtype": str(state.engine.backend.dtype).replace("torch.", ""),
             "crop": state.settings.crop,
             "fps": state.settings.fps,
             "idle_default": state.settings.idle_default,
@@ -318,7 +318,7 @@ def _web_file(name: str) -> bytes:
 
 def _engine_key(state: AppState) -> str:
     e = state.engine
-    return f"{e.device}|{e.dtype}|{state.settings.backend}|crop={state.settings.crop}"
+    return f"{e.device}|{e.dtype}|{e.backend.name}|{e.backend.dtype}|crop={state.settings.crop}"
 
 
 def _timeline_for(body: GenerateRequest, idle: bool) -> tuple[Timeline, list[dict], dict | None]:
