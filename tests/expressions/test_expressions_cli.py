@@ -178,30 +178,25 @@ def test_render_timeline_with_stand_in_engine(tmp_path) -> None:
     assert engine.rendered == 2 * n  # different engine settings: a new clip
 
 
-def test_animate_end_to_end_with_stand_in_engine(tmp_path, monkeypatch, capsys) -> None:
-    import sys
-    import types
-
+def test_animate_end_to_end_on_synthetic_weights(tmp_path, capsys, synthetic_weights_dir) -> None:
+    """The real command on the real engine: a video and a PNG folder with one frame per timeline frame."""
     from PIL import Image
 
+    from lpstudio.expressions import parse_command
     from lpstudio.videoio import VideoReader
 
-    fake = types.ModuleType("lpstudio.engine")
-    fake.load_model = lambda weights_dir=None, device=None, dtype="float32", face=False: FakeEngine()  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "lpstudio.engine", fake)
+    fps = 2  # few frames: each costs seconds on a CPU
     photo = tmp_path / "face.png"
-    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(photo)
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(photo)
+    engine_args = ["--no-crop", "--weights-dir", str(synthetic_weights_dir), "--device", "cpu", "--no-progress"]
     out = tmp_path / "smile.mp4"
-    offline = ["--no-crop", "--weights-dir", str(tmp_path)]
-    code, text = run_cli(
-        ["animate", str(photo), "웃어줘", "-o", str(out), "--fps", "10", "--no-idle", "--no-progress", *offline], capsys
-    )
+    engine_args += ["--fps", str(fps), "--no-idle"]
+    code, text = run_cli(["animate", str(photo), "웃어줘", "-o", str(out), *engine_args], capsys)
     assert code == 0 and "wrote" in text
-    from lpstudio.expressions import parse_command
-
-    assert len(VideoReader(out).read_all()) == parse_command("웃어줘").timeline().frame_count(10)
+    frames = VideoReader(out).read_all()
+    assert len(frames) == parse_command("웃어줘").timeline().frame_count(fps)
+    assert frames[0].shape[:2] == (512, 512)
     frames_dir = tmp_path / "pngs"
-    code, _ = run_cli(
-        ["animate", str(photo), "blink twice", "-o", str(frames_dir), "--fps", "10", "--no-progress", *offline], capsys
-    )
-    assert code == 0 and len(list(frames_dir.glob("*.png"))) > 10
+    code, _ = run_cli(["animate", str(photo), "깜빡여", "-o", str(frames_dir), *engine_args], capsys)
+    assert code == 0
+    assert len(list(frames_dir.glob("*.png"))) == parse_command("깜빡여").timeline().frame_count(fps)
