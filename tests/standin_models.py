@@ -143,3 +143,37 @@ def canonical_face_203() -> np.ndarray:
     pts[48], pts[66] = [0.4, 0.65], [0.6, 0.65]
     pts[90], pts[102] = [0.5, 0.63], [0.5, 0.68]
     return pts.astype(np.float32)
+
+
+DEFAULT_FACE_BOX = (96.0, 80.0, 416.0, 440.0)
+"""Where the default stand-in detector reports its one face (detector canvas pixels)."""
+
+
+def one_face_outputs(box: tuple[float, float, float, float] = DEFAULT_FACE_BOX) -> list[np.ndarray]:
+    """Detector outputs with a single face at ``box``."""
+    outs = empty_det_outputs()
+    put_face(outs, 2, 8, 8, 0, 0.9, box)
+    return outs
+
+
+def write_face_models(
+    root: Path,
+    det_outputs: list[np.ndarray] | None = None,
+    lmk106: np.ndarray | None = None,
+    lmk203: np.ndarray | None = None,
+    probe: bool = False,
+) -> Path:
+    """Write stand-ins of the three official face models in the official layout under ``root``.
+
+    Defaults: one face at :data:`DEFAULT_FACE_BOX` and the canonical landmark layouts.
+    """
+    write_detector(
+        root / "insightface/models/buffalo_l/det_10g.onnx", one_face_outputs() if det_outputs is None else det_outputs
+    )
+    write_landmark106(
+        root / "insightface/models/buffalo_l/2d106det.onnx",
+        canonical_face_106() if lmk106 is None else lmk106,
+        probe=probe,
+    )
+    write_landmark203(root / "liveportrait/landmark.onnx", canonical_face_203() if lmk203 is None else lmk203, probe)
+    return root

@@ -9,27 +9,13 @@ import numpy as np
 import pytest
 from drive_helpers import write_video
 
-from standin_models import (
-    canonical_face_106,
-    canonical_face_203,
-    empty_det_outputs,
-    put_face,
-    write_detector,
-    write_landmark106,
-    write_landmark203,
-)
+from standin_models import empty_det_outputs, write_face_models
 
 CPU = ["CPUExecutionProvider"]
 
 
 def _standin_dir(root: Path, with_face: bool) -> Path:
-    outs = empty_det_outputs()
-    if with_face:
-        put_face(outs, 2, 8, 8, 0, 0.9, (96.0, 80.0, 416.0, 440.0))
-    write_detector(root / "insightface/models/buffalo_l/det_10g.onnx", outs)
-    write_landmark106(root / "insightface/models/buffalo_l/2d106det.onnx", canonical_face_106())
-    write_landmark203(root / "liveportrait/landmark.onnx", canonical_face_203())
-    return root
+    return write_face_models(root, det_outputs=None if with_face else empty_det_outputs())
 
 
 @pytest.fixture(scope="session")
