@@ -107,6 +107,12 @@ def _probe(page) -> dict:
     return page.evaluate(CANVAS_PROBE)
 
 
+def _wait_neutral(page) -> dict:
+    """Wait until no clip, fade or preview is on the canvas; return its fingerprint."""
+    page.wait_for_function("document.getElementById('portrait').dataset.state === 'neutral'", timeout=CLIP_TIMEOUT_MS)
+    return _probe(page)
+
+
 def test_portrait_shown_and_not_black(page, shots):
     probe = _probe(page)
     assert (probe["w"], probe["h"]) == (512, 512)
@@ -118,7 +124,7 @@ def test_portrait_shown_and_not_black(page, shots):
 
 
 def test_smile_button_plays_and_returns_to_neutral(page, shots):
-    base = _probe(page)
+    base = _wait_neutral(page)
     page.get_by_role("button", name="웃어봐 (smile)", exact=True).click()
     seen: set[int] = set()
     shot_taken = False
@@ -156,13 +162,15 @@ def test_unknown_command_shows_plain_error(page, shots):
     page.fill("#command", "qwzx")
     page.press("#command", "Enter")
     page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    _wait_neutral(page)
     text = page.locator("#error").inner_text()
     assert "cannot understand" in text and "smile" in text
     page.screenshot(path=str(shots / "05-error.png"))
 
 
 def test_slider_preview_and_reset(page, shots):
-    base = _probe(page)
+    base = _wait_neutral(page)
+
     page.evaluate(
         """() => { const s = document.getElementById('p-head_yaw'); s.value = 20;
                    s.dispatchEvent(new Event('input', {bubbles: true})); }"""
@@ -187,7 +195,7 @@ def test_upload_shows_the_new_photo(page, shots, tmp_path):
     photo[120:280, 120:280] = (240, 200, 40)
     path = tmp_path / "blue.png"
     Image.fromarray(photo).save(path)
-    before = _probe(page)
+    before = _wait_neutral(page)
     page.set_input_files("#upload", str(path))
     page.wait_for_function(
         f"(() => {{ const p = ({CANVAS_PROBE})(); return p.hash !== {before['hash']} && p.state === 'neutral'; }})()",

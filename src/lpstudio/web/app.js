@@ -90,11 +90,14 @@ function draw(bitmap, alpha = 1) {
   if (alpha === 1) app.current = bitmap;
 }
 
-function fadeTo(bitmap) {
+// Cross-fade to ``bitmap``; stops (without drawing) as soon as a newer action takes the canvas.
+function fadeTo(bitmap, token = app.token) {
   return new Promise((resolve) => {
     const from = app.current;
+    if (!from || from === bitmap) { draw(bitmap); resolve(); return; }
     const t0 = performance.now();
     const step = (now) => {
+      if (token !== app.token) { resolve(); return; }
       const k = Math.min(1, (now - t0) / FADE_MS);
       if (from) draw(from);
       draw(bitmap, k);
@@ -165,7 +168,7 @@ async function runClip(body, label) {
   const abort = new AbortController();
   app.clip = { abort, token };
   showError(null);
-  const clicked = performance.now();
+  canvas.dataset.state = "playing";
   setProgress(0, 1, `${label} …`);
   try {
     const res = await postJSON("/generate", { session: app.session, idle: $("idle").checked, ...body }, { signal: abort.signal });
@@ -178,10 +181,15 @@ async function runClip(body, label) {
         `서버 / server ${endInfo.first_frame_ms} ms`;
     }
     setProgress(1, 1, "완료 / done");
-    await fadeTo(app.base);
-    canvas.dataset.state = "neutral";
+    await fadeTo(app.base, token);
+    if (token === app.token) canvas.dataset.state = "neutral";
   } catch (err) {
-    if (err.name !== "AbortError") { showError(err); setProgress(0, 1, "오류 / error"); await fadeTo(app.base); }
+    if (err.name !== "AbortError" && token === app.token) {
+      showError(err);
+      setProgress(0, 1, "오류 / error");
+      await fadeTo(app.base, token);
+      if (token === app.token) canvas.dataset.state = "neutral";
+    }
   } finally {
     if (token === app.token) { app.clip = null; startIdle(); }
   }
