@@ -208,7 +208,7 @@ class LivePortrait:
     @torch.inference_mode()
     def warp(self, feature_3d: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor) -> WarpOutput:
         """W: f_s (B,32,16,64,64), x_s and x_d (B,21,3) -> warped features (B,256,64,64) etc."""
-        return self.networks.warping(feature_3d.to(self.dtype), x_s.to(self.dtype), x_d.to(self.dtype))
+        return self.networks.warping(feature_3d.to(self.dtype), x_s.float(), x_d.float())
 
     @torch.inference_mode()
     def decode(self, warped: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,11 @@ class DownBlock3d(ConvNormAct3d):
     """Conv block, then halve H and W (depth kept): (B,C,D,H,W) -> (B,C',D,H/2,W/2)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool3d(super().forward(x), kernel_size=(1, 2, 2))
+        y = super().forward(x)
+        if y.dtype == torch.bfloat16 and y.device.type == "cpu":
+            # PyTorch has no bfloat16 CPU kernel for avg_pool3d: pool in float32 (exact for a mean of 4).
+            return F.avg_pool3d(y.float(), kernel_size=(1, 2, 2)).to(y.dtype)
+        return F.avg_pool3d(y, kernel_size=(1, 2, 2))
 
 
 class UpBlock3d(ConvNormAct3d):

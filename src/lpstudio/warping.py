@@ -6,6 +6,12 @@ for the background), adds Gaussian heatmaps of the keypoint displacement, and
 a 3D hourglass predicts soft masks that blend those per-keypoint flows, plus a
 2D occlusion map. The volume is then resampled with that flow and projected to
 the decoder's 256-channel input.
+
+Precision: the convolutions run in the module's dtype; the geometry (keypoints,
+sampling grids, Gaussian heatmaps, the softmax blend of flows) and the two
+``grid_sample`` calls run in float32, so reduced precision does not quantise
+sampling positions (bfloat16 keeps only 8 bits of mantissa). In float32 all the
+casts are no-ops.
 """
 
 from __future__ import annotations
@@ -95,12 +101,14 @@ class DenseMotionNetwork(nn.Module):
     def forward(
         self, feature: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """feature (B,32,D,H,W), keypoints (B,K,3) -> deformation (B,D,H,W,3), occlusion (B,1,H,W)."""
+        """feature (B,32,D,H,W), float32 keypoints (B,K,3) -> float32 deformation (B,D,H,W,3), occlusion (B,1,H,W)."""
         b = feature.shape[0]
         k1 = self.num_kp + 1
+        dtype = feature.dtype
+        kp_driving, kp_source = kp_driving.float(), kp_source.float()
         feature = F.relu(self.norm(self.compress(feature)))  # (B,4,D,H,W)
         _, c, d, h, w = feature.shape
-        grid = coordinate_grid(d, h, w, kp_source)  # (D,H,W,3)
+        grid = coordinate_grid(d, h, w, kp_source)  # (D,H,W,3) float32
 
         # Where each driving-space point comes from in the source, per keypoint:
         # grid - kp_driving + kp_source; index 0 is the identity (background).
@@ -108,7 +116,7 @@ class DenseMotionNetwork(nn.Module):
         per_kp = grid[None, None] + shift  # (B,K,D,H,W,3)
         sparse_motion = torch.cat([grid.expand(b, 1, d, h, w, 3), per_kp], dim=1)  # (B,K+1,D,H,W,3)
 
-        repeated = feature.unsqueeze(1).expand(b, k1, c, d, h, w).reshape(b * k1, c, d, h, w)
+        repeated = feature.float().unsqueeze(1).expand(b, k1, c, d, h, w).reshape(b * k1, c, d, h, w)
         deformed = F.grid_sample(repeated, sparse_motion.reshape(b * k1, d, h, w, 3), align_corners=False)
         deformed = deformed.view(b, k1, c, d, h, w)
 
@@ -118,14 +126,14 @@ class DenseMotionNetwork(nn.Module):
         heat = torch.cat([heat.new_zeros(b, 1, d, h, w), heat], dim=1)  # (B,K+1,D,H,W)
 
         hourglass_in = torch.cat([heat.unsqueeze(2), deformed], dim=2).view(b, k1 * (c + 1), d, h, w)
-        prediction = self.hourglass(hourglass_in)  # (B,142,D,H,W)
+        prediction = self.hourglass(hourglass_in.to(dtype))  # (B,142,D,H,W)
 
-        mask = torch.softmax(self.mask(prediction), dim=1)  # (B,K+1,D,H,W)
+        mask = torch.softmax(self.mask(prediction).float(), dim=1)  # (B,K+1,D,H,W)
         deformation = (sparse_motion * mask.unsqueeze(-1)).sum(dim=1)  # (B,D,H,W,3)
 
         occlusion = None
         if self.occlusion is not None:
-            occlusion = torch.sigmoid(self.occlusion(prediction.reshape(b, -1, h, w)))
+            occlusion = torch.sigmoid(self.occlusion(prediction.reshape(b, -1, h, w)).float())
         return deformation, occlusion
 
 
@@ -144,11 +152,11 @@ class WarpingNetwork(nn.Module):
 
     def forward(self, feature_3d: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> WarpOutput:
         deformation, occlusion = self.dense_motion_network(feature_3d, kp_driving, kp_source)
-        warped = F.grid_sample(feature_3d, deformation, align_corners=False)  # (B,32,16,64,64)
-        b, c, d, h, w = warped.shape
+        warped = F.grid_sample(feature_3d.float(), deformation, align_corners=False).to(feature_3d.dtype)
+        b, c, d, h, w = warped.shape  # (B,32,16,64,64)
         out = self.fourth(self.third(warped.view(b, c * d, h, w)))
         if occlusion is not None:
-            out = out * occlusion
+            out = out * occlusion.to(out.dtype)
         else:
             occlusion = out.new_ones(b, 1, h, w)
         return WarpOutput(out=out, occlusion_map=occlusion, deformation=deformation)

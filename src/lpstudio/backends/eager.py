@@ -31,8 +31,8 @@ class EagerBackend(BackendBase):
 
     @torch.inference_mode()
     def warp(self, feature_3d: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
-        dt = self.dtype
-        return self.warping(feature_3d.to(dt), x_s.to(dt), x_d.to(dt)).out
+        # Keypoints stay float32: the warping module does its geometry in float32.
+        return self.warping(feature_3d.to(self.dtype), x_s.float(), x_d.float()).out
 
     @torch.inference_mode()
     def decode(self, warped: torch.Tensor) -> torch.Tensor:
