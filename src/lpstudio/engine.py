@@ -192,7 +192,7 @@ class LivePortrait:
     # ------------------------------------------------------------------ stages
     def _to_input(self, image_256: np.ndarray) -> torch.Tensor:
         """(256,256,3) uint8 -> (1,3,256,256) float32 in 0..1 on the device."""
-        x = torch.from_numpy(np.ascontiguousarray(image_256)).to(self.device)
+        x = torch.from_numpy(np.array(image_256, dtype=np.uint8, copy=True)).to(self.device)  # may be read-only
         return (x.permute(2, 0, 1)[None].float() / 255.0).clamp_(0, 1)
 
     @torch.inference_mode()
