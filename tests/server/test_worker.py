@@ -125,3 +125,22 @@ def test_call_runs_on_worker_thread_and_propagates_errors():
     else:
         raise AssertionError("the error was swallowed")
     worker.close()
+
+
+def test_first_frames_are_rendered_before_full_batches():
+    """A new job's first frame is not held back until a whole batch is ready."""
+    engine = GatedEngine()
+    engine.gate.clear()
+    worker = RenderWorker(engine, batch_size=4)
+    frames, done = [], []
+    worker.submit(_job(9, [0.0], frames, done))
+    worker.submit(_job(1, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], frames, done))
+    engine.gate.set()
+    for _ in range(100):
+        if len(done) == 2:
+            break
+        threading.Event().wait(0.02)
+    worker.close()
+    first_batch_with_1 = next(batch for batch in engine.batches if any(s == 1 for s, _ in batch))
+    assert [round(smile, 3) for s, smile in first_batch_with_1 if s == 1] == [0.1]  # job 1's first frame alone
+    assert max(len(b) for b in engine.batches) == 4  # the rest still goes in full batches

@@ -2,7 +2,8 @@
 
 Clip frames from all sessions are gathered into shared W+G batches
 (:meth:`~lpstudio.engine.LivePortrait.render_mixed`), taken round-robin across
-jobs in priority order, so a slider preview is not stuck behind a long clip and
+jobs in priority order (a new job's first frame goes out in a small batch of
+first frames, for latency), so a slider preview is not stuck behind a long clip and
 two sessions share the GPU fairly. A job whose client went away is cancelled
 and its remaining frames are never rendered.
 """
@@ -135,6 +136,14 @@ class RenderWorker:
             return []
         best = min(j.priority for j in live)
         ring = sorted((j for j in live if j.priority == best), key=lambda j: j.seq)
+        fresh = [j for j in ring if j.next_index == 0]
+        if fresh:
+            # First frames go out alone (one per new job): the command-to-first-frame
+            # latency is one frame's render, not a whole batch's.
+            picked = [(j, 0) for j in fresh[: self.batch_size]]
+            for job, _ in picked:
+                job.next_index = 1
+            return picked
         picked: list[tuple[RenderJob, int]] = []
         while len(picked) < self.batch_size and any(j.remaining > 0 for j in ring):
             for job in ring:
