@@ -32,7 +32,7 @@ from ..expressions.language import Action
 from ..expressions.presets import PRESETS, get_preset
 from ..expressions.timeline import Timeline
 from ..params import PARAM_SPECS, EditParams
-from .sessions import CROP_DISPLAY, Session, SessionStore, encode_jpeg, make_session
+from .sessions import Session, SessionStore, display_image, encode_jpeg, make_session
 from .worker import PRIORITY_BACKGROUND, PRIORITY_CLIP, PRIORITY_INTERACTIVE, RenderJob, RenderWorker
 
 # Page buttons: preset -> (Korean label, emoji). Presets not listed get a button with their Korean name.
@@ -233,18 +233,10 @@ def create_app(engine: LivePortrait, settings: ServerSettings | None = None) -> 
     async def get_source_image(request: Request, session: str | None = None) -> Response:
         state = lp(request)
         if session is None:
-            import cv2
-
             from ..face.intake import load_image
-            from .sessions import display_size
 
             rgb = load_image(_default_source(state.settings)).rgb
-            if not state.settings.crop:
-                rgb = cv2.resize(rgb, (CROP_DISPLAY, CROP_DISPLAY), interpolation=cv2.INTER_AREA)
-            w, h = display_size(rgb.shape[1], rgb.shape[0])
-            if (w, h) != (rgb.shape[1], rgb.shape[0]):
-                rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-            return Response(encode_jpeg(rgb), media_type="image/jpeg")
+            return Response(encode_jpeg(display_image(rgb, state.settings.crop)), media_type="image/jpeg")
         return Response(state.sessions.get(session).display_jpeg, media_type="image/jpeg")
 
     @app.post("/source-image", summary="Upload a portrait photo; runs the face pipeline")

@@ -45,6 +45,19 @@ def display_size(width: int, height: int, max_side: int = DISPLAY_MAX_SIDE) -> t
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def display_image(image: np.ndarray, crop: bool) -> np.ndarray:
+    """The picture as the page shows it (RGB uint8).
+
+    A photo (``crop=True``) is limited to :data:`DISPLAY_MAX_SIDE`; a pre-cropped face
+    is shown at the renderer's 512x512, so frames replace it exactly.
+    """
+    if not crop:
+        return cv2.resize(image, (CROP_DISPLAY, CROP_DISPLAY), interpolation=cv2.INTER_AREA)
+    h, w = image.shape[:2]
+    dw, dh = display_size(w, h)
+    return image if (dw, dh) == (w, h) else cv2.resize(image, (dw, dh), interpolation=cv2.INTER_AREA)
+
+
 @dataclass(eq=False)
 class Session:
     """One page's source. ``display`` is the portrait as shown; frames are composited onto it."""
@@ -94,15 +107,14 @@ def make_session(
 ) -> Session:
     """Build the display image (and display-resolution paste-back) for a prepared source.
 
-    ``image`` is the picture the user gave (RGB uint8); a pre-cropped face is shown as
-    that picture at the renderer's 512x512, so frames replace it exactly.
+    ``image`` is the picture the user gave (RGB uint8), shown by :func:`display_image`.
     """
     if state.face is not None and state.photo is not None:
         from ..face import PasteBack
 
         ph, pw = state.photo.shape[:2]
-        w, h = display_size(pw, ph)
-        display = state.photo if (w, h) == (pw, ph) else cv2.resize(state.photo, (w, h), interpolation=cv2.INTER_AREA)
+        display = display_image(state.photo, crop=True)
+        h, w = display.shape[:2]
         scale = np.diag([w / pw, h / ph, 1.0])
         paster = PasteBack(scale @ np.asarray(state.face.M_c2o, dtype=np.float64), (h, w))
         boxes = np.asarray(state.face.all_boxes, dtype=np.float64)
@@ -110,7 +122,7 @@ def make_session(
             {"box": [float(v) * (w / pw) for v in b[:4]], "score": float(b[4]) if len(b) > 4 else None} for b in boxes
         ]
     else:
-        display = cv2.resize(image, (CROP_DISPLAY, CROP_DISPLAY), interpolation=cv2.INTER_AREA)
+        display = display_image(image, crop=False)
         paster, faces = None, []
     return Session(
         id=session_id or secrets.token_urlsafe(12),
