@@ -30,7 +30,7 @@ from .config import DEFAULT_CONFIG, ModelConfig
 from .decoder import SPADEDecoder
 from .device import resolve_device, resolve_dtype
 from .editing import edit_expression
-from .errors import ImageError, ParamError
+from .errors import ImageError
 from .face.intake import LoadedImage, as_rgb_uint8, load_image
 from .motion import MotionExtractor, MotionOutput
 from .params import SPECS_BY_NAME, EditParams
@@ -95,38 +95,37 @@ class SourceState:
     roll: torch.Tensor  # (1,1)
     rotation: torch.Tensor  # (1,3,3) R_s, row-vector convention
     x_s: torch.Tensor  # (1,21,3) transformed source keypoints
-    eye_ratio: np.ndarray | None = None  # (1,2) left/right eyes-open ratios, from 203 landmarks
-    lip_ratio: np.ndarray | None = None  # (1,1) lip-open ratio
+    eye_ratio: np.ndarray  # (1,2) left/right eyes-open ratios (203 landmarks, else nominal)
+    lip_ratio: np.ndarray  # (1,1) lip-open ratio
     face: Any = None  # the face crop (for paste-back), when the source came from a full photo
     photo: np.ndarray | None = None  # the full photo (H,W,3) uint8, when cropped from one
     paster: Any = None  # precomputed paste-back mask for ``photo`` (lpstudio.face.PasteBack)
     ratios_estimated: bool = False  # True when no landmarks existed: nominal ratios are used
 
     @property
-    def eye_ratio_rounded(self) -> float | None:
+    def eye_ratio_rounded(self) -> float:
         """Mean eyes-open ratio rounded to 2 decimals: an ``eye_ratio`` equal to it is no edit."""
-        return None if self.eye_ratio is None else K.rounded_ratios(self.eye_ratio, self.lip_ratio)[0]
+        return K.rounded_ratios(self.eye_ratio, self.lip_ratio)[0]
 
     @property
-    def lip_ratio_rounded(self) -> float | None:
+    def lip_ratio_rounded(self) -> float:
         """Lip-open ratio rounded to 2 decimals: a ``lip_ratio`` equal to it is no edit."""
-        return None if self.lip_ratio is None else K.rounded_ratios(self.eye_ratio, self.lip_ratio)[1]
+        return K.rounded_ratios(self.eye_ratio, self.lip_ratio)[1]
 
     def neutral_params(self) -> EditParams:
         """The parameter set that reproduces the source: every value neutral.
 
         The ratios are the source's own rounded ratios (which the engine treats as
-        "no retargeting"), or ``None`` (same meaning) when unknown or outside the
-        slider range.
+        "no retargeting"), or ``None`` (same meaning) when outside the slider range.
         """
         return EditParams(
             eye_ratio=_in_ratio_range(self.eye_ratio_rounded), lip_ratio=_in_ratio_range(self.lip_ratio_rounded)
         )
 
 
-def _in_ratio_range(value: float | None) -> float | None:
-    spec = SPECS_BY_NAME["eye_ratio"]
-    return value if value is not None and spec.minimum <= value <= spec.maximum else None
+def _in_ratio_range(value: float) -> float | None:
+    spec = SPECS_BY_NAME["eye_ratio"]  # eye_ratio and lip_ratio share one range
+    return value if spec.minimum <= value <= spec.maximum else None
 
 
 def resize_to_input(image: np.ndarray, size: int) -> np.ndarray:
@@ -305,14 +304,9 @@ class LivePortrait:
         )
 
     # ------------------------------------------------------------------ editing
-    def _retarget_mask(self, values: list[float | None], source: float | None, name: str) -> torch.Tensor:
-        wanted = [v is not None and v != source for v in values]
-        if any(wanted) and source is None:
-            raise ParamError(
-                f"{name} needs the source's eye and lip landmarks, which are not available",
-                hint="use a photo with face cropping (or the face models with --no-crop), or leave it unset",
-            )
-        return torch.tensor(wanted, device=self.device)
+    def _retarget_mask(self, values: list[float | None], source: float) -> torch.Tensor:
+        """Rows whose target ratio is set and differs from the source's rounded ratio (official rule)."""
+        return torch.tensor([v is not None and v != source for v in values], device=self.device)
 
     @torch.inference_mode()
     def edited_keypoints(
@@ -346,9 +340,9 @@ class LivePortrait:
 
         x_s = state.x_s.expand(b, -1, -1)
         eye_values = [p.eye_ratio for p in params]
-        eye_mask = self._retarget_mask(eye_values, state.eye_ratio_rounded, "eye_ratio")
+        eye_mask = self._retarget_mask(eye_values, state.eye_ratio_rounded)
         lip_values = [p.lip_ratio for p in params]
-        lip_mask = self._retarget_mask(lip_values, state.lip_ratio_rounded, "lip_ratio")
+        lip_mask = self._retarget_mask(lip_values, state.lip_ratio_rounded)
         if bool(eye_mask.any()):
             target = torch.tensor([[v or 0.0] for v in eye_values], dtype=torch.float32, device=dev)
             src = torch.from_numpy(state.eye_ratio).to(dev).expand(b, 2)

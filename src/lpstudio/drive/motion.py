@@ -382,11 +382,6 @@ class KeypointDriver:
             self.anchor = state.x_s
         else:
             self.anchor = engine.edited_keypoints(state, [anchor_params], stitching=False)
-        if settings.retarget_eyes and state.eye_ratio is None or settings.retarget_lip and state.lip_ratio is None:
-            raise ParamError(
-                "eye/lip retargeting needs the source's landmarks, which are not available",
-                hint="use face cropping (or the face models with --no-crop), or drop --retarget-eyes/--retarget-lip",
-            )
         self.reference: Motion | None = None
         self.multiplier = 1.0
         self._multiplier_set = False
