@@ -51,6 +51,12 @@ def synthetic_weights_dir(tmp_path_factory: pytest.TempPathFactory, weights_seed
 
 
 @pytest.fixture(scope="session")
+def onnx_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ONNX export cache per test session (exports are keyed by the weights' fingerprint)."""
+    return tmp_path_factory.mktemp("onnx")
+
+
+@pytest.fixture(scope="session")
 def engine(synthetic_weights_dir: Path):
     """A float32 CPU engine loaded from the synthetic files through the real loader."""
     from lpstudio.engine import load_model

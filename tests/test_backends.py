@@ -137,10 +137,10 @@ onnx_missing = next(a.reason for a in available_backends("cpu") if a.name == "on
 
 
 @pytest.fixture(scope="module")
-def ort_backend(engine, tmp_path_factory):
+def ort_backend(engine, onnx_export_dir):
     if onnx_missing:
         pytest.skip(onnx_missing)
-    return build_backend("onnxruntime", engine.networks, CPU, torch.float32, export_dir=tmp_path_factory.mktemp("onnx"))
+    return build_backend("onnxruntime", engine.networks, CPU, torch.float32, export_dir=onnx_export_dir)
 
 
 def test_onnx_warping_with_5d_gridsample_matches_golden(ort_backend, golden_inputs, golden):
@@ -181,7 +181,7 @@ def test_export_refuses_opsets_with_4d_only_gridsample(engine, tmp_path):
 
 @pytest.fixture(scope="module")
 def cuda_networks():
-    from lpstudio.engine import Networks
+    from lpstudio.nets import Networks
     from lpstudio.synthetic import synthetic_checkpoints
 
     nets = Networks()

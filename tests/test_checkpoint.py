@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from lpstudio.appearance import AppearanceFeatureExtractor
 from lpstudio.checkpoint import (
     MODULE_FILES,
     checkpoint_filter_fn,
@@ -18,6 +17,7 @@ from lpstudio.checkpoint import (
 )
 from lpstudio.engine import Networks, load_model
 from lpstudio.errors import WeightsError
+from lpstudio.nets.appearance import AppearanceFeatureExtractor
 from lpstudio.synthetic import official_manifest, synthetic_state_dict
 
 

@@ -149,7 +149,7 @@ def load_state_dict_strict(module: nn.Module, official: Mapping[str, Any], sourc
 
 def split_stitching_checkpoint(obj: Mapping[str, Any], source: str) -> dict[str, Mapping[str, Any]]:
     """The stitching file holds three state dicts; return them under our names."""
-    from .stitching import StitchingRetargeting
+    from .nets.stitching import StitchingRetargeting
 
     parts: dict[str, Mapping[str, Any]] = {}
     for ours, theirs in StitchingRetargeting.CHECKPOINT_KEYS.items():

@@ -10,6 +10,7 @@ the warping module W and the decoder G. One loaded engine serves many sources.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,62 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
-from torch import nn
 
 from . import keypoints as K
-from .appearance import AppearanceFeatureExtractor
 from .backends import Backend, build_backend
-from .checkpoint import MODULE_FILES, load_state_dict_strict, read_checkpoint, split_stitching_checkpoint
-from .config import DEFAULT_CONFIG, ModelConfig
-from .decoder import SPADEDecoder
+from .checkpoint import MODULE_FILES, read_checkpoint
 from .device import resolve_device, resolve_dtype
 from .editing import edit_expression
 from .errors import ImageError
+from .face.crop import to_network_input
 from .face.intake import LoadedImage, as_rgb_uint8, load_image
-from .motion import MotionExtractor, MotionOutput
+from .nets import DEFAULT_CONFIG, ModelConfig, MotionOutput, Networks, WarpOutput
 from .params import SPECS_BY_NAME, EditParams
-from .stitching import StitchingRetargeting
-from .warping import WarpingNetwork, WarpOutput
 from .weights import resolve_weights_dir
-
-
-class Networks(nn.Module):
-    """The five official networks, with our names."""
-
-    def __init__(self, cfg: ModelConfig = DEFAULT_CONFIG) -> None:
-        super().__init__()
-        self.appearance = AppearanceFeatureExtractor(cfg.appearance)
-        self.motion = MotionExtractor(cfg.motion)
-        self.warping = WarpingNetwork(cfg.warping)
-        self.decoder = SPADEDecoder(cfg.decoder)
-        self.stitching = StitchingRetargeting(cfg.stitching)
-
-    # official module name -> our submodule
-    def by_official_name(self) -> dict[str, nn.Module]:
-        return {
-            "appearance_feature_extractor": self.appearance,
-            "motion_extractor": self.motion,
-            "warping_module": self.warping,
-            "spade_generator": self.decoder,
-            "stitching_retargeting_module": self.stitching,
-        }
-
-    def load_official(
-        self, checkpoints: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str] | None = None
-    ) -> None:
-        """Load official state dicts, keyed by official module name (see ``MODULE_FILES``)."""
-        sources = sources or {}
-        for name, module in self.by_official_name().items():
-            obj = checkpoints[name]
-            source = sources.get(name, name)
-            if name == "stitching_retargeting_module":
-                for part, sd in split_stitching_checkpoint(obj, source).items():
-                    load_state_dict_strict(getattr(module, part), sd, f"{source} [{part}]")
-            else:
-                load_state_dict_strict(module, obj, source)
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,15 +87,6 @@ def _in_ratio_range(value: float) -> float | None:
     return value if spec.minimum <= value <= spec.maximum else None
 
 
-def resize_to_input(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize a square-ish face crop to the network input (area filter down, linear up)."""
-    h, w = image.shape[:2]
-    if (h, w) == (size, size):
-        return image
-    interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interp)
-
-
 class LivePortrait:
     """A loaded LivePortrait model on one device, serving any number of sources.
 
@@ -145,6 +95,9 @@ class LivePortrait:
     ``"fused"``, ``"compile"``, ``"cudagraph"``, ``"onnxruntime"``, ``"tensorrt"``,
     or a ready :class:`~lpstudio.backends.Backend`. ``backend_dtype`` is its compute
     dtype (default: ``dtype``); ``backend_options`` go to its constructor.
+    The engine converts (device, dtype, eval mode) a copy of ``networks``, so the
+    caller's modules are never changed; ``take_ownership=True`` converts them in place
+    instead (no second copy in memory: :func:`load_model` does this for the networks it built).
     Rendering is serialised by :attr:`render_lock`, so one engine can serve threads.
     """
 
@@ -159,10 +112,13 @@ class LivePortrait:
         backend: str | Backend = "eager",
         backend_dtype: str | torch.dtype | None = None,
         backend_options: Mapping[str, Any] | None = None,
+        take_ownership: bool = False,
     ) -> None:
         self.cfg = cfg
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
+        if not take_ownership:  # never change what the caller gave us: convert a copy
+            networks = copy.deepcopy(networks)
         networks.eval().requires_grad_(False)
         networks.to(self.device)
         # The motion extractor stays in float32: the real weights overflow in fp16 there.
@@ -186,7 +142,7 @@ class LivePortrait:
         """Build from official state dicts held in memory (keyed like ``MODULE_FILES``)."""
         networks = Networks(kwargs.get("cfg", DEFAULT_CONFIG))
         networks.load_official(checkpoints)
-        return cls(networks, device, dtype, **kwargs)
+        return cls(networks, device, dtype, take_ownership=True, **kwargs)
 
     # ------------------------------------------------------------------ stages
     def _to_input(self, image_256: np.ndarray) -> torch.Tensor:
@@ -261,7 +217,7 @@ class LivePortrait:
             if lmk203 is None:
                 lmk203 = face.lmk203
         else:
-            image_256 = resize_to_input(rgb, self.cfg.input_size)
+            image_256 = to_network_input(rgb, self.cfg.input_size)
             if lmk203 is None and self.face is not None:
                 lmk203 = self.face.landmarks203(rgb)
 
@@ -456,4 +412,6 @@ def load_model(
         from .face import FacePipeline
 
         face_pipeline = FacePipeline(root)
-    return LivePortrait(networks, device, dtype, face=face_pipeline, backend=backend, backend_dtype=backend_dtype)
+    return LivePortrait(
+        networks, device, dtype, face=face_pipeline, backend=backend, backend_dtype=backend_dtype, take_ownership=True
+    )

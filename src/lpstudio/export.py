@@ -27,6 +27,7 @@ sampling grids are kept in float32 by blocking those nodes).
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,7 +39,7 @@ from torch import nn
 from .errors import BackendUnavailableError
 
 if TYPE_CHECKING:
-    from .engine import Networks
+    from .nets import Networks
 
 OPSET = 20
 """First opset whose GridSample is N-dimensional (5-D volumes in the warping module)."""
@@ -117,7 +118,8 @@ def export_stage(
     _require("onnx")
     _require("onnxscript")
     module, args, in_names, out_names = stage_specs(networks)[stage]
-    module = module.float().cpu().eval()
+    # A float32 CPU copy: the caller's (the engine's) modules keep their device and dtype.
+    module = copy.deepcopy(module).float().cpu().eval()
     batch = torch.export.Dim(BATCH, min=1, max=64)
     dynamic_shapes = tuple({0: batch} for _ in args)
     path = Path(path)

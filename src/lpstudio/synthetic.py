@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .checkpoint import MODULE_FILES
-from .stitching import StitchingRetargeting
+from .nets.stitching import StitchingRetargeting
 
 DEFAULT_SEED = 1234
 SEED_MULTIPLIER = 1_000_003

@@ -12,12 +12,12 @@ from drive_helpers import read_back, write_video
 
 from lpstudio.cli import main
 from lpstudio.drive.crop import DrivingCropper
-from lpstudio.drive.motion import DriveSettings, KeypointDriver
+from lpstudio.drive.driving_motion import DriveSettings, KeypointDriver
 from lpstudio.drive.pipeline import drive, motion_chunks, template_chunks
 from lpstudio.drive.template import load_motion
-from lpstudio.drive.video import iter_frames
 from lpstudio.engine import LivePortrait
 from lpstudio.errors import FaceNotFoundError, VideoError
+from lpstudio.video import iter_frames
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from drive_helpers import read_back
 
-from lpstudio.drive.motion import DriveSettings
+from lpstudio.drive.driving_motion import DriveSettings
 from lpstudio.drive.pipeline import drive
 
 NTSC = Fraction(30000, 1001)

@@ -183,7 +183,7 @@ def test_animate_end_to_end_on_synthetic_weights(tmp_path, capsys, synthetic_wei
     from PIL import Image
 
     from lpstudio.expressions import parse_command
-    from lpstudio.videoio import VideoReader
+    from lpstudio.video import VideoReader
 
     fps = 2  # few frames: each costs seconds on a CPU
     photo = tmp_path / "face.png"

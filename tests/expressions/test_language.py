@@ -156,7 +156,7 @@ def test_layered_wink_starts_at_smile_peak_and_smile_holds() -> None:
     smile, wink = tl.steps
     assert (smile.preset, wink.preset) == ("smile", "wink_right")
     assert wink.layer == 1 and smile.layer == 0
-    assert wink.start_ms == pytest.approx(PRESETS["smile"].motion().apex_ms)
+    assert wink.start_ms == pytest.approx(PRESETS["smile"].gesture().apex_ms)
     assert smile.end_ms >= wink.end_ms  # the smile is held until the wink is done
 
 

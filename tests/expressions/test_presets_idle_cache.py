@@ -11,7 +11,7 @@ from lpstudio.errors import CommandError
 from lpstudio.expressions.cache import ClipCache, clip_key, source_digest
 from lpstudio.expressions.idle import (
     BLINK_INTERVAL_MS,
-    idle_motion,
+    idle_gesture,
     idle_timeline,
     with_idle,
 )
@@ -65,40 +65,40 @@ def test_get_preset_by_any_name() -> None:
 @pytest.mark.parametrize("bad", [(-0.1, 1.0), (3.0, 1.0), (1.0, 0.0), (1.0, 10.0)])
 def test_modifier_limits(bad: tuple[float, float]) -> None:
     with pytest.raises(CommandError):
-        PRESETS["smile"].motion(*bad)
+        PRESETS["smile"].gesture(*bad)
 
 
 def test_smile_has_anticipation_and_overshoot() -> None:
-    arr = Timeline.single(PRESETS["smile"].motion()).sample_array(100)[:, COL["smile"]]
+    arr = Timeline.single(PRESETS["smile"].gesture()).sample_array(100)[:, COL["smile"]]
     assert arr.min() < 0  # dips before rising
     peak = arr.max()
-    held = arr[int(PRESETS["smile"].motion().release_ms / 10) - 1]
+    held = arr[int(PRESETS["smile"].gesture().release_ms / 10) - 1]
     assert peak > held > 0  # overshoots, then settles on the held value
 
 
 def test_talk_is_syllabic_not_a_sine() -> None:
-    lip = Timeline.single(PRESETS["talk"].motion()).sample_array(100)[:, COL["lip_ratio"]]
+    lip = Timeline.single(PRESETS["talk"].gesture()).sample_array(100)[:, COL["lip_ratio"]]
     peaks = [i for i in range(1, len(lip) - 1) if lip[i] > lip[i - 1] and lip[i] >= lip[i + 1] and lip[i] > 0.08]
     assert len(peaks) >= 8
     heights = lip[peaks]
     gaps = np.diff(peaks)
     assert heights.std() > 0.03  # varying openness
     assert gaps.std() > 0.5  # varying rhythm (10 ms frames)
-    shapes = Timeline.single(PRESETS["talk"].motion()).sample_array(100)
+    shapes = Timeline.single(PRESETS["talk"].gesture()).sample_array(100)
     assert shapes[:, COL["lip_variation_one"]].min() < -3  # rounded vowels
     assert shapes[:, COL["lip_variation_two"]].max() > 2  # spread vowels
 
 
 def test_wink_presets_differ_by_side() -> None:
-    left = Timeline.single(PRESETS["wink_left"].motion()).sample_array(25)
-    right = Timeline.single(PRESETS["wink_right"].motion()).sample_array(25)
+    left = Timeline.single(PRESETS["wink_left"].gesture()).sample_array(25)
+    right = Timeline.single(PRESETS["wink_right"].gesture()).sample_array(25)
     assert left[:, COL["wink"]].max() > 30 and right[:, COL["wink"]].max() > 30
     assert np.sign(left[:, COL["head_roll"]].sum()) == -np.sign(right[:, COL["head_roll"]].sum())
 
 
 def test_expressions_come_with_head_motion() -> None:
     for name in ("smile", "big_laugh", "surprise", "sad", "angry", "doubtful"):
-        arr = Timeline.single(PRESETS[name].motion()).sample_array(25)
+        arr = Timeline.single(PRESETS[name].gesture()).sample_array(25)
         head = arr[:, [COL["head_pitch"], COL["head_roll"], COL["head_yaw"]]]
         assert 0.3 < np.abs(head).max() < 12, name
 
@@ -164,7 +164,7 @@ def test_commands_layer_on_idle_and_idle_avoids_their_eye_windows() -> None:
 
 
 def test_idle_motion_zero_length() -> None:
-    m = idle_motion(0, seed=1)
+    m = idle_gesture(0, seed=1)
     assert m.duration_ms == 0
     assert Timeline.single(m).frame_count(25) == 1
 

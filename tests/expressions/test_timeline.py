@@ -11,8 +11,8 @@ from lpstudio.expressions.timeline import (
     NOMINAL_EYE_RATIO,
     Abs,
     Easing,
+    Gesture,
     Keyframe,
-    Motion,
     Rel,
     Timeline,
     ease,
@@ -52,7 +52,7 @@ def test_easing_shapes_differ() -> None:
 @pytest.mark.parametrize("base_i", range(len(BASES)))
 def test_preset_starts_and_ends_exactly_at_base(name: str, base_i: int) -> None:
     base = BASES[base_i]
-    arr = Timeline.single(PRESETS[name].motion()).sample_array(25, base)
+    arr = Timeline.single(PRESETS[name].gesture()).sample_array(25, base)
     row = base_row(base)
     assert np.array_equal(arr[0], row)
     assert np.array_equal(arr[-1], row)
@@ -62,7 +62,7 @@ def test_preset_starts_and_ends_exactly_at_base(name: str, base_i: int) -> None:
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_in_range_and_smooth(name: str) -> None:
     for intensity in (0.5, 1.0, 2.0):
-        arr = Timeline.single(PRESETS[name].motion(intensity)).sample_array(30, BASES[1])
+        arr = Timeline.single(PRESETS[name].gesture(intensity)).sample_array(30, BASES[1])
         lo = np.array([s.minimum for s in PARAM_SPECS])
         hi = np.array([s.maximum for s in PARAM_SPECS])
         assert np.all(arr >= lo) and np.all(arr <= hi)
@@ -74,7 +74,7 @@ def test_preset_in_range_and_smooth(name: str) -> None:
 
 
 def test_sample_returns_editparams_with_numeric_ratios() -> None:
-    frames = Timeline.single(PRESETS["blink"].motion()).sample(25)
+    frames = Timeline.single(PRESETS["blink"].gesture()).sample(25)
     assert all(isinstance(f, EditParams) for f in frames)
     assert frames[0].eye_ratio == NOMINAL_EYE_RATIO
     assert min(f.eye_ratio for f in frames) == pytest.approx(0.0, abs=0.03)
@@ -82,7 +82,7 @@ def test_sample_returns_editparams_with_numeric_ratios() -> None:
 
 @pytest.mark.parametrize("fps,expected", [(25, 26), (30, 31), (24, 25), (7, 8)])
 def test_frame_count(fps: float, expected: int) -> None:
-    motion = Motion("m", [Keyframe(500, {"smile": 0.5})], 1000)
+    motion = Gesture("m", [Keyframe(500, {"smile": 0.5})], 1000)
     tl = Timeline.single(motion)
     assert tl.frame_count(fps) == expected
     times = tl.frame_times(fps)
@@ -91,7 +91,7 @@ def test_frame_count(fps: float, expected: int) -> None:
 
 
 def test_partial_keyframes_interpolate_per_parameter() -> None:
-    m = Motion(
+    m = Gesture(
         "m",
         [Keyframe(100, {"smile": 1.0}, Easing.LINEAR), Keyframe(300, {"wink": 20.0}, Easing.LINEAR)],
         400,
@@ -104,7 +104,7 @@ def test_partial_keyframes_interpolate_per_parameter() -> None:
 
 
 def test_rel_and_abs_offsets_follow_the_base() -> None:
-    m = Motion("m", [Keyframe(100, {"eye_ratio": Rel(-1.0), "smile": Abs(0.5)}, Easing.LINEAR)], 200)
+    m = Gesture("m", [Keyframe(100, {"eye_ratio": Rel(-1.0), "smile": Abs(0.5)}, Easing.LINEAR)], 200)
     for eye, smile in ((0.2, 0.0), (0.45, 0.3)):
         arr = Timeline.single(m).sample_array(10, EditParams(eye_ratio=eye, lip_ratio=0.0, smile=smile))
         col = {n: i for i, n in enumerate(PARAM_NAMES)}
@@ -115,9 +115,9 @@ def test_rel_and_abs_offsets_follow_the_base() -> None:
 
 def test_motion_must_start_and_end_at_base() -> None:
     with pytest.raises(CommandError):
-        Motion("bad", [Keyframe(0, {"smile": 0.5}), Keyframe(100, {"smile": 0.0})])
+        Gesture("bad", [Keyframe(0, {"smile": 0.5}), Keyframe(100, {"smile": 0.0})])
     with pytest.raises(CommandError):
-        Motion("bad", [Keyframe(100, {"smile": 0.5})], 100)
+        Gesture("bad", [Keyframe(100, {"smile": 0.5})], 100)
     with pytest.raises(ParamError):
         Keyframe(10, {"smiel": 1.0})
     with pytest.raises(CommandError):
@@ -125,8 +125,8 @@ def test_motion_must_start_and_end_at_base() -> None:
 
 
 def test_layering_adds_and_clamps() -> None:
-    smile = Timeline.single(PRESETS["smile"].motion())
-    blink = Timeline.single(PRESETS["blink"].motion(2.0))
+    smile = Timeline.single(PRESETS["smile"].gesture())
+    blink = Timeline.single(PRESETS["blink"].gesture(2.0))
     both = smile.over(blink, at_ms=800)
     col = {n: i for i, n in enumerate(PARAM_NAMES)}
     a_smile = smile.sample_array(100)
@@ -144,8 +144,8 @@ def test_layering_adds_and_clamps() -> None:
 
 
 def test_sequence_places_steps_back_to_back() -> None:
-    a = Timeline.single(PRESETS["smile"].motion())
-    b = Timeline.single(PRESETS["nod"].motion())
+    a = Timeline.single(PRESETS["smile"].gesture())
+    b = Timeline.single(PRESETS["nod"].gesture())
     seq = a.then(b, gap_ms=100)
     assert [s.preset for s in seq.steps] == ["smile", "nod"]
     assert seq.steps[1].start_ms == pytest.approx(a.duration_ms + 100)
@@ -156,16 +156,16 @@ def test_sequence_places_steps_back_to_back() -> None:
 
 
 def test_speed_and_intensity_scale() -> None:
-    m = PRESETS["smile"].motion()
-    fast = PRESETS["smile"].motion(1.0, 2.0)
-    strong = PRESETS["smile"].motion(0.5)
+    m = PRESETS["smile"].gesture()
+    fast = PRESETS["smile"].gesture(1.0, 2.0)
+    strong = PRESETS["smile"].gesture(0.5)
     assert fast.duration_ms == pytest.approx(m.duration_ms / 2)
     b = resolve_base(None)
     assert strong.offsets(m.apex_ms, b)["smile"][0] == pytest.approx(0.5 * m.offsets(m.apex_ms, b)["smile"][0])
 
 
 def test_with_hold_extends_the_apex() -> None:
-    m = PRESETS["smile"].motion()
+    m = PRESETS["smile"].gesture()
     held = m.with_hold(1000)
     b = resolve_base(None)
     assert held.duration_ms == m.duration_ms + 1000
@@ -175,7 +175,7 @@ def test_with_hold_extends_the_apex() -> None:
 
 
 def test_to_json_shape() -> None:
-    tl = Timeline.single(PRESETS["wink_left"].motion())
+    tl = Timeline.single(PRESETS["wink_left"].gesture())
     js = tl.to_json(25)
     assert js["fps"] == 25 and len(js["frames"]) == tl.frame_count(25) == js["n_frames"]
     assert all(set(f) == set(PARAM_NAMES) for f in js["frames"])
@@ -184,15 +184,15 @@ def test_to_json_shape() -> None:
 
 
 def test_key_is_stable_and_sensitive() -> None:
-    a = Timeline.single(PRESETS["smile"].motion())
-    assert a.key(25) == Timeline.single(PRESETS["smile"].motion()).key(25)
+    a = Timeline.single(PRESETS["smile"].gesture())
+    assert a.key(25) == Timeline.single(PRESETS["smile"].gesture()).key(25)
     assert a.key(25) != a.key(30)
-    assert a.key(25) != Timeline.single(PRESETS["smile"].motion(0.9)).key(25)
+    assert a.key(25) != Timeline.single(PRESETS["smile"].gesture(0.9)).key(25)
     assert a.key(25) != a.key(25, EditParams(eye_ratio=0.3, lip_ratio=0.0))
 
 
 def test_bad_fps() -> None:
-    tl = Timeline.single(PRESETS["blink"].motion())
+    tl = Timeline.single(PRESETS["blink"].gesture())
     for fps in (0, -1, float("nan"), 1000):
         with pytest.raises(CommandError):
             tl.frame_count(fps)

@@ -39,7 +39,7 @@ import torch
 from ..errors import BackendUnavailableError
 
 if TYPE_CHECKING:
-    from ..engine import Networks
+    from ..nets import Networks
 
 
 @runtime_checkable
@@ -167,7 +167,7 @@ BACKENDS: dict[str, BackendSpec] = {
         ),
         BackendSpec(
             "fused",
-            ".eager",
+            ".fused",
             "build_fused",
             _always,
             {"cpu": _CPU_FAST, "cuda": _GPU_FAST, "mps": (torch.float32, torch.float16)},

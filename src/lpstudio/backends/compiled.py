@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .eager import FusedBackend
+from .fused import FusedBackend
 
 if TYPE_CHECKING:
-    from ..engine import Networks
+    from ..nets import Networks
 
 COMPILE_OPTIONS: dict[str, Any] = {"freezing": True}
 """Inductor options: freeze parameters into constants so convolution weights are pre-packed."""

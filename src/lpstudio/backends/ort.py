@@ -21,7 +21,7 @@ from ..errors import BackendUnavailableError
 from . import BackendBase
 
 if TYPE_CHECKING:
-    from ..engine import Networks
+    from ..nets import Networks
 
 ENV_ONNX_CACHE = "LPSTUDIO_ONNX_CACHE"
 ENV_TRT_CACHE = "LPSTUDIO_TRT_CACHE"

@@ -13,7 +13,7 @@ OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv", ".png", ".jpg", ".jpeg", ".webp", ".b
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..drive.motion import DEFAULT_SMOOTH_VARIANCE, DRIVING_OPTIONS, REGIONS
+    from ..drive.driving_motion import DEFAULT_SMOOTH_VARIANCE, DRIVING_OPTIONS, REGIONS
 
     p = sub.add_parser(
         "drive",
@@ -73,12 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..drive.motion import DriveSettings
+    from ..drive.driving_motion import DriveSettings
     from ..drive.pipeline import drive, driving_kind
     from ..drive.template import MotionTemplateError, load_motion
-    from ..drive.video import probe_video
     from ..errors import ParamError, VideoError
     from ..imageio import load_image
+    from ..video import probe_video
 
     settings = DriveSettings(
         relative=not args.absolute,

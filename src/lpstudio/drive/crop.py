@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from .. import keypoints as K
-from ..face.crop import CROP_DSIZE, NET_INPUT_SIZE, crop_matrix, to_network_input, transform_points, warp_to_crop
+from ..face.crop import CROP_DSIZE, crop_matrix, to_network_input, transform_points, warp_to_crop
 from ..face.intake import limit_side
 
 DRIVING_CROP_SCALE = 2.2
@@ -42,13 +41,6 @@ class DrivingCrop:
     image_256: NDArray[np.uint8]
     eye_ratio: NDArray[np.float32] | None = None
     lip_ratio: NDArray[np.float32] | None = None
-
-
-def resize_precropped(frame: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    """An already-cropped driving frame to 256x256 (official: plain resize, bilinear)."""
-    if frame.shape[:2] == (NET_INPUT_SIZE, NET_INPUT_SIZE):
-        return frame
-    return cv2.resize(frame, (NET_INPUT_SIZE, NET_INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
 
 
 class DrivingCropper:
@@ -84,7 +76,7 @@ class DrivingCropper:
     def __call__(self, frame: NDArray[np.uint8]) -> DrivingCrop | None:
         """(H,W,3) uint8 RGB frame -> :class:`DrivingCrop`, or None when the frame has no face."""
         if self.precropped:
-            image = resize_precropped(frame)
+            image = to_network_input(frame, filter="linear")  # official: plain bilinear resize
             if not self.landmarks or self.face is None:
                 return DrivingCrop(image)
             lmk = self._lmk203(frame)

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from ..errors import FaceNotFoundError, ImageError
+from ..video import DEFAULT_FPS, VideoWriter, is_video_path, iter_frames, probe_video
 from .crop import DrivingCrop, DrivingCropper
-from .motion import DriveSettings, KeypointDriver, Motion, extract_motion
+from .driving_motion import DriveSettings, DrivingMotion, KeypointDriver, extract_motion
 from .template import MotionTrack, is_template_path, load_motion, save_motion
-from .video import DEFAULT_FPS, VideoWriter, is_video_path, iter_frames, probe_video
 
 DEFAULT_BATCH_SIZE = 4
 """Frames per chunk through M, W and G (bigger is faster on a GPU, costs memory)."""
@@ -60,7 +60,7 @@ def driving_kind(path: str | os.PathLike[str]) -> str:
     return "video" if is_video_path(path) else "image"
 
 
-def _with_ratios(motion: Motion, crops: list[DrivingCrop]) -> Motion:
+def _with_ratios(motion: DrivingMotion, crops: list[DrivingCrop]) -> DrivingMotion:
     if any(c.eye_ratio is None or c.lip_ratio is None for c in crops):
         return motion
     dev = motion.exp.device
@@ -75,18 +75,18 @@ def motion_chunks(
     cropper: Callable[[np.ndarray], DrivingCrop | None],
     batch_size: int,
     name: str,
-) -> Iterator[tuple[Motion, list[bool]]]:
+) -> Iterator[tuple[DrivingMotion, list[bool]]]:
     """Driving frames -> (motion of up to ``batch_size`` frames, face found per frame), streamed.
 
     Raises:
         FaceNotFoundError: no frame of the whole clip has a face.
     """
-    last: Motion | None = None
+    last: DrivingMotion | None = None
     leading = 0  # faceless frames before the first face
     seen = 0
     batch: list[np.ndarray] = []
 
-    def flush(batch: list[np.ndarray]) -> Iterator[tuple[Motion, list[bool]]]:
+    def flush(batch: list[np.ndarray]) -> Iterator[tuple[DrivingMotion, list[bool]]]:
         nonlocal last, leading
         crops = [cropper(f) for f in batch]
         good = [c for c in crops if c is not None]
@@ -97,7 +97,7 @@ def motion_chunks(
         rows_of_good = (
             _with_ratios(extract_motion(engine, [c.image_256 for c in good], batch_size), good) if good else None
         )
-        rows: list[Motion] = []
+        rows: list[DrivingMotion] = []
         k = 0
         if last is None and leading:  # frames before the first face: no movement yet
             assert rows_of_good is not None
@@ -113,7 +113,7 @@ def motion_chunks(
                 assert rows_of_good is not None
                 last = rows_of_good.rows(slice(0, 1))
             rows.append(last)
-        motion = Motion.cat(rows)
+        motion = DrivingMotion.cat(rows)
         for start in range(0, len(rows), batch_size):
             yield motion.rows(slice(start, start + batch_size)), found[start : start + batch_size]
 
@@ -132,7 +132,7 @@ def motion_chunks(
         )
 
 
-def template_chunks(track: MotionTrack, batch_size: int, device: Any) -> Iterator[tuple[Motion, list[bool]]]:
+def template_chunks(track: MotionTrack, batch_size: int, device: Any) -> Iterator[tuple[DrivingMotion, list[bool]]]:
     """A saved track in chunks of ``batch_size`` frames."""
     for start in range(0, len(track), batch_size):
         stop = min(start + batch_size, len(track))
@@ -143,13 +143,13 @@ def template_chunks(track: MotionTrack, batch_size: int, device: Any) -> Iterato
 def drive_frames(
     engine: Any,
     state: Any,
-    chunks: Iterator[tuple[Motion, list[bool]]],
+    chunks: Iterator[tuple[DrivingMotion, list[bool]]],
     settings: DriveSettings,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     sequence: bool = True,
     summary: DriveSummary | None = None,
-    keep_motion: list[Motion] | None = None,
+    keep_motion: list[DrivingMotion] | None = None,
     keep_found: list[bool] | None = None,
 ) -> Iterator[np.ndarray]:
     """Animated frames, one per driving frame: (H,W,3) uint8, pasted into the photo when the source has one."""
@@ -195,7 +195,7 @@ def drive(
         face: face pipeline for the driving frames (default: the engine's).
         audio: copy the driving video's audio into the output.
         save_motion_to: also save the driving motion as an ``.npz`` template.
-        crf: x264 quality (default :data:`~lpstudio.drive.video.DEFAULT_CRF`).
+        crf: x264 quality (default :data:`~lpstudio.video.H264_CRF`).
         progress: show a progress bar on stderr.
         frame_hook: called with every output frame before it is encoded (tests, previews).
 
@@ -243,7 +243,7 @@ def drive(
         raise ImageError(
             f"cannot write {output}: a driving video gives a video", hint="use an .mp4, .mov or .mkv output"
         )
-    kept: list[Motion] | None = [] if save_motion_to is not None else None
+    kept: list[DrivingMotion] | None = [] if save_motion_to is not None else None
     found: list[bool] = []
     frames = drive_frames(
         engine,

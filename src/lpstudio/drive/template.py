@@ -23,7 +23,7 @@ import torch
 
 from .. import keypoints as K
 from ..errors import VideoError
-from .motion import Motion
+from .driving_motion import DrivingMotion
 
 TEMPLATE_SUFFIXES: tuple[str, ...] = (".npz", ".pkl")
 FORMAT_NAME = "lpstudio-motion"
@@ -77,14 +77,16 @@ class MotionTrack:
     def __len__(self) -> int:
         return int(self.arrays["rotation"].shape[0])
 
-    def motion(self, start: int, stop: int, device: torch.device | str = "cpu") -> Motion:
-        """Frames ``start:stop`` as a :class:`Motion` on ``device``."""
-        return Motion.from_numpy({k: v[start:stop] for k, v in self.arrays.items()}, device)
+    def motion(self, start: int, stop: int, device: torch.device | str = "cpu") -> DrivingMotion:
+        """Frames ``start:stop`` as a :class:`DrivingMotion` on ``device``."""
+        return DrivingMotion.from_numpy({k: v[start:stop] for k, v in self.arrays.items()}, device)
 
     @staticmethod
-    def from_motions(parts: list[Motion], face_found: list[bool], fps: Fraction, source: str = "") -> MotionTrack:
+    def from_motions(
+        parts: list[DrivingMotion], face_found: list[bool], fps: Fraction, source: str = ""
+    ) -> MotionTrack:
         """Collect streamed chunks into one track."""
-        arrays = Motion.cat(parts).to_numpy() if len(parts) > 1 else parts[0].to_numpy()
+        arrays = DrivingMotion.cat(parts).to_numpy() if len(parts) > 1 else parts[0].to_numpy()
         return MotionTrack(
             {k: v.astype(np.float32) for k, v in arrays.items()}, fps, np.asarray(face_found, bool), source
         )

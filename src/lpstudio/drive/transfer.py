@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine import resize_to_input
 from ..errors import ImageError
+from ..face.crop import to_network_input
 from ..face.intake import LoadedImage, as_rgb_uint8, load_image
-from .motion import DriveSettings, KeypointDriver, Motion, extract_motion
+from .driving_motion import DriveSettings, DrivingMotion, KeypointDriver, extract_motion
 
 
-def photo_motion(engine: Any, image: Any, *, crop: bool = True, face_index: int | None = None) -> Motion:
-    """Motion of one photo (path, bytes, array or LoadedImage) -> :class:`Motion` of 1 frame.
+def photo_motion(engine: Any, image: Any, *, crop: bool = True, face_index: int | None = None) -> DrivingMotion:
+    """Motion of one photo (path, bytes, array or LoadedImage) -> :class:`DrivingMotion` of 1 frame.
 
     With ``crop`` the face is found and cropped the way a source is (so the same
     photo gives exactly the source's own motion); otherwise the image is taken as
@@ -42,7 +42,7 @@ def photo_motion(engine: Any, image: Any, *, crop: bool = True, face_index: int 
             )
         image_256 = engine.face.analyze(rgb, face_index=face_index).image_256
     else:
-        image_256 = resize_to_input(rgb, engine.cfg.input_size)
+        image_256 = to_network_input(rgb, engine.cfg.input_size)
     return extract_motion(engine, [image_256], 1)
 
 
@@ -50,7 +50,7 @@ def photo_motion(engine: Any, image: Any, *, crop: bool = True, face_index: int 
 def expression_keypoints(
     engine: Any,
     state: Any,
-    other: Motion,
+    other: DrivingMotion,
     *,
     pose: bool = False,
     params: Any = None,

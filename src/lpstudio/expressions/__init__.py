@@ -9,18 +9,21 @@ Typical use::
     params = timeline.sample(fps=25, base=state.neutral_params())   # list[EditParams]
     frames = render_timeline(engine, state, timeline, fps=25)        # (n, 512, 512, 3) uint8
 
-Modules: :mod:`.timeline` (keyframes, easing, layering), :mod:`.presets` (the
-named expressions), :mod:`.language` (Korean/English commands and the precise
-sequence syntax), :mod:`.idle` (blinks, breathing, saccades), :mod:`.cache`
-(rendered clips), :mod:`.render` (engine glue), :mod:`.guide` (parameter guide).
+Modules: :mod:`.timeline` (keyframes, easing, :class:`~.timeline.Gesture`, layering),
+:mod:`.presets` (the named expressions), the command language in three rooms —
+:mod:`.lexicon` (the word tables, data), :mod:`.phrases` (natural Korean/English
+commands) and :mod:`.precise` (the precise sequence syntax) — with
+:mod:`.language` as their one entry point (:func:`parse_command`), :mod:`.idle`
+(blinks, breathing, saccades), :mod:`.cache` (rendered clips), :mod:`.render`
+(engine glue), :mod:`.guide` (parameter guide).
 """
 
 from __future__ import annotations
 
 from .cache import ClipCache, clip_key, source_digest
-from .idle import idle_motion, idle_timeline, with_idle
+from .idle import idle_gesture, idle_timeline, with_idle
 from .language import Action, CommandPlan, command_timeline, is_precise, parse_command, parse_precise
-from .presets import PRESET_NAMES, PRESETS, Preset, get_preset, preset_motion
+from .presets import PRESET_NAMES, PRESETS, Preset, get_preset, preset_gesture
 from .render import render_timeline
 from .timeline import (
     DEFAULT_FPS,
@@ -28,8 +31,8 @@ from .timeline import (
     NOMINAL_LIP_RATIO,
     Abs,
     Easing,
+    Gesture,
     Keyframe,
-    Motion,
     Rel,
     Step,
     Timeline,
@@ -46,7 +49,7 @@ __all__ = [
     "DEFAULT_FPS",
     "Easing",
     "Keyframe",
-    "Motion",
+    "Gesture",
     "NOMINAL_EYE_RATIO",
     "NOMINAL_LIP_RATIO",
     "PRESETS",
@@ -59,12 +62,12 @@ __all__ = [
     "command_timeline",
     "ease",
     "get_preset",
-    "idle_motion",
+    "idle_gesture",
     "idle_timeline",
     "is_precise",
     "parse_command",
     "parse_precise",
-    "preset_motion",
+    "preset_gesture",
     "render_timeline",
     "resolve_base",
     "sequence",

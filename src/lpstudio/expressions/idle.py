@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .timeline import Easing, Keyframe, Motion, Rel, Step, Timeline
+from .timeline import Easing, Gesture, Keyframe, Rel, Step, Timeline
 
 BLINK_INTERVAL_MS: tuple[float, float] = (2000.0, 6000.0)
 DOUBLE_BLINK_PROBABILITY: float = 0.15
@@ -50,7 +50,7 @@ def _free(t0: float, t1: float, busy: Sequence[Window]) -> bool:
     return all(t1 <= a or t0 >= b for a, b in busy)
 
 
-def idle_motion(duration_ms: float, seed: int = 0, *, busy: Sequence[Window] = ()) -> Motion:
+def idle_gesture(duration_ms: float, seed: int = 0, *, busy: Sequence[Window] = ()) -> Gesture:
     """Idle liveliness over ``duration_ms``; blinks and saccades avoid the ``busy`` windows."""
     rng = np.random.default_rng(seed)
     duration_ms = float(max(0.0, duration_ms))
@@ -116,7 +116,7 @@ def idle_motion(duration_ms: float, seed: int = 0, *, busy: Sequence[Window] = (
     if x or y:  # back to centre before the end (smoothly, during the fade)
         t_back = max(0.0, duration_ms - fade)
         keyframes.append(Keyframe(t_back, {"eyeball_x": x, "eyeball_y": y}, Easing.LINEAR))
-    return Motion("idle", keyframes, duration_ms, apex_ms=fade, release_ms=max(fade, duration_ms - fade))
+    return Gesture("idle", keyframes, duration_ms, apex_ms=fade, release_ms=max(fade, duration_ms - fade))
 
 
 def _envelope(t: float, duration: float, fade: float) -> float:
@@ -132,7 +132,7 @@ def eye_busy_windows(timeline: Timeline) -> list[Window]:
     return [
         (s.start_ms - AVOID_BEFORE_MS, s.end_ms + AVOID_AFTER_MS)
         for s in timeline.main_steps
-        if s.motion.params & EYE_PARAMS
+        if s.gesture.params & EYE_PARAMS
     ]
 
 
@@ -140,10 +140,10 @@ def with_idle(timeline: Timeline, seed: int = 0, *, lead_in_ms: float = 0.0, tai
     """``timeline`` (shifted by ``lead_in_ms``) over idle liveliness that lasts the whole clip."""
     tl = timeline.shifted(lead_in_ms) if lead_in_ms > 0 else timeline
     tl = tl.padded(tail_ms)
-    idle = idle_motion(tl.duration_ms, seed, busy=eye_busy_windows(tl))
+    idle = idle_gesture(tl.duration_ms, seed, busy=eye_busy_windows(tl))
     return Timeline((Step(idle, 0.0, "idle", -1),) + tl.steps, tl.duration_ms)
 
 
 def idle_timeline(duration_ms: float, seed: int = 0) -> Timeline:
     """Idle liveliness alone (e.g. for the web app's waiting loop)."""
-    return Timeline([Step(idle_motion(duration_ms, seed), 0.0, "idle", -1)], duration_ms)
+    return Timeline([Step(idle_gesture(duration_ms, seed), 0.0, "idle", -1)], duration_ms)

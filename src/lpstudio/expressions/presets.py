@@ -3,7 +3,7 @@
 Every preset is designed as a small performance rather than a ramp: a brief
 anticipation in the opposite direction, an arrival that slightly overshoots
 where it fits, a little head motion that goes with the expression, a hold, and a
-settle back to the base pose. :meth:`Preset.motion` scales offsets by an
+settle back to the base pose. :meth:`Preset.gesture` scales offsets by an
 intensity and times by a speed.
 
 Sign conventions (keypoint space has y growing downward, so negative y is "up"):
@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import CommandError
-from .timeline import Easing, Keyframe, Motion, Rel, Value
+from .timeline import Easing, Gesture, Keyframe, Rel, Value
 
 PITCH_DOWN: float = 1.0
 """Sign of ``head_pitch`` that lowers the chin (a nod goes this way first)."""
@@ -60,12 +60,12 @@ class Preset:
     names_ko: tuple[str, ...]
     names_en: tuple[str, ...]
     description: str
-    build: Callable[[], Motion] = field(repr=False)
+    build: Callable[[], Gesture] = field(repr=False)
     pose: Mapping[str, Value] = field(default_factory=dict)
     repeat_gap_ms: float = 0.0
 
-    def motion(self, intensity: float = 1.0, speed: float = 1.0) -> Motion:
-        """The preset's motion at ``intensity`` (offset scale) and ``speed`` (time scale)."""
+    def gesture(self, intensity: float = 1.0, speed: float = 1.0) -> Gesture:
+        """The preset's gesture at ``intensity`` (offset scale) and ``speed`` (time scale)."""
         check_modifiers(intensity, speed)
         return self.build().scaled(intensity, speed, name=self.name)
 
@@ -108,8 +108,8 @@ SMILE_POSE: dict[str, Value] = {
 }
 
 
-def _smile() -> Motion:
-    return Motion(
+def _smile() -> Gesture:
+    return Gesture(
         "smile",
         [
             _k(
@@ -149,7 +149,7 @@ LAUGH_POSE: dict[str, Value] = {
 }
 
 
-def _big_laugh() -> Motion:
+def _big_laugh() -> Gesture:
     kfs = [
         _k(
             150,
@@ -185,11 +185,11 @@ def _big_laugh() -> Motion:
     for t, lip, pitch in beats:
         kfs.append(_k(t, lip_ratio=lip, head_pitch=pitch * PITCH_DOWN, lip_variation_three=lip * 85.0))
     kfs.append(_k(1600, smile=1.15, lip_variation_two=5.0, eye_ratio=Rel(-0.45), head_roll=2.0))
-    return Motion("big_laugh", kfs, 2500, apex_ms=450, release_ms=1600)
+    return Gesture("big_laugh", kfs, 2500, apex_ms=450, release_ms=1600)
 
 
-def _blink() -> Motion:
-    return Motion(
+def _blink() -> Gesture:
+    return Gesture(
         "blink",
         [_k(80, E.EASE_IN, eye_ratio=Rel(-1.0)), _k(120, E.LINEAR, eye_ratio=Rel(-1.0))],
         300,
@@ -199,8 +199,8 @@ def _blink() -> Motion:
     )
 
 
-def _wink(side: float) -> Callable[[], Motion]:
-    def build() -> Motion:
+def _wink(side: float) -> Callable[[], Gesture]:
+    def build() -> Gesture:
         hold = {
             "wink": 34.0,
             "smile": 0.3,
@@ -208,7 +208,7 @@ def _wink(side: float) -> Callable[[], Motion]:
             "eyeball_x": 5.0 * side * GAZE_SCREEN_RIGHT,
             "head_pitch": -0.5 * PITCH_DOWN,
         }
-        return Motion(
+        return Gesture(
             f"wink_{'right' if side > 0 else 'left'}",
             [
                 _k(100, smile=-0.03, head_roll=-0.6 * side, eyeball_x=0.0, head_pitch=0.3 * PITCH_DOWN),
@@ -251,7 +251,7 @@ TALK_PAUSE_MS: float = 220.0
 TALK_LEAD_IN_MS: float = 120.0
 
 
-def _talk() -> Motion:
+def _talk() -> Gesture:
     kfs = [_k(TALK_LEAD_IN_MS, lip_ratio=0.02, lip_variation_three=0.0, head_pitch=0.0, eyebrow=0.0)]
     t = TALK_LEAD_IN_MS
     for i, (dur, openness, roundness, spread, closes) in enumerate(TALK_SYLLABLES):
@@ -287,7 +287,7 @@ def _talk() -> Motion:
             kfs.append(_k(t, lip_ratio=0.0, lip_variation_three=0.0, lip_variation_one=0.0, lip_variation_two=0.0))
     kfs.append(_k(t + 40, head_roll=1.5, head_pitch=0.3 * PITCH_DOWN))
     end = t + 260
-    return Motion("talk", kfs, end, apex_ms=TALK_LEAD_IN_MS + 80, release_ms=t)
+    return Gesture("talk", kfs, end, apex_ms=TALK_LEAD_IN_MS + 80, release_ms=t)
 
 
 SURPRISE_POSE: dict[str, Value] = {
@@ -300,8 +300,8 @@ SURPRISE_POSE: dict[str, Value] = {
 }
 
 
-def _surprise() -> Motion:
-    return Motion(
+def _surprise() -> Gesture:
+    return Gesture(
         "surprise",
         [
             _k(
@@ -332,9 +332,9 @@ def _surprise() -> Motion:
     )
 
 
-def _nod() -> Motion:
+def _nod() -> Gesture:
     d = PITCH_DOWN
-    return Motion(
+    return Gesture(
         "nod",
         [
             _k(130, head_pitch=-1.5 * d, smile=0.05, eyeball_y=0.0),
@@ -348,8 +348,8 @@ def _nod() -> Motion:
     )
 
 
-def _head_shake() -> Motion:
-    return Motion(
+def _head_shake() -> Gesture:
+    return Gesture(
         "head_shake",
         [
             _k(120, head_yaw=1.5, eyebrow=0.0, smile=0.0, head_pitch=0.0),
@@ -364,10 +364,10 @@ def _head_shake() -> Motion:
     )
 
 
-def _look(direction: str) -> Callable[[], Motion]:
+def _look(direction: str) -> Callable[[], Gesture]:
     """Eyes lead, the head follows, the eyes relax as the head arrives; back the same way."""
 
-    def build() -> Motion:
+    def build() -> Gesture:
         if direction in ("left", "right"):
             s = 1.0 if direction == "right" else -1.0
             eyes_first = {"eyeball_x": 22.0 * s * GAZE_SCREEN_RIGHT}
@@ -383,7 +383,7 @@ def _look(direction: str) -> Callable[[], Motion]:
             held = {"eyeball_y": (15.0 if s > 0 else 20.0) * s, "head_pitch": -5.0 * s * PITCH_DOWN}
             start = {"head_pitch": 0.0}
         eye_name = next(iter(eyes_first))
-        return Motion(
+        return Gesture(
             f"look_{direction}",
             [
                 _k(160, E.EASE_OUT, **eyes_first, **start),
@@ -408,8 +408,8 @@ FROWN_POSE: dict[str, Value] = {
 }
 
 
-def _frown() -> Motion:
-    return Motion(
+def _frown() -> Gesture:
+    return Gesture(
         "frown",
         [
             _k(120, eyebrow=2.0, smile=0.0, eye_ratio=Rel(0.03), lip_variation_one=0.0, head_pitch=0.0),
@@ -442,8 +442,8 @@ ANGRY_POSE: dict[str, Value] = {
 }
 
 
-def _angry() -> Motion:
-    return Motion(
+def _angry() -> Gesture:
+    return Gesture(
         "angry",
         [
             # a sharp intake of breath: head up a little
@@ -492,8 +492,8 @@ SAD_POSE: dict[str, Value] = {
 }
 
 
-def _sad() -> Motion:
-    return Motion(
+def _sad() -> Gesture:
+    return Gesture(
         "sad",
         [
             _k(
@@ -529,8 +529,8 @@ POUT_POSE: dict[str, Value] = {
 }
 
 
-def _pout() -> Motion:
-    return Motion(
+def _pout() -> Gesture:
+    return Gesture(
         "pout",
         [
             _k(
@@ -574,8 +574,8 @@ KISS_POSE: dict[str, Value] = {
 }
 
 
-def _kiss() -> Motion:
-    return Motion(
+def _kiss() -> Gesture:
+    return Gesture(
         "kiss",
         [
             _k(
@@ -608,9 +608,9 @@ def _kiss() -> Motion:
     )
 
 
-def _sleepy() -> Motion:
+def _sleepy() -> Gesture:
     d = PITCH_DOWN
-    return Motion(
+    return Gesture(
         "sleepy",
         [
             # a yawn: head back, mouth wide, eyes squeezed
@@ -639,8 +639,8 @@ DOUBT_POSE: dict[str, Value] = {
 }
 
 
-def _doubtful() -> Motion:
-    return Motion(
+def _doubtful() -> Gesture:
+    return Gesture(
         "doubtful",
         [
             _k(
@@ -861,6 +861,6 @@ def get_preset(name: str) -> Preset:
     )
 
 
-def preset_motion(name: str, intensity: float = 1.0, speed: float = 1.0) -> Motion:
-    """Shortcut: ``get_preset(name).motion(intensity, speed)``."""
-    return get_preset(name).motion(intensity, speed)
+def preset_gesture(name: str, intensity: float = 1.0, speed: float = 1.0) -> Gesture:
+    """Shortcut: ``get_preset(name).gesture(intensity, speed)``."""
+    return get_preset(name).gesture(intensity, speed)

@@ -10,7 +10,7 @@ Vocabulary
   a plain number is added to the base value, :class:`Rel` is a fraction of the
   base value (``eye_ratio: Rel(-1.0)`` closes the eyes whatever their size) and
   :class:`Abs` is an absolute target (converted to an offset when sampled).
-* A :class:`Motion` is one named movement (a preset at some intensity/speed, a
+* A :class:`Gesture` is one named movement (a preset at some intensity/speed, a
   pose sequence, idle liveliness). Every parameter it touches starts at offset 0
   at ``t = 0`` and is back to 0 at ``t = duration_ms``, so a motion always starts
   and ends exactly at the base pose.
@@ -157,7 +157,7 @@ class _Track:
     easings: tuple[Easing, ...]  # easings[i] shapes segment (i-1 -> i); easings[0] unused
 
 
-class Motion:
+class Gesture:
     """One named movement made of keyframes; starts and ends at offset 0 (the base pose).
 
     ``apex_ms`` is when the expression is fully reached and ``release_ms`` when
@@ -241,7 +241,7 @@ class Motion:
             out[name] = res
         return out
 
-    def scaled(self, intensity: float = 1.0, speed: float = 1.0, name: str | None = None) -> Motion:
+    def scaled(self, intensity: float = 1.0, speed: float = 1.0, name: str | None = None) -> Gesture:
         """A copy with every offset times ``intensity`` and every time divided by ``speed``."""
         if not (intensity >= 0 and math.isfinite(intensity)):
             raise CommandError(f"intensity must be a finite number >= 0, got {intensity!r}")
@@ -251,7 +251,7 @@ class Motion:
             Keyframe(k.t_ms / speed, {n: scale_value(v, intensity) for n, v in k.values.items()}, k.easing)
             for k in self.keyframes
         ]
-        return Motion(
+        return Gesture(
             name or self.name,
             kfs,
             self.duration_ms / speed,
@@ -260,7 +260,7 @@ class Motion:
             return_easing=self.return_easing,
         )
 
-    def with_hold(self, extra_ms: float) -> Motion:
+    def with_hold(self, extra_ms: float) -> Gesture:
         """A copy held ``extra_ms`` longer at its apex.
 
         Keyframes from ``release_ms`` on move ``extra_ms`` later; a keyframe at
@@ -278,7 +278,7 @@ class Motion:
                     kfs.append(Keyframe(k.t_ms + extra_ms, k.values, k.easing))
             else:
                 kfs.append(k)
-        return Motion(
+        return Gesture(
             self.name,
             kfs,
             self.duration_ms + extra_ms,
@@ -303,19 +303,19 @@ class Motion:
         }
 
     def __repr__(self) -> str:
-        return f"Motion({self.name!r}, {len(self.keyframes)} keyframes, {self.duration_ms:g} ms)"
+        return f"Gesture({self.name!r}, {len(self.keyframes)} keyframes, {self.duration_ms:g} ms)"
 
 
 @dataclass(frozen=True)
 class Step:
-    """A motion placed on a timeline.
+    """A gesture placed on a timeline.
 
     ``preset`` is the preset (or ``"pose"``, ``"idle"``...) it came from,
     ``layer`` 0 for the main sequence, 1+ for motions layered over it and -1 for
     idle liveliness; ``intensity`` and ``speed`` are what the motion was built with.
     """
 
-    motion: Motion
+    gesture: Gesture
     start_ms: float
     preset: str
     layer: int = 0
@@ -325,7 +325,7 @@ class Step:
 
     @property
     def end_ms(self) -> float:
-        return self.start_ms + self.motion.duration_ms
+        return self.start_ms + self.gesture.duration_ms
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -335,7 +335,7 @@ class Step:
             "layer": self.layer,
             "intensity": round(self.intensity, 4),
             "speed": round(self.speed, 4),
-            "params": sorted(self.motion.params),
+            "params": sorted(self.gesture.params),
         }
         if self.text:
             out["text"] = self.text
@@ -381,22 +381,22 @@ class Timeline:
     @classmethod
     def single(
         cls,
-        motion: Motion,
+        gesture: Gesture,
         preset: str | None = None,
         *,
         intensity: float = 1.0,
         speed: float = 1.0,
         text: str = "",
     ) -> Timeline:
-        """A timeline of one motion starting at 0."""
-        return cls([Step(motion, 0.0, preset or motion.name, 0, intensity, speed, text)])
+        """A timeline of one gesture starting at 0."""
+        return cls([Step(gesture, 0.0, preset or gesture.name, 0, intensity, speed, text)])
 
     def shifted(self, dt_ms: float, layer_offset: int = 0) -> Timeline:
         """The same steps, ``dt_ms`` later (and ``layer_offset`` higher, idle stays -1)."""
         return Timeline(
             [
                 Step(
-                    s.motion,
+                    s.gesture,
                     s.start_ms + dt_ms,
                     s.preset,
                     s.layer + layer_offset if s.layer >= 0 else s.layer,
@@ -451,7 +451,7 @@ class Timeline:
         total = np.tile(np.array([b[n] for n in PARAM_NAMES], dtype=np.float64), (len(times), 1))
         col = {n: i for i, n in enumerate(PARAM_NAMES)}
         for s in self.steps:
-            for name, off in s.motion.offsets(times - s.start_ms, b).items():
+            for name, off in s.gesture.offsets(times - s.start_ms, b).items():
                 total[:, col[name]] += off
         lo = np.array([spec.minimum for spec in PARAM_SPECS])
         hi = np.array([spec.maximum for spec in PARAM_SPECS])
@@ -489,7 +489,7 @@ class Timeline:
             "fps": fps,
             "base": resolve_base(base),
             "duration_ms": round(self.duration_ms, 3),
-            "steps": [{"start_ms": round(s.start_ms, 3), "motion": s.motion.describe()} for s in self.steps],
+            "steps": [{"start_ms": round(s.start_ms, 3), "motion": s.gesture.describe()} for s in self.steps],
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

@@ -295,6 +295,24 @@ def crop_face(
     )
 
 
-def to_network_input(crop: NDArray[np.uint8], size: int = NET_INPUT_SIZE) -> NDArray[np.uint8]:
-    """Area-resize a crop to the networks' input side: (size, size, C) uint8."""
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+RESIZE_FILTERS: tuple[str, ...] = ("area", "linear")
+"""How :func:`to_network_input` resamples: ``area`` shrinks by pixel-area averaging (the official
+source crop, 512 -> 256) and enlarges bilinearly; ``linear`` is always bilinear (the official
+resize of an already-cropped driving frame)."""
+
+
+def to_network_input(
+    image: NDArray[np.uint8], size: int = NET_INPUT_SIZE, *, filter: str = "area"
+) -> NDArray[np.uint8]:
+    """Resize a face crop (H,W,C) to the networks' input: (size, size, C) uint8; the image itself when it fits.
+
+    The one resize to network input for every path (source crops, pre-cropped sources, driving
+    frames); ``filter`` is one of :data:`RESIZE_FILTERS`.
+    """
+    if filter not in RESIZE_FILTERS:
+        raise ValueError(f"filter must be one of {RESIZE_FILTERS}, got {filter!r}")
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+        return image
+    shrink = filter == "area" and min(h, w) > size
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)

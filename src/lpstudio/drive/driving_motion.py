@@ -37,7 +37,6 @@ path here follows its official counterpart.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -76,12 +75,9 @@ PROCESS_VARIANCE = 1e-5
 DEFAULT_SMOOTH_VARIANCE = 1e-5
 """Observation variance of ``--smooth`` given without a value (official default 3e-7 is much lighter)."""
 
-_HULL_TOL = 1e-9
-"""Relative tolerance (of the point cloud's extent) for points on a hull facet plane."""
-
 
 @dataclass(frozen=True, eq=False)
-class Motion:
+class DrivingMotion:
     """Driving motion of N frames (float32 tensors on one device).
 
     Attributes:
@@ -105,53 +101,53 @@ class Motion:
     def __len__(self) -> int:
         return int(self.rotation.shape[0])
 
-    def _map(self, fn: Any) -> Motion:
-        return Motion(
+    def _map(self, fn: Any) -> DrivingMotion:
+        return DrivingMotion(
             **{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name)) for f in fields(self)}
         )
 
-    def rows(self, index: torch.Tensor | list[int] | slice) -> Motion:
+    def rows(self, index: torch.Tensor | list[int] | slice) -> DrivingMotion:
         """The motion of some frames (index list or slice)."""
         return self._map(lambda v: v[index])
 
-    def expand(self, n: int) -> Motion:
+    def expand(self, n: int) -> DrivingMotion:
         """One frame (N=1) repeated n times (a view)."""
         return self._map(lambda v: v.expand(n, *v.shape[1:]))
 
-    def to(self, device: torch.device | str) -> Motion:
+    def to(self, device: torch.device | str) -> DrivingMotion:
         return self._map(lambda v: v.to(device))
 
     @staticmethod
-    def cat(parts: Sequence[Motion]) -> Motion:
+    def cat(parts: Sequence[DrivingMotion]) -> DrivingMotion:
         """Concatenate along frames (ratios kept only if every part has them)."""
         out = {}
-        for f in fields(Motion):
+        for f in fields(DrivingMotion):
             values = [getattr(p, f.name) for p in parts]
             out[f.name] = None if any(v is None for v in values) else torch.cat(values)
-        return Motion(**out)
+        return DrivingMotion(**out)
 
     def to_numpy(self) -> dict[str, np.ndarray]:
         """Arrays by field name (ratios only when present)."""
         return {f.name: getattr(self, f.name).cpu().numpy() for f in fields(self) if getattr(self, f.name) is not None}
 
     @staticmethod
-    def from_numpy(arrays: dict[str, np.ndarray], device: torch.device | str = "cpu") -> Motion:
+    def from_numpy(arrays: dict[str, np.ndarray], device: torch.device | str = "cpu") -> DrivingMotion:
         """Inverse of :meth:`to_numpy` (float32, shapes checked by the caller)."""
-        return Motion(
+        return DrivingMotion(
             **{
                 f.name: torch.from_numpy(np.ascontiguousarray(arrays[f.name], dtype=np.float32)).to(device)
                 if arrays.get(f.name) is not None
                 else None
-                for f in fields(Motion)
+                for f in fields(DrivingMotion)
             }
         )
 
 
-def motion_from_heads(raw: Any) -> Motion:
-    """The raw heads of M for B frames (``MotionOutput``) -> :class:`Motion` (no ratios)."""
+def motion_from_heads(raw: Any) -> DrivingMotion:
+    """The raw heads of M for B frames (``MotionOutput``) -> :class:`DrivingMotion` (no ratios)."""
     pitch, yaw, roll = (K.bins_to_degrees(v) for v in (raw.pitch, raw.yaw, raw.roll))
     b = raw.exp.shape[0]
-    return Motion(
+    return DrivingMotion(
         rotation=K.rotation_matrix(pitch, yaw, roll),
         exp=raw.exp.reshape(b, K.NUM_KP, 3).float(),
         scale=raw.scale.reshape(b, 1).float(),
@@ -161,8 +157,8 @@ def motion_from_heads(raw: Any) -> Motion:
 
 
 @torch.inference_mode()
-def extract_motion(engine: Any, images_256: Sequence[np.ndarray], batch_size: int) -> Motion:
-    """Run M on (256,256,3) uint8 crops in fixed-size batches -> :class:`Motion` of ``len(images_256)``.
+def extract_motion(engine: Any, images_256: Sequence[np.ndarray], batch_size: int) -> DrivingMotion:
+    """Run M on (256,256,3) uint8 crops in fixed-size batches -> :class:`DrivingMotion` of ``len(images_256)``.
 
     The last batch is padded (repeating its last crop) to ``batch_size``: every
     frame goes through a batch of the same shape, so two identical crops give
@@ -177,7 +173,7 @@ def extract_motion(engine: Any, images_256: Sequence[np.ndarray], batch_size: in
         chunk += [chunk[-1]] * (batch_size - real)
         x = torch.cat([engine._to_input(img) for img in chunk])
         parts.append(motion_from_heads(engine.motion(x)).rows(slice(0, real)))
-    return Motion.cat(parts) if len(parts) > 1 else parts[0]
+    return DrivingMotion.cat(parts) if len(parts) > 1 else parts[0]
 
 
 def exp_mask(region: str, relative: bool, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -205,66 +201,16 @@ def compose_keypoints(
 
 
 def hull_volume(points: np.ndarray) -> float:
-    """Volume of the convex hull of (N,3) points (0 for a flat or degenerate cloud).
+    """Volume of the convex hull of (N,3) points; 0 for fewer than 4 points or a flat/degenerate cloud."""
+    from scipy.spatial import ConvexHull, QhullError
 
-    Brute force over point triples, fine for the 21 implicit keypoints: a triple
-    spans a facet plane when every point lies on one side of it; facets with
-    more than three coplanar points are grouped by their point set and their
-    area taken from a 2-D hull. Volume = sum(area * distance from centroid) / 3.
-    """
     p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    p = p - p.mean(axis=0)
-    extent = float(np.abs(p).max()) if p.size else 0.0
-    if len(p) < 4 or extent == 0.0:
+    if len(p) < 4 or not np.isfinite(p).all() or np.ptp(p, axis=0).max() == 0.0:
         return 0.0
-    tol = _HULL_TOL * extent
-    tri = np.array(list(itertools.combinations(range(len(p)), 3)))
-    normal = np.cross(p[tri[:, 1]] - p[tri[:, 0]], p[tri[:, 2]] - p[tri[:, 0]])
-    length = np.linalg.norm(normal, axis=1)
-    keep = length > tol * extent
-    tri, normal = tri[keep], normal[keep] / length[keep, None]
-    offset = np.einsum("ij,ij->i", normal, p[tri[:, 0]])
-    dist = p @ normal.T - offset  # (N, T)
-    below, above = (dist <= tol).all(axis=0), (dist >= -tol).all(axis=0)
-    volume = 0.0
-    seen: set[tuple[int, ...]] = set()
-    for j in np.flatnonzero(below | above):
-        on_plane = tuple(np.flatnonzero(np.abs(dist[:, j]) <= tol))
-        if on_plane in seen:
-            continue
-        seen.add(on_plane)
-        u = normal[j]
-        pts = p[list(on_plane)]
-        axis_a = pts[1] - pts[0]
-        axis_a /= np.linalg.norm(axis_a)
-        axis_b = np.cross(u, axis_a)
-        area = _polygon_hull_area(np.stack([pts @ axis_a, pts @ axis_b], axis=1))
-        volume += area * abs(offset[j]) / 3.0
-    return volume
-
-
-def _polygon_hull_area(xy: np.ndarray) -> float:
-    """Area of the 2-D convex hull of (M,2) points (monotone chain + shoelace)."""
-    pts = sorted(map(tuple, xy))
-    if len(pts) < 3:
+    try:
+        return float(ConvexHull(p).volume)
+    except QhullError:  # all points on a plane or a line: no volume
         return 0.0
-
-    def cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
-        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
-    lower: list[tuple[float, float]] = []
-    upper: list[tuple[float, float]] = []
-    for pt in pts:
-        while len(lower) >= 2 and cross(lower[-2], lower[-1], pt) <= 0:
-            lower.pop()
-        lower.append(pt)
-    for pt in reversed(pts):
-        while len(upper) >= 2 and cross(upper[-2], upper[-1], pt) <= 0:
-            upper.pop()
-        upper.append(pt)
-    ring = np.array(lower[:-1] + upper[:-1])
-    x, y = ring[:, 0], ring[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)
 
 
 def motion_multiplier(x_s: torch.Tensor, x_d_0: torch.Tensor) -> float:
@@ -295,7 +241,7 @@ class MotionSmoother:
         self._x: np.ndarray | None = None
         self._p = 0.0
 
-    def __call__(self, motion: Motion) -> Motion:
+    def __call__(self, motion: DrivingMotion) -> DrivingMotion:
         """Smooth the next N frames (N,...) -> same shapes."""
         arrays = [getattr(motion, f).detach().cpu().numpy().reshape(len(motion), -1) for f in self._FIELDS]
         obs = np.concatenate(arrays, axis=1).astype(np.float64)
@@ -382,7 +328,7 @@ class KeypointDriver:
             self.anchor = state.x_s
         else:
             self.anchor = engine.edited_keypoints(state, [anchor_params], stitching=False)
-        self.reference: Motion | None = None
+        self.reference: DrivingMotion | None = None
         self.multiplier = 1.0
         self._multiplier_set = False
         self.smoother = MotionSmoother(settings.smooth) if settings.smooth > 0 else None
@@ -390,7 +336,7 @@ class KeypointDriver:
         self._pose = settings.region in ("all", "pose")
 
     # ------------------------------------------------------------------ compositions
-    def _relative(self, m: Motion, ref: Motion) -> torch.Tensor:
+    def _relative(self, m: DrivingMotion, ref: DrivingMotion) -> torch.Tensor:
         s = self.state
         if self._pose:
             # (R_i R_0^T) R_s written as R_s + ((R_i - R_0) R_0^T) R_s: exactly R_s when R_i == R_0.
@@ -402,7 +348,7 @@ class KeypointDriver:
         scale = s.scale * (m.scale / ref.scale) if self.settings.region == "all" else s.scale.expand(len(m), 1)
         return compose_keypoints(s.kp.expand(len(m), -1, -1), rot, exp, scale, t)
 
-    def _absolute(self, m: Motion | None, n: int) -> torch.Tensor:
+    def _absolute(self, m: DrivingMotion | None, n: int) -> torch.Tensor:
         s = self.state
         if m is None:  # the source's own motion: the "no motion" base
             rot, exp, t = s.rotation.expand(n, 3, 3), s.exp.expand(n, -1, -1), s.t.expand(n, 3)
@@ -414,7 +360,7 @@ class KeypointDriver:
 
     # ------------------------------------------------------------------ driving
     @torch.inference_mode()
-    def __call__(self, motion: Motion) -> torch.Tensor:
+    def __call__(self, motion: DrivingMotion) -> torch.Tensor:
         """Motion of the next N driving frames -> x_d (N,21,3), ready for ``render_keypoints``."""
         st, cfg = self.state, self.settings
         motion = motion.to(self.engine.device)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpstudio.drive.motion import (
+from lpstudio.drive.driving_motion import (
     DRIVING_OPTIONS,
     LIP_KEYPOINTS,
     DriveSettings,

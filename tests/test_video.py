@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lpstudio.errors import VideoError
-from lpstudio.videoio import VideoReader, VideoWriter, detect_format, write_video
+from lpstudio.video import VideoReader, VideoWriter, detect_format, write_video
 
 N_FRAMES = 6
 

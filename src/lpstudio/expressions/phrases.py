@@ -1,0 +1,396 @@
+"""Natural commands ("살짝 웃으면서 윙크해줘", "smile then nod twice") -> a :class:`CommandPlan`.
+
+:func:`parse_phrases` splits a command into a sequence of clauses (``고 나서``, ``then``,
+punctuation...), each clause into layered parts (``-면서``, ``and``, ``while``...), and
+scans each part for the words of :mod:`.lexicon`: actions, directions, intensity,
+speed, amplifiers and repetition. Words that mean nothing to it (politeness endings,
+"please", "좀") are filler; anything else unknown is an error with the closest words.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..errors import CommandError
+from .lexicon import (
+    ACTION_WORDS,
+    AMPLIFIER_WORDS,
+    DIRECTION_WORDS,
+    EMOJI_ACTIONS,
+    EN_NUMBERS,
+    INTENSITY_WORDS,
+    KO_NUMBERS,
+    REPEAT_PATTERNS,
+    SPEED_WORDS,
+    WHOLE_WORDS,
+    WORD_REPEATS,
+)
+from .presets import MAX_INTENSITY, MAX_SPEED, MIN_SPEED, PRESET_NAMES, PRESETS, get_preset
+from .timeline import Timeline
+
+MAX_REPEAT: int = 10
+MIN_INTENSITY_WORD: float = 0.2
+AMPLIFIER_EXPONENT: float = 1.5
+"""``아주 천천히`` / ``very slowly``: the modifier's factor raised to this power."""
+LONE_AMPLIFIER: float = 1.25
+"""Intensity of an amplifier with nothing to amplify (``정말 웃어``)."""
+LAYER_HOLD_MARGIN_MS: float = 150.0
+SEQUENCE_GAP_MS: float = 0.0
+DEFAULT_WINK: str = "wink_right"
+SUBSUMES: dict[str, frozenset[str]] = {"big_laugh": frozenset({"smile"})}
+"""A preset that already contains others: "깔깔 웃어" is a laugh, not a laugh plus a smile."""
+
+# Sequence connectors (split first), then layering connectors (within a clause).
+_SEQUENCE_SPLIT = re.compile(
+    r"\s*(?:[,.;!?\n。…~]+|고\s*나\s*서|고\s*난\s*(?:다음|뒤|후)\s*에?|(?:한|하고)\s*(?:다음|뒤|후)\s*에?"
+    r"|그\s*다음\s*에?|그리고\s*나\s*서|그\s*후\s*에?|그\s*뒤\s*에?|그리고|다음\s*에|이어서|이후\s*에?"
+    r"|(?<=[가-힣])고(?=\s|$)|(?<=[가-힣])다가(?=\s|$)|\band\s+then\b|\bthen\b|\bafter\s+that\b|\bafterwards\b|\bnext\b"
+    r"|\bfollowed\s+by\b)\s*"
+)
+_LAYER_SPLIT = re.compile(
+    r"\s*(?:으?면서(?:도)?|(?<=[가-힣])며(?=\s|$)|동시에|와\s*함께|랑\s*같이|\band\b|\bwhile\b|\bwith\b"
+    r"|\bplus\b|&|\+)\s*"
+)
+
+
+def _compile(word: str) -> re.Pattern[str]:
+    if re.match(r"[a-z]", word):
+        body = r"\s+".join(re.escape(w) for w in word.split())
+        return re.compile(r"\b" + body + r"\w*")
+    body = r"\s*".join(re.escape(w) for w in word.split())
+    if word == "보고":
+        body += r"(?=\s|$)"
+    return re.compile(body)
+
+
+def _word_rx(word: str, whole_suffix: str) -> re.Pattern[str]:
+    """A lexicon word's pattern; a :data:`~.lexicon.WHOLE_WORDS` word takes only ``whole_suffix``."""
+    if word in WHOLE_WORDS:
+        return re.compile(r"\b" + re.escape(word) + whole_suffix + r"\b")
+    return _compile(word)
+
+
+_ACTION_RX = tuple((_word_rx(w, "(?:s|ing|ed)?"), v) for w, v in ACTION_WORDS) + ((re.compile(r"보(?=\s|$)"), "look"),)
+_DIRECTION_RX = tuple(
+    (_compile(w) if not re.match(r"[a-z]", w) else re.compile(r"\b" + w + r"\b"), v) for w, v in DIRECTION_WORDS
+)
+_INTENSITY_RX = tuple((_word_rx(w, "(?:ly)?"), v) for w, v in INTENSITY_WORDS)
+_SPEED_RX = tuple((_compile(w), v) for w, v in SPEED_WORDS)
+_AMP_RX = tuple(re.compile((r"\b" + w + r"\b") if re.match(r"[a-z]", w) else re.escape(w)) for w in AMPLIFIER_WORDS)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One recognised expression with its modifiers."""
+
+    preset: str
+    intensity: float = 1.0
+    speed: float = 1.0
+    repeat: int = 1
+    text: str = ""
+
+    def timeline(self) -> Timeline:
+        """This action alone (repetitions one after the other)."""
+        p = get_preset(self.preset)
+        gesture = p.gesture(self.intensity, self.speed)
+        one = Timeline.single(gesture, p.name, intensity=self.intensity, speed=self.speed, text=self.text)
+        out = one
+        for _ in range(self.repeat - 1):
+            out = out.then(one, p.repeat_gap_ms / self.speed)
+        return out
+
+
+@dataclass(frozen=True)
+class CommandPlan:
+    """What a command means: a sequence of groups; the actions of a group are layered."""
+
+    groups: tuple[tuple[Action, ...], ...]
+    text: str = ""
+    precise: Timeline | None = field(default=None, compare=False)
+
+    @property
+    def actions(self) -> list[Action]:
+        return [a for g in self.groups for a in g]
+
+    def timeline(self) -> Timeline:
+        """The plan as a timeline (layers timed on the carrier's peak, groups one after another)."""
+        if self.precise is not None:
+            return self.precise
+        out = Timeline()
+        for group in self.groups:
+            out = out.then(_group_timeline(group), SEQUENCE_GAP_MS)
+        return out
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "text": self.text,
+            "groups": [
+                [
+                    {
+                        "preset": a.preset,
+                        "intensity": a.intensity,
+                        "speed": a.speed,
+                        "repeat": a.repeat,
+                        "text": a.text,
+                    }
+                    for a in g
+                ]
+                for g in self.groups
+            ],
+        }
+
+
+def _group_timeline(group: tuple[Action, ...]) -> Timeline:
+    carrier = group[0]
+    if len(group) == 1:
+        return carrier.timeline()
+    p = get_preset(carrier.preset)
+    base_gesture = p.gesture(carrier.intensity, carrier.speed)
+    at = base_gesture.apex_ms
+    layers = [a.timeline() for a in group[1:]]
+    need_until = at + max(tl.duration_ms for tl in layers) + LAYER_HOLD_MARGIN_MS
+    if carrier.repeat == 1 and need_until > base_gesture.release_ms:
+        base_gesture = base_gesture.with_hold(need_until - base_gesture.release_ms)
+        out = Timeline.single(base_gesture, p.name, intensity=carrier.intensity, speed=carrier.speed, text=carrier.text)
+    else:
+        out = carrier.timeline()
+    for tl in layers:
+        out = out.over(tl, at_ms=at)
+    return out
+
+
+# --- normalisation and matching ----------------------------------------------
+
+
+def normalize(text: str) -> str:
+    """Lower-case NFKC text with emoji/symbols removed (sentence punctuation kept)."""
+    t = unicodedata.normalize("NFKC", text).lower()
+    out = []
+    for ch in t:
+        cat = unicodedata.category(ch)
+        if ch in ",.;!?\n~&+×*=:@" or ch.isspace() or cat[0] in "LN":
+            out.append("\n" if ch == "\n" else (" " if ch.isspace() else ch))
+        else:
+            out.append(" ")
+    return re.sub(r"[ \t]+", " ", "".join(out)).strip()
+
+
+def _emoji_actions(text: str) -> list[str]:
+    found = []
+    for ch in text:
+        if ch in EMOJI_ACTIONS:
+            found.append(EMOJI_ACTIONS[ch])
+    return found
+
+
+@dataclass
+class _Match:
+    start: int
+    end: int
+    kind: str
+    value: object
+
+
+def _scan(text: str) -> list[_Match]:
+    """All lexicon matches, longest first, without overlaps, in text order."""
+    cands: list[_Match] = []
+    for kind, table in (
+        ("action", _ACTION_RX),
+        ("dir", _DIRECTION_RX),
+        ("int", _INTENSITY_RX),
+        ("speed", _SPEED_RX),
+    ):
+        for rx, value in table:
+            for m in rx.finditer(text):
+                cands.append(_Match(m.start(), m.end(), kind, value))
+    for pattern, how in REPEAT_PATTERNS:
+        for m in pattern.finditer(text):
+            cands.append(_Match(m.start(), m.end(), "repeat", _repeat_value(m, how)))
+    for rx in _AMP_RX:
+        for m in rx.finditer(text):
+            cands.append(_Match(m.start(), m.end(), "amp", AMPLIFIER_EXPONENT))
+    cands.sort(key=lambda c: (-(c.end - c.start), c.start))
+    taken: list[_Match] = []
+    for c in cands:
+        if all(c.end <= t.start or c.start >= t.end for t in taken):
+            taken.append(c)
+    return sorted(taken, key=lambda c: c.start)
+
+
+def _repeat_value(m: re.Match[str], how: str) -> int:
+    if how == "ko":
+        w = m.group(1)
+        return int(w) if w.isdigit() else KO_NUMBERS[w]
+    if how == "word":
+        return WORD_REPEATS[m.group(1)]
+    if how == "en":
+        w = m.group(1)
+        return int(w) if w.isdigit() else EN_NUMBERS[w]
+    return int(next(g for g in m.groups() if g))
+
+
+def _part_actions(part: str) -> list[Action]:
+    """The actions of one layering part, with its modifiers applied to all of them."""
+    matches = _scan(part)
+    intensity, speed, repeat = 1.0, 1.0, None
+    pending_amp = False
+    presets: list[tuple[str, int]] = []
+    directions: list[str] = []
+    for i, m in enumerate(matches):
+        if m.kind == "amp":
+            nxt = matches[i + 1] if i + 1 < len(matches) else None
+            if nxt is not None and nxt.kind in ("int", "speed") and part[m.end : nxt.start].strip() == "":
+                pending_amp = True
+            else:
+                intensity *= LONE_AMPLIFIER
+            continue
+        power = AMPLIFIER_EXPONENT if pending_amp else 1.0
+        pending_amp = False
+        if m.kind == "int":
+            intensity *= float(m.value) ** power  # type: ignore[arg-type]
+        elif m.kind == "speed":
+            speed *= float(m.value) ** power  # type: ignore[arg-type]
+        elif m.kind == "repeat":
+            repeat = int(m.value)  # type: ignore[call-overload]
+        elif m.kind == "dir":
+            directions.append(str(m.value))
+        elif m.kind == "action":
+            presets.append((str(m.value), m.start))
+    # resolve "look"/"wink" with directions
+    resolved: list[str] = []
+    has_wink = any(p == "wink" for p, _ in presets)
+    for name, _ in presets:
+        if name == "look":
+            if has_wink or (not directions and any(n != "look" for n, _ in presets)):
+                continue  # "웃어봐": 봐 is a politeness ending here, not a look
+            if not directions:
+                raise CommandError(
+                    f"{part!r}: look where?",
+                    hint="say a direction: 왼쪽/오른쪽/위/아래, left/right/up/down",
+                )
+            resolved.append(f"look_{directions[0]}")
+        elif name == "wink":
+            side = next((d for d in directions if d in ("left", "right")), None)
+            resolved.append(f"wink_{side}" if side else DEFAULT_WINK)
+        else:
+            resolved.append(name)
+    if not presets and directions and re.search(r"(봐|보|look|glanc|turn)", part):
+        resolved.append(f"look_{directions[0]}")
+    for big, small in SUBSUMES.items():
+        if big in resolved:
+            resolved = [r for r in resolved if r not in small]
+    # reduplication ("깜빡깜빡", "nod nod") -> repetition; other duplicates collapse
+    counts: dict[str, int] = {}
+    order: list[str] = []
+    for name in resolved:
+        if name not in counts:
+            order.append(name)
+        counts[name] = counts.get(name, 0) + 1
+    intensity = min(MAX_INTENSITY, max(MIN_INTENSITY_WORD, intensity))
+    speed = min(MAX_SPEED, max(MIN_SPEED, speed))
+    out = []
+    for name in order:
+        n = repeat if repeat is not None else (counts[name] if counts[name] <= 3 else 1)
+        if not 1 <= n <= MAX_REPEAT:
+            raise CommandError(f"{part!r}: {n} repetitions", hint=f"repeat from 1 to {MAX_REPEAT} times")
+        out.append(Action(name, round(intensity, 4), round(speed, 4), n, part.strip()))
+    return out
+
+
+def _vocabulary() -> dict[str, str]:
+    """Every known command word -> the preset (or "look") it stands for."""
+    words = {w: v for w, v in ACTION_WORDS}
+    for p in PRESETS.values():
+        for w in (p.name, p.name.replace("_", " "), *p.names_ko, *p.names_en):
+            words[w] = p.name
+    return words
+
+
+def close_matches(text: str, n: int = 5) -> list[str]:
+    """Presets whose command words are closest to ``text``, as ``"preset (word)"``."""
+    vocab = _vocabulary()
+    scored: dict[str, tuple[float, str]] = {}
+    for tok in [text, *text.split()]:
+        for word, preset in vocab.items():
+            score = difflib.SequenceMatcher(None, tok, word).ratio()
+            if re.search(r"[가-힣]", word) and set(word) & set(tok):
+                score = max(score, 0.5)  # Korean: sharing a syllable with a stem is a likely typo
+            if score >= 0.45 and score > scored.get(preset, (0.0, ""))[0]:
+                scored[preset] = (score, word)
+    best = sorted(scored.items(), key=lambda kv: -kv[1][0])[:n]
+    out = []
+    for preset, (_, word) in best:
+        shown = "look_left/look_right/look_up/look_down" if preset == "look" else preset
+        out.append(shown if preset.startswith(word) or word == preset else f"{shown} ({word})")
+    return out
+
+
+def unknown_command_error(text: str) -> CommandError:
+    close = close_matches(text)
+    hint = (f"did you mean: {', '.join(close)}?" if close else "") + (f" Known expressions: {', '.join(PRESET_NAMES)}")
+    return CommandError(f"cannot understand {text.strip()!r} as an expression command", hint=hint.strip())
+
+
+# --- whole commands -------------------------------------------------------------
+
+
+def parse_phrases(text: str) -> CommandPlan:
+    """Understand a natural (not precise) command; raises :class:`CommandError` with close matches."""
+    norm = normalize(text)
+    groups: list[tuple[Action, ...]] = []
+    unknown: list[str] = []
+    for clause in _SEQUENCE_SPLIT.split(norm):
+        if not clause or not clause.strip():
+            continue
+        parts: list[tuple[str, list[Action]]] = []
+        carry = ""
+        for part in _LAYER_SPLIT.split(clause):
+            if not part or not part.strip():
+                continue
+            text_part = f"{carry} {part}".strip()
+            acts = _part_actions(text_part)
+            if acts:
+                parts.append((text_part, acts))
+                carry = ""
+            elif not _scan(part):
+                unknown.append(part)  # no known word at all
+            elif parts and _part_actions(f"{parts[-1][0]} {part}"):
+                # "wink with your right eye": a part of modifiers belongs to the previous action
+                merged = f"{parts[-1][0]} {part}"
+                parts[-1] = (merged, _part_actions(merged))
+            else:
+                carry = text_part  # "slowly and smile": modifiers before their action
+        if carry:
+            unknown.append(carry)
+        group: list[Action] = []
+        for _, acts in parts:
+            for a in acts:
+                if a.preset not in {g.preset for g in group}:
+                    group.append(a)
+        if group:
+            groups.append(tuple(group))
+    if not groups:
+        emoji = _emoji_actions(unicodedata.normalize("NFKC", text))
+        if emoji and not _meaningful(unknown):
+            names = [DEFAULT_WINK if e == "wink" else e for e in dict.fromkeys(emoji)]
+            return CommandPlan((tuple(Action(n, text=text.strip()) for n in names),), text)
+        raise unknown_command_error(norm or text)
+    if unknown and _meaningful(unknown):
+        raise unknown_command_error(" ".join(unknown))
+    return CommandPlan(tuple(groups), text)
+
+
+# Parts with none of these are filler ("please", "해 주세요", "좀") and may be ignored.
+_FILLER = re.compile(
+    r"^(?:please|pls|now|again|do it|and|also|too|for me|okay|ok|hey|just|"
+    r"좀|해|해요|해줘|해 줘|해 주세요|해주세요|주세요|줘|봐|봐요|요|한번|한 번|다시|또|같이|그냥|이제|"
+    r"어|아|여|지|자|라|세요|\s)*$"
+)
+
+
+def _meaningful(parts: Iterable[str]) -> bool:
+    return any(not _FILLER.match(p.strip()) for p in parts)
