@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from lpstudio.server import ServerSettings, create_app
+from lpstudio.server import ServerSettings, ServiceLimits, create_app
 
 
 @pytest.fixture(scope="module")
 def client(engine):
     """Pre-cropped mode (no face models), as `lpstudio serve --no-crop` runs."""
-    app = create_app(engine, ServerSettings(crop=False, fps=2.0, idle_default=False, max_sessions=3))
+    app = create_app(engine, ServerSettings(crop=False, fps=2.0, idle_default=False, limits=ServiceLimits(max_sessions=3)))
     with TestClient(app) as c:
         yield c
 
