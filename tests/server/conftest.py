@@ -11,7 +11,8 @@ from lpstudio.server import ServerSettings, ServiceLimits, create_app
 @pytest.fixture(scope="module")
 def client(engine):
     """Pre-cropped mode (no face models), as `lpstudio serve --no-crop` runs."""
-    app = create_app(engine, ServerSettings(crop=False, fps=2.0, idle_default=False, limits=ServiceLimits(max_sessions=3)))
+    settings = ServerSettings(crop=False, fps=2.0, idle_default=False, limits=ServiceLimits(max_sessions=3))
+    app = create_app(engine, settings)
     with TestClient(app) as c:
         yield c
 

@@ -241,9 +241,7 @@ class SourceStore:
         with self._lock:
             self._items[source.digest] = source
             self._items.move_to_end(source.digest)
-            while len(self._items) > 1 and (
-                len(self._items) > self.capacity or self._bytes() > self.max_bytes
-            ):
+            while len(self._items) > 1 and (len(self._items) > self.capacity or self._bytes() > self.max_bytes):
                 victim = next((d for d, s in self._items.items() if s.active == 0 and d != source.digest), None)
                 if victim is None:
                     victim = next(iter(self._items))

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from .admission import Admission
 from .limits import ServiceLimits
 from .metrics import ServiceMetrics
-from .sessions import JPEG_QUALITY, DISPLAY_MAX_SIDE, Session, SessionExpired, SessionStore, Source, SourceStore
+from .sessions import DISPLAY_MAX_SIDE, JPEG_QUALITY, Session, SessionExpired, SessionStore, Source, SourceStore
 from .settings import ServerSettings
 from .streams import ClipHub, FrameEncoder
 from .worker import RenderWorker
@@ -115,15 +115,21 @@ def _register_gauges(state: AppState) -> None:
     m.gauge("lpstudio_prepared_photos", "Prepared photos in memory", lambda: len(state.sources))
     m.gauge("lpstudio_prepared_photos_bytes", "Memory of the prepared photos", lambda: state.sources.memory_bytes)
     m.gauge("lpstudio_clip_cache_bytes", "Encoded frames of cached clips", lambda: state.hub.cache.bytes)
-    m.gauge("lpstudio_render_history_bytes", "Encoded frames kept by renders in progress", lambda: state.hub.history.used)
+    m.gauge(
+        "lpstudio_render_history_bytes", "Encoded lines kept by renders in progress", lambda: state.hub.history.used
+    )
     m.gauge("lpstudio_renders_in_progress", "Shared renders in progress", lambda: len(state.hub.clips))
     m.gauge("lpstudio_draining", "1 while the server drains before stopping", lambda: float(adm.draining))
     m.totals(
         {
             "lpstudio_nonfinite_frames": (
-                "Rendered frames with NaN/Inf pixels (never shown)", lambda: getattr(state.engine, "nonfinite_events", 0)
+                "Rendered frames with NaN/Inf pixels (never shown)",
+                lambda: getattr(state.engine, "nonfinite_events", 0),
             ),
-            "lpstudio_oom_splits": ("Batches split after running out of device memory", lambda: state.worker.oom_splits),
+            "lpstudio_oom_splits": (
+                "Batches split after running out of device memory",
+                lambda: state.worker.oom_splits,
+            ),
             "lpstudio_batch_failures": ("Render batches that failed", lambda: state.worker.batch_failures),
             "lpstudio_source_evictions": ("Prepared photos dropped to make room", lambda: state.sources.evictions),
             "lpstudio_shared_joins": ("Streams that joined a render already in progress", lambda: state.hub.joined),

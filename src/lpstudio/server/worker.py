@@ -187,9 +187,7 @@ class RenderWorker:
 
     # ------------------------------------------------------------------ loop
     def _has_work(self) -> bool:
-        return bool(
-            self._stop or self._calls or any(j.cancelled.is_set() or j.available > 0 for j in self._jobs)
-        )
+        return bool(self._stop or self._calls or any(j.cancelled.is_set() or j.available > 0 for j in self._jobs))
 
     def _run(self) -> None:
         while True:
