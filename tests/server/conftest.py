@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import service_helpers  # noqa: F401  (puts benchmarks/ on the path for the stand-in renderer)
 from fastapi.testclient import TestClient
 
 from lpstudio.server import ServerSettings, ServiceLimits, create_app
