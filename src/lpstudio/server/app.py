@@ -165,7 +165,14 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        body = {"error": str(exc.detail), "hint": None, "kind": "HTTPError"}
+        cause = exc.__cause__
+        if isinstance(cause, UnicodeDecodeError):
+            message, hint = "the request body is not UTF-8 text", "send JSON encoded as UTF-8"
+        elif isinstance(cause, RecursionError):
+            message, hint = "the JSON body is nested too deeply", "send a flat JSON object (see /docs)"
+        else:
+            message, hint = str(exc.detail), None
+        body = {"error": message, "hint": hint, "kind": "HTTPError"}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
