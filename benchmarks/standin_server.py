@@ -5,7 +5,7 @@
 ``nonfinite_events``) and replaces only the model's cost: preparing a photo sleeps
 ``prepare_ms``; a batch of W+G sleeps ``frame_ms`` per frame and returns a
 deterministic picture (the source face shifted by head yaw/pitch and gaze, brighter
-with a smile) through the real :meth:`lpstudio.engine.LivePortrait.to_uint8` guard.
+with a smile); an injected NaN frame goes through the engine's own non-finite guard.
 Routes, sessions, admission, the worker's batching, compositing and JPEG encoding
 are the real code. The model's speed is ``lpstudio bench``'s job.
 
@@ -135,20 +135,25 @@ class StandInEngine:
             x_d[i, 1, 0] = p.eyeball_x
         return x_d
 
-    def _base(self, state: SourceState) -> torch.Tensor:
-        """The source face at 512 as (3,512,512) float in 0..1, cached per source."""
+    def _base(self, state: SourceState) -> np.ndarray:
+        """The source face at 512 as (512,512,3) uint8, cached per source."""
         key = id(state.image_256)
         base = self._bases.get(key)
         if base is None:
             face = getattr(state.face, "image_512", None)
-            rgb = face if face is not None else cv2.resize(state.image_256, (OUTPUT_SIZE, OUTPUT_SIZE))
-            base = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+            base = face if face is not None else cv2.resize(state.image_256, (OUTPUT_SIZE, OUTPUT_SIZE))
+            base = np.ascontiguousarray(base)
             self._bases[key] = base
             while len(self._bases) > BASE_CACHE:
                 self._bases.popitem(last=False)
         return base
 
     def render_mixed(self, items: Sequence[tuple[SourceState, torch.Tensor]]) -> list[np.ndarray]:
+        """Frames (512,512,3) uint8: the source face moved by yaw/pitch/gaze, brighter with a smile.
+
+        A batch with an injected NaN frame goes through the engine's own float-to-uint8
+        conversion and non-finite guard (:meth:`LivePortrait.to_uint8`), which counts and logs it.
+        """
         if not items:
             return []
         self.batches.append(len(items))
@@ -162,12 +167,16 @@ class StandInEngine:
         for (state, x), smile in zip(items, smiles):
             dx = round(PX_PER_DEGREE * float(x[0, 1]) + PX_PER_GAZE * float(x[1, 0]))
             dy = round(PX_PER_DEGREE * float(x[0, 2]))
-            img = torch.roll(self._base(state), shifts=(dy, dx), dims=(1, 2)) * (1 + SMILE_GAIN * smile)
-            if self.nan_smile is not None and abs(smile - self.nan_smile) < 1e-6:
-                img = torch.full_like(img, float("nan"))
-            out.append(img)
-        with self.render_lock:
-            return LivePortrait._checked_uint8(self, torch.stack(out))  # counts and logs like the engine
+            moved = np.roll(self._base(state), shift=(dy, dx), axis=(0, 1))
+            out.append(cv2.convertScaleAbs(moved, alpha=1 + SMILE_GAIN * smile))
+        if self.nan_smile is not None and any(abs(s - self.nan_smile) < 1e-6 for s in smiles):
+            images = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255.0
+            for row, smile in enumerate(smiles):
+                if abs(smile - self.nan_smile) < 1e-6:
+                    images[row] = float("nan")
+            with self.render_lock:
+                return LivePortrait._checked_uint8(self, images)  # counts and logs like the engine
+        return out
 
 
 def make_engine(crop: bool = False, **overrides: Any) -> StandInEngine:
@@ -189,5 +198,3 @@ def make_engine(crop: bool = False, **overrides: Any) -> StandInEngine:
     }
     kwargs.update(overrides)
     return StandInEngine(**kwargs)
-
-

@@ -21,8 +21,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import itertools
 import json
 import logging
+import queue
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -59,20 +62,51 @@ def error_line(exc: BaseException) -> bytes:
 
 
 class FrameEncoder:
-    """Composites and encodes frames on a small thread pool (never on the event loop)."""
+    """Composites and encodes frames on a small thread pool (never on the event loop).
+
+    Work is taken in priority order: a clip's first frame before the rest (it is what a
+    user waits for), then by the job's priority, then in submission order.
+    """
 
     def __init__(self, threads: int = 2) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(max(1, threads), thread_name_prefix="lpstudio-encode")
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"lpstudio-encode-{i}", daemon=True) for i in range(max(1, threads))
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def line(self, source: Source, index: int, frame: np.ndarray) -> concurrent.futures.Future[bytes]:
+    def line(
+        self, source: Source, index: int, frame: np.ndarray, priority: int = 1
+    ) -> concurrent.futures.Future[bytes]:
         """The NDJSON ``frame`` line of a rendered (512,512,3) frame as the page shows it."""
-        return self._pool.submit(lambda: frame_line(index, encode_jpeg(source.compose(frame))))
+        rank = (0 if index == 0 else 1, priority)
+        return self._submit(rank, lambda: frame_line(index, encode_jpeg(source.compose(frame))))
 
     def run(self, fn: Callable[[], object]) -> concurrent.futures.Future:
-        return self._pool.submit(fn)
+        return self._submit((1, 9), fn)
+
+    def _submit(self, rank: tuple[int, int], fn: Callable[[], object]) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((rank, next(self._seq), fn, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            _, _, fn, future = self._queue.get()
+            if fn is None:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the waiting clip
+                future.set_exception(exc)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for _ in self._threads:
+            self._queue.put(((9, 9), next(self._seq), None, None))
 
 
 class HistoryBudget:
@@ -345,7 +379,7 @@ class ClipHub:
         loop = self.loop
 
         def on_frame(i: int, frame: np.ndarray) -> None:  # worker thread
-            future = self.encoder.line(source, i, frame)
+            future = self.encoder.line(source, i, frame, clip.job.priority if clip.job else 1)
             future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._encoded, clip, i, f))
 
         def on_done(exc: BaseException | None) -> None:  # worker thread
