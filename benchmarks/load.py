@@ -302,6 +302,8 @@ async def run_load(args: argparse.Namespace) -> dict:
             proc.kill()
             rc = -9
         stderr = proc.stderr.read() if proc.stderr else ""
+        if args.server_log:
+            Path(args.server_log).write_text(stderr)
 
     def pct(values: list[float], q: float) -> float | None:
         return round(float(np.percentile(values, q)), 1) if values else None
@@ -320,6 +322,7 @@ async def run_load(args: argparse.Namespace) -> dict:
         "streams_cached": stats.cached,
         "frames_received": stats.frames,
         "frames_rendered": _metric(metrics, "lpstudio_frames_rendered_total"),
+        "streams_cut_stalled": _metric(metrics, "lpstudio_streams_stalled_total"),
         "first_frame_ms_p50": pct(stats.first_frame_ms, 50),
         "first_frame_ms_p99": pct(stats.first_frame_ms, 99),
         "idle_first_frame_ms_p50": pct(stats.idle_first_frame_ms, 50),
@@ -341,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frame-ms", type=float, default=4.0, help="stand-in W+G cost per frame (default 4 ms)")
     p.add_argument("--prepare-ms", type=float, default=50.0, help="stand-in prepare cost per photo (default 50 ms)")
     p.add_argument("--json", action="store_true", help="print the result as JSON only")
+    p.add_argument("--server-log", default=None, help="write the server's stderr to this file")
     p.add_argument("server_args", nargs="*", help="extra `lpstudio serve` options (after --)")
     args = p.parse_args(argv)
     result = asyncio.run(run_load(args))

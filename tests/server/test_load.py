@@ -15,7 +15,9 @@ CI_DURATION_S = 12.0
 def test_short_load_run_has_no_errors_and_bounded_memory():
     import asyncio
 
-    args = argparse.Namespace(users=CI_USERS, duration=CI_DURATION_S, frame_ms=4.0, prepare_ms=50.0, server_args=[])
+    args = argparse.Namespace(
+        users=CI_USERS, duration=CI_DURATION_S, frame_ms=4.0, prepare_ms=50.0, server_args=[], server_log=None
+    )
     result = asyncio.run(load.run_load(args))
     assert result["errors"] == 0, result["error_kinds"]
     assert result["served"] > CI_USERS, result

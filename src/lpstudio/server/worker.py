@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 PRIORITY_INTERACTIVE = 0  # a slider preview
 PRIORITY_CLIP = 1  # a clip the user asked for
 PRIORITY_BACKGROUND = 2  # idle loops, pre-rendered presets
+AGING_S = 2.0
+"""A background job that has waited this long for a frame is served like a clip (no starvation)."""
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -76,6 +78,7 @@ class RenderJob:
     x_d: torch.Tensor | None = None  # (N,21,3), computed on the worker thread
     next_index: int = 0
     started: float = field(default_factory=time.perf_counter)
+    last_taken: float = field(default_factory=time.perf_counter)  # when the worker last took one of its frames
     first_frame_s: float | None = None
     finished: bool = False
     _worker: RenderWorker | None = None
@@ -233,8 +236,15 @@ class RenderWorker:
         live = [j for j in self._jobs if j.available > 0]
         if not live:
             return []
-        best = min(j.priority for j in live)
-        ring = sorted((j for j in live if j.priority == best), key=lambda j: j.seq)
+        now = time.perf_counter()
+
+        def rank(job: RenderJob) -> int:  # background work that waited long enough ages up to clip priority
+            if job.priority > PRIORITY_CLIP and now - job.last_taken >= AGING_S:
+                return PRIORITY_CLIP
+            return job.priority
+
+        best = min(rank(j) for j in live)
+        ring = sorted((j for j in live if rank(j) == best), key=lambda j: j.seq)
         fresh = [j for j in ring if j.next_index == 0]
         if fresh:
             # First frames go out alone (one per new job): the command-to-first-frame
@@ -242,6 +252,7 @@ class RenderWorker:
             picked = [(j, 0) for j in fresh[: self.batch_size]]
             for job, _ in picked:
                 job.next_index = 1
+                job.last_taken = now
             return picked
         picked: list[tuple[RenderJob, int]] = []
         while len(picked) < self.batch_size and any(j.available > 0 for j in ring):
@@ -249,6 +260,7 @@ class RenderWorker:
                 if job.available > 0 and len(picked) < self.batch_size:
                     picked.append((job, job.next_index))
                     job.next_index += 1
+                    job.last_taken = now
         return picked
 
     def _render_items(
