@@ -207,8 +207,8 @@ def test_dropped_stream_returns_to_the_portrait(page, service, shots):
     real = httpx.post(f"{url}/generate", json={"session": info["session"], "preset": "surprise"}, timeout=60)
     lines = real.text.splitlines()
     cut = "\n".join(lines[:3]) + "\n"
-    page.route("**/generate", lambda route: route.fulfill(status=200, body=cut,
-                                                          headers={"Content-Type": "application/x-ndjson"}))  # fmt: skip
+    ndjson = {"Content-Type": "application/x-ndjson"}
+    page.route("**/generate", lambda route: route.fulfill(status=200, body=cut, headers=ndjson))
     try:
         page.get_by_role("button", name="놀라봐 (surprise)", exact=True).click()
         page.wait_for_selector("#error:not([hidden])", timeout=30_000)
