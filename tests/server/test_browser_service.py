@@ -113,7 +113,9 @@ def page(service):
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(url)
-        page.wait_for_function("document.getElementById('portrait').dataset.state === 'neutral'", timeout=TIMEOUT_MS)
+        page.wait_for_function(
+            "() => document.getElementById('portrait').dataset.state === 'neutral'", timeout=TIMEOUT_MS
+        )
         page.errors = errors  # type: ignore[attr-defined]
         yield page
         browser.close()
@@ -152,7 +154,7 @@ def test_full_photo_idle_loop_plays_without_dark_patches(page, service, shots):
 def test_full_photo_clip_pastes_a_face_never_a_dark_patch(page, service, shots):
     base_blocks = page.base_blocks  # type: ignore[attr-defined]
     page.get_by_role("button", name="웃어봐 (smile)", exact=True).click()
-    page.wait_for_function("document.getElementById('portrait').dataset.state === 'playing'", timeout=TIMEOUT_MS)
+    page.wait_for_function("() => document.getElementById('portrait').dataset.state === 'playing'", timeout=TIMEOUT_MS)
     checked = 0
     shot = False
     deadline = time.time() + TIMEOUT_MS / 1000
@@ -175,7 +177,7 @@ def test_full_photo_clip_pastes_a_face_never_a_dark_patch(page, service, shots):
 @pytest.mark.browser
 def test_busy_server_shows_busy_and_retries(page, service, shots):
     page.uncheck("#idle")
-    page.wait_for_function("document.getElementById('portrait').dataset.state === 'neutral'", timeout=TIMEOUT_MS)
+    page.wait_for_function("() => document.getElementById('portrait').dataset.state === 'neutral'", timeout=TIMEOUT_MS)
     refused: list[str] = []
 
     def handle(route):
@@ -189,10 +191,12 @@ def test_busy_server_shows_busy_and_retries(page, service, shots):
     page.route("**/generate", handle)
     try:
         page.get_by_role("button", name="깜빡여봐 (blink)", exact=True).click()
-        page.wait_for_function("document.getElementById('portrait').dataset.busy === '1'", timeout=10_000)
+        page.wait_for_function("() => document.getElementById('portrait').dataset.busy === '1'", timeout=10_000)
         assert "busy, retrying" in page.locator("#progressText").inner_text()
         page.screenshot(path=str(shots / "svc-04-busy.png"))
-        page.wait_for_function("document.getElementById('stats').textContent.includes('깜빡여봐')", timeout=TIMEOUT_MS)
+        page.wait_for_function(
+            "() => document.getElementById('stats').textContent.includes('깜빡여봐')", timeout=TIMEOUT_MS
+        )
     finally:
         page.unroute("**/generate")
     assert refused and page.locator("#error").is_hidden()
@@ -202,6 +206,7 @@ def test_busy_server_shows_busy_and_retries(page, service, shots):
 @pytest.mark.browser
 def test_dropped_stream_returns_to_the_portrait(page, service, shots):
     url, info = service
+    page.wait_for_function("() => document.getElementById('portrait').dataset.state === 'neutral'", timeout=TIMEOUT_MS)
     base = _probe(page, service)
     # A real start line and one real frame, then the connection drops (no end line).
     real = httpx.post(f"{url}/generate", json={"session": info["session"], "preset": "surprise"}, timeout=60)
@@ -212,7 +217,7 @@ def test_dropped_stream_returns_to_the_portrait(page, service, shots):
     try:
         page.get_by_role("button", name="놀라봐 (surprise)", exact=True).click()
         page.wait_for_selector("#error:not([hidden])", timeout=30_000)
-        page.wait_for_function("document.getElementById('portrait').dataset.state === 'neutral'", timeout=30_000)
+        page.wait_for_function("() => document.getElementById('portrait').dataset.state === 'neutral'", timeout=30_000)
     finally:
         page.unroute("**/generate")
     after = _probe(page, service)
