@@ -49,6 +49,9 @@ START_TIMEOUT_S = 120.0
 REQUEST_TIMEOUT_S = 120.0
 RSS_POLL_S = 0.25
 MIB = 1024 * 1024
+CLIENT_KEEPALIVE_S = 2.0
+"""Idle connections are not reused after this (below uvicorn's 5 s keep-alive), as browsers avoid the race
+of sending on a connection the server is closing."""
 
 
 @dataclass
@@ -237,7 +240,8 @@ class Page:
                         self.stats.error(f"generate:error-line:{msg.get('kind')}")
                         return 200
         except httpx.HTTPError as exc:
-            self.stats.error(f"generate:{type(exc).__name__}")
+            phase = "before-start" if expected == 0 else f"after-{n_frames}-of-{expected}-frames"
+            self.stats.error(f"generate:{type(exc).__name__}:{phase}")
             return 0
         if end is None or n_frames != expected:
             self.stats.error("generate:incomplete")
@@ -282,7 +286,11 @@ async def run_load(args: argparse.Namespace) -> dict:
         peak = [baseline]
         stop = asyncio.Event()
         poller = asyncio.create_task(poll_rss(proc.pid, peak, stop))
-        limits = httpx.Limits(max_connections=args.users * 2 + 10, max_keepalive_connections=args.users * 2)
+        limits = httpx.Limits(
+            max_connections=args.users * 2 + 10,
+            max_keepalive_connections=args.users * 2,
+            keepalive_expiry=CLIENT_KEEPALIVE_S,
+        )
         started = time.monotonic()
         async with httpx.AsyncClient(limits=limits) as client:
             deadline = started + args.duration
