@@ -268,6 +268,15 @@ def _metric(text: str, name: str) -> float | None:
     return None
 
 
+def _rejections(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("lpstudio_rejections_total{"):
+            reason = line.split('reason="', 1)[1].split('"', 1)[0]
+            out[reason] = float(line.split()[-1])
+    return out
+
+
 async def run_load(args: argparse.Namespace) -> dict:
     sys.path.insert(0, str(ROOT / "src"))
     from lpstudio.server.limits import ServiceLimits
@@ -331,6 +340,7 @@ async def run_load(args: argparse.Namespace) -> dict:
         "frames_received": stats.frames,
         "frames_rendered": _metric(metrics, "lpstudio_frames_rendered_total"),
         "streams_cut_stalled": _metric(metrics, "lpstudio_streams_stalled_total"),
+        "server_rejections": _rejections(metrics),
         "first_frame_ms_p50": pct(stats.first_frame_ms, 50),
         "first_frame_ms_p99": pct(stats.first_frame_ms, 99),
         "idle_first_frame_ms_p50": pct(stats.idle_first_frame_ms, 50),
