@@ -11,6 +11,7 @@ the warping module W and the decoder G. One loaded engine serves many sources.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,12 +27,14 @@ from .backends import Backend, build_backend
 from .checkpoint import MODULE_FILES, read_checkpoint
 from .device import resolve_device, resolve_dtype
 from .editing import edit_expression
-from .errors import ImageError
+from .errors import ImageError, NonFiniteOutputError
 from .face.crop import to_network_input
 from .face.intake import LoadedImage, as_rgb_uint8, load_image
 from .nets import DEFAULT_CONFIG, ModelConfig, MotionOutput, Networks, WarpOutput
 from .params import SPECS_BY_NAME, EditParams
 from .weights import resolve_weights_dir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,6 +130,7 @@ class LivePortrait:
         self.networks = networks
         self.face = face
         self.render_lock = threading.RLock()
+        self.nonfinite_events = 0  # frames whose network output held NaN/Inf (see to_uint8)
         bdtype = self.dtype if backend_dtype is None else resolve_dtype(backend_dtype)
         self.backend: Backend = build_backend(backend, networks, self.device, bdtype, **dict(backend_options or {}))
 
@@ -322,9 +326,34 @@ class LivePortrait:
 
     @staticmethod
     def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
-        """(B,3,H,W) in 0..1 -> B arrays (H,W,3) uint8 (clipped, then truncated as the official code does)."""
-        out = (images.float().clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return list(out)
+        """(B,3,H,W) in 0..1 -> B arrays (H,W,3) uint8 (clipped, then truncated as the official code does).
+
+        A frame holding NaN or Inf (a float16 overflow, a broken backend) is never turned
+        into black pixels: :class:`~lpstudio.errors.NonFiniteOutputError` names the bad rows
+        and carries the good frames.
+        """
+        images = images.float()
+        finite = torch.isfinite(images.reshape(images.shape[0], -1)).all(dim=1).tolist()
+        if all(finite):
+            return list((images.clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+        clean = torch.nan_to_num(images, nan=0.0, posinf=1.0, neginf=0.0)
+        frames = list((clean.clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+        bad = [i for i, ok in enumerate(finite) if not ok]
+        raise NonFiniteOutputError(
+            f"the renderer produced non-finite pixels (NaN/Inf) in {len(bad)} of {len(finite)} frames",
+            frames=bad,
+            partial=[f if ok else None for f, ok in zip(frames, finite)],
+        )
+
+    def _checked_uint8(self, images: torch.Tensor) -> list[np.ndarray]:
+        """:meth:`to_uint8`, counting and logging non-finite frames with this engine's backend and dtype."""
+        try:
+            return self.to_uint8(images)
+        except NonFiniteOutputError as exc:
+            self.nonfinite_events += len(exc.frames)
+            where = f"backend {self.backend.name}, dtype {str(self.backend.dtype).replace('torch.', '')}"
+            log.error("non-finite render output in %d of %d frames (%s)", len(exc.frames), images.shape[0], where)
+            raise NonFiniteOutputError(f"{exc.message} ({where})", frames=exc.frames, partial=exc.partial) from None
 
     @torch.inference_mode()
     def render_keypoints(self, state: SourceState, x_d: torch.Tensor, *, batch_size: int = 4) -> Iterator[np.ndarray]:
@@ -332,7 +361,7 @@ class LivePortrait:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         for start in range(0, x_d.shape[0], batch_size):
-            yield from self.to_uint8(self.render_batch(state, x_d[start : start + batch_size]))
+            yield from self._checked_uint8(self.render_batch(state, x_d[start : start + batch_size]))
 
     @torch.inference_mode()
     def render_batch(self, state: SourceState, x_d: torch.Tensor) -> torch.Tensor:
@@ -358,7 +387,7 @@ class LivePortrait:
         x_s = torch.cat([s.x_s for s, _ in items])
         x_d = torch.stack([k.reshape(-1, 3) for _, k in items]).to(self.device)
         with self.render_lock:
-            return self.to_uint8(self.backend.warp_decode(feature, x_s, x_d))
+            return self._checked_uint8(self.backend.warp_decode(feature, x_s, x_d))
 
     def render_iter(
         self, state: SourceState, params: Sequence[EditParams], *, batch_size: int = 4, stitching: bool = True

@@ -54,3 +54,59 @@ class BackendUnavailableError(LPStudioError):
     """A requested backend (device, dtype, runtime) is not available here."""
 
     exit_code = 4
+
+
+class LimitError(LPStudioError, ValueError):
+    """A request asks for more work than a configured limit allows (clip length, steps, command length...).
+
+    The message names the limit, so the caller knows what would be accepted.
+    """
+
+
+class PayloadTooLargeError(LimitError):
+    """An upload or request body is larger than the server accepts."""
+
+    http_status = 413
+
+
+class OverloadedError(LPStudioError):
+    """The server is at capacity (queue, frames in flight, open streams); try again after ``retry_after_s``."""
+
+    http_status = 429
+
+    def __init__(self, message: str, *, reason: str, retry_after_s: float = 1.0, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or f"the server is busy; retry in {max(1, round(retry_after_s))} s")
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class ShuttingDownError(LPStudioError):
+    """The server is draining before it stops: work in flight finishes, new work is refused."""
+
+    http_status = 503
+
+    def __init__(self, message: str = "the server is shutting down", *, retry_after_s: float = 5.0) -> None:
+        super().__init__(message, hint="retry in a moment (another instance may take over)")
+        self.reason = "draining"
+        self.retry_after_s = retry_after_s
+
+
+class RenderError(LPStudioError):
+    """The renderer failed on valid input (a numerical fault, out of memory): not the caller's mistake."""
+
+    exit_code = 5
+    http_status = 500
+
+
+class NonFiniteOutputError(RenderError):
+    """The networks produced NaN or Inf pixels (for example a float16 overflow).
+
+    ``frames`` are the batch rows that were not finite; ``partial`` holds the batch's
+    frames as ``(512,512,3)`` uint8 arrays with ``None`` at those rows, so a caller that
+    batched several requests can deliver the good frames and fail only the bad ones.
+    """
+
+    def __init__(self, message: str, *, frames: list[int], partial: list | None = None) -> None:
+        super().__init__(message, hint="try again, or use --dtype float32 / --backend eager")
+        self.frames = frames
+        self.partial = partial or []

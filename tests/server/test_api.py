@@ -15,7 +15,7 @@ from lpstudio.engine import LivePortrait
 from lpstudio.expressions import parse_command
 from lpstudio.face import FacePipeline
 from lpstudio.params import PARAM_NAMES
-from lpstudio.server import ServerSettings, create_app
+from lpstudio.server import ServerSettings, ServiceLimits, create_app
 from standin_models import empty_det_outputs, put_face
 
 TEST_FPS = 2.0  # matches the client fixture (tests/server/conftest.py)
@@ -138,10 +138,46 @@ def test_unknown_session_is_409(client):
     assert res.status_code == 409 and res.json()["kind"] == "SessionExpired"
 
 
-def test_sessions_are_bounded_lru(client):
-    ids = [client.post("/session", json={}).json()["session"] for _ in range(4)]  # capacity 3
+def _photo(seed: int) -> bytes:
+    return _png(np.random.default_rng(seed).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+
+
+def test_pages_on_one_portrait_share_one_prepared_photo(client):
+    ids = [client.post("/session", json={}).json()["session"] for _ in range(4)]
+    assert len(set(ids)) == 4
+    assert all(client.get(f"/source-image?session={i}").status_code == 200 for i in ids)
+    assert client.app.state.lp.sources.get(client.app.state.lp.sessions.get(ids[0]).digest) is not None
+
+
+def test_prepared_photos_are_bounded_lru(client):
+    ids = [
+        client.post("/source-image", files={"file": (f"p{i}.png", _photo(i), "image/png")}).json()["session"]
+        for i in range(4)
+    ]  # capacity 3
     assert client.get(f"/source-image?session={ids[0]}").status_code == 409
     assert client.get(f"/source-image?session={ids[-1]}").status_code == 200
+
+
+def test_resent_photo_is_recognised_and_not_prepared_again(client, monkeypatch):
+    state = client.app.state.lp
+    first = client.post("/source-image", files={"file": ("a.png", _photo(99), "image/png")}).json()
+    calls = []
+    real = state.engine.prepare_source
+    monkeypatch.setattr(state.engine, "prepare_source", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = client.post("/source-image", files={"file": ("a.png", _photo(99), "image/png")}).json()
+    assert calls == [] and again["session"] != first["session"]
+
+
+def test_client_chosen_session_id_is_ignored(client):
+    victim = client.post("/session", json={}).json()["session"]
+    photo = client.post(
+        "/source-image", files={"file": ("mine.png", _photo(5), "image/png")}, data={"session": victim}
+    ).json()
+    chosen = client.post("/session", json={"session": "my-own-id"}).json()["session"]
+    assert photo["session"] != victim and chosen != "my-own-id"
+    assert len(victim) >= 32  # 192 random bits
+    state = client.app.state.lp
+    assert state.sessions.get(victim).digest != state.sessions.get(photo["session"]).digest
 
 
 def test_upload_replaces_the_portrait(client):
@@ -172,11 +208,11 @@ def test_upload_rejects_bad_files(client, name, data, ctype, message):
 
 
 def test_upload_size_limit(engine):
-    app = create_app(engine, ServerSettings(crop=False, max_upload_bytes=1000))
+    app = create_app(engine, ServerSettings(crop=False, limits=ServiceLimits(max_upload_bytes=1000)))
     with TestClient(app) as c:
         big = _png(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
         res = c.post("/source-image", files={"file": ("big.png", big, "image/png")})
-    assert res.status_code == 400 and "larger than" in res.json()["error"]
+    assert res.status_code == 413 and "larger than" in res.json()["error"]
 
 
 def test_full_photo_mode_with_face_models(engine, standin_weights):
@@ -217,8 +253,8 @@ def test_prerendered_preset_replays_from_cache(engine, monkeypatch):
         session = c.post("/session", json={}).json()["session"]
         state = app.state.lp
         deadline = time.time() + 300
-        while (state.background or len(state.cache) == 0) and time.time() < deadline:
+        while (state.hub.clips or len(state.hub.cache) == 0) and time.time() < deadline:
             time.sleep(0.2)
-        assert len(state.cache) == 1, "the preset was not pre-rendered"
+        assert len(state.hub.cache) == 1, "the preset was not pre-rendered"
         lines = _stream(c.post("/generate", json={"session": session, "preset": "blink"}))
     assert lines[-1]["type"] == "end" and lines[-1]["cached"] is True

@@ -97,7 +97,7 @@ def page(server_url):
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(server_url)
-        page.wait_for_function("document.getElementById('portrait').dataset.state === 'neutral'", timeout=120_000)
+        page.wait_for_function("() => document.getElementById('portrait').dataset.state === 'neutral'", timeout=120_000)
         page.errors = errors  # type: ignore[attr-defined]
         yield page
         browser.close()
@@ -109,7 +109,9 @@ def _probe(page) -> dict:
 
 def _wait_neutral(page) -> dict:
     """Wait until no clip, fade or preview is on the canvas; return its fingerprint."""
-    page.wait_for_function("document.getElementById('portrait').dataset.state === 'neutral'", timeout=CLIP_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.getElementById('portrait').dataset.state === 'neutral'", timeout=CLIP_TIMEOUT_MS
+    )
     return _probe(page)
 
 
@@ -153,7 +155,7 @@ def test_typed_command_runs(page, shots):
     page.fill("#command", "살짝 웃어줘")
     page.press("#command", "Enter")
     page.wait_for_function(
-        "document.getElementById('stats').textContent.includes('살짝 웃어줘')", timeout=CLIP_TIMEOUT_MS
+        "() => document.getElementById('stats').textContent.includes('살짝 웃어줘')", timeout=CLIP_TIMEOUT_MS
     )
     page.screenshot(path=str(shots / "04-command.png"))
 
@@ -175,7 +177,9 @@ def test_slider_preview_and_reset(page, shots):
         """() => { const s = document.getElementById('p-head_yaw'); s.value = 20;
                    s.dispatchEvent(new Event('input', {bubbles: true})); }"""
     )
-    page.wait_for_function("document.getElementById('portrait').dataset.state === 'preview'", timeout=CLIP_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.getElementById('portrait').dataset.state === 'preview'", timeout=CLIP_TIMEOUT_MS
+    )
     preview = _probe(page)
     assert preview["hash"] != base["hash"] and preview["mean"] > 30
     assert page.locator("#o-head_yaw").inner_text() == "20.00"
@@ -198,7 +202,7 @@ def test_upload_shows_the_new_photo(page, shots, tmp_path):
     before = _wait_neutral(page)
     page.set_input_files("#upload", str(path))
     page.wait_for_function(
-        f"(() => {{ const p = ({CANVAS_PROBE})(); return p.hash !== {before['hash']} && p.state === 'neutral'; }})()",
+        f"() => {{ const p = ({CANVAS_PROBE})(); return p.hash !== {before['hash']} && p.state === 'neutral'; }}",
         timeout=120_000,
     )
     pixel = page.evaluate(

@@ -20,6 +20,15 @@ from ..errors import LPStudioError
 COMMAND_MODULES: tuple[str, ...] = ("serve", "edit", "animate", "drive", "say", "params", "weights", "bench", "export")
 
 
+def error_line(command: str, exc: LPStudioError) -> str:
+    """One line: ``lpstudio CMD: error: what was wrong -> what to do`` (printable whatever the input held)."""
+    text = " ".join(exc.message.split())
+    if exc.hint:
+        text += " -> " + " ".join(exc.hint.split())
+    line = f"lpstudio {command}: error: {text}"
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates from odd argv bytes
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
@@ -44,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except LPStudioError as exc:
-        print(f"lpstudio {args.command}: error: {exc}", file=sys.stderr)
+        print(error_line(args.command, exc), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"lpstudio {args.command}: interrupted", file=sys.stderr)

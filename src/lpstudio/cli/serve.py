@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 from pathlib import Path
 
+from ..errors import LPStudioError
 from .common import add_engine_options, load_engine
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+ENV_API_KEY = "LPSTUDIO_API_KEY"
+MIB = 1024 * 1024
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..server.limits import ServiceLimits
+
+    d = ServiceLimits()
     p = sub.add_parser(
         "serve",
         help="start the living-portrait web app on localhost",
@@ -26,7 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--fps", type=float, default=25.0, help="frames per second of rendered clips (default 25)")
     p.add_argument("--batch-size", type=int, default=4, help="frames rendered together (default 4)")
-    p.add_argument("--max-sessions", type=int, default=8, help="pages served at once before the oldest is dropped")
     p.add_argument("--no-idle", action="store_true", help="idle liveliness off by default")
     p.add_argument(
         "--prerender",
@@ -34,35 +41,141 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="pre-render the preset buttons for each new photo in the background (auto: on with a GPU)",
     )
+    sec = p.add_argument_group("access")
+    sec.add_argument(
+        "--api-key",
+        default=None,
+        help=f"require this key (X-API-Key header) for the API; default ${ENV_API_KEY}. "
+        "Open the page as http://HOST:PORT/#key=KEY",
+    )
+    sec.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="another site (e.g. https://example.org) whose pages may call the API (CORS); repeatable; none by default",
+    )
+    sec.add_argument("--no-access-log", action="store_true", help="no access log lines on stderr")
+    lim = p.add_argument_group("limits")
+    lim.add_argument(
+        "--max-clip-seconds",
+        type=float,
+        default=d.max_clip_ms / 1000,
+        help=f"longest clip (default {d.max_clip_ms / 1000:g})",
+    )
+    lim.add_argument(
+        "--max-sessions",
+        type=int,
+        default=d.max_sessions,
+        help=f"prepared photos kept in memory (default {d.max_sessions})",
+    )
+    lim.add_argument(
+        "--session-memory-mb",
+        type=float,
+        default=d.max_session_memory_bytes / MIB,
+        help=f"memory for prepared photos (default {d.max_session_memory_bytes // MIB} MB); idle ones go first",
+    )
+    lim.add_argument("--max-jobs", type=int, default=d.max_jobs, help=f"render jobs queued (default {d.max_jobs})")
+    lim.add_argument(
+        "--max-pending-frames", type=int, default=d.max_pending_frames,
+        help=f"frames waiting to be rendered (default {d.max_pending_frames})",
+    )  # fmt: skip
+    lim.add_argument("--max-streams", type=int, default=d.max_streams, help=f"open streams (default {d.max_streams})")
+    lim.add_argument(
+        "--stall-timeout", type=float, default=d.stall_timeout_s,
+        help=f"cut off a client that reads nothing for this many seconds (default {d.stall_timeout_s:g})",
+    )  # fmt: skip
+    lim.add_argument(
+        "--drain-timeout", type=float, default=d.drain_timeout_s,
+        help=f"on SIGTERM, let streams finish for up to this many seconds (default {d.drain_timeout_s:g})",
+    )  # fmt: skip
+    p.add_argument(
+        "--engine-factory",
+        default=None,
+        metavar="MODULE:CALLABLE",
+        help="advanced: build the engine with CALLABLE(crop=...) instead of loading the weights "
+        "(benchmarks/standin_server.py gives a stand-in renderer for load tests of the service)",
+    )
     add_engine_options(p)
     p.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import uvicorn
+def _limits(args: argparse.Namespace):  # noqa: ANN202
+    from ..server.limits import ServiceLimits
 
+    return ServiceLimits(
+        max_clip_ms=args.max_clip_seconds * 1000,
+        max_sessions=args.max_sessions,
+        max_session_memory_bytes=int(args.session_memory_mb * MIB),
+        max_jobs=args.max_jobs,
+        max_pending_frames=args.max_pending_frames,
+        max_streams=args.max_streams,
+        stall_timeout_s=args.stall_timeout,
+        drain_timeout_s=args.drain_timeout,
+    )
+
+
+def _factory_engine(spec: str, crop: bool):  # noqa: ANN202
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr or "make_engine")
+    except (ImportError, AttributeError) as exc:
+        raise LPStudioError(
+            f"--engine-factory {spec}: cannot import it ({exc})", hint="give MODULE:CALLABLE on the Python path"
+        ) from None
+    return factory(crop=crop)
+
+
+def access_warning(host: str, api_key: str | None) -> str | None:
+    """The warning printed when the server is reachable beyond this machine without a key."""
+    from ..server.http import is_loopback
+
+    if is_loopback(host) or api_key:
+        return None
+    return (
+        f"WARNING: --host {host} is not a loopback address and no --api-key is set: anyone who can reach "
+        "this machine can use the server (upload photos, spend its GPU). Set --api-key (or "
+        f"${ENV_API_KEY}), or bind to 127.0.0.1."
+    )
+
+
+def run(args: argparse.Namespace) -> int:
     from ..imageio import load_image
     from ..server import ServerSettings, create_app
+    from ..server.lifecycle import serve
 
+    limits = _limits(args)  # bad limits are reported before the model loads
+    if args.batch_size < 1 or not (0 < args.fps <= limits.max_fps):
+        raise LPStudioError(
+            f"--batch-size must be >= 1 and --fps in (0, {limits.max_fps:g}]", hint="e.g. --batch-size 4 --fps 25"
+        )
     if args.source is not None:
         load_image(args.source)  # a bad start-up portrait is reported before the model loads
+    api_key = args.api_key or os.environ.get(ENV_API_KEY) or None
+    warning = access_warning(args.host, api_key)
+    if warning:
+        print(warning, file=sys.stderr)
     print("loading the model...", file=sys.stderr)
-    engine = load_engine(args, face=not args.no_crop)
+    crop = not args.no_crop
+    engine = _factory_engine(args.engine_factory, crop) if args.engine_factory else load_engine(args, face=crop)
     print(
         f"model ready: device {engine.device}, dtype {str(engine.dtype).replace('torch.', '')}, "
         f"backend {engine.backend.name} ({str(engine.backend.dtype).replace('torch.', '')})",
         file=sys.stderr,
     )
     settings = ServerSettings(
-        crop=not args.no_crop,
+        crop=crop,
         fps=args.fps,
         batch_size=args.batch_size,
-        max_sessions=args.max_sessions,
         idle_default=not args.no_idle,
         default_source=args.source,
         prerender=args.prerender == "on" or (args.prerender == "auto" and engine.device.type != "cpu"),
+        api_key=api_key,
+        allowed_origins=tuple(args.allow_origin),
+        limits=limits,
     )
     app = create_app(engine, settings)
-    print(f"open http://{args.host}:{args.port}/ in your browser (Ctrl+C stops)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    key_part = "#key=..." if api_key else ""
+    print(f"open http://{args.host}:{args.port}/{key_part} in your browser (Ctrl+C stops)", file=sys.stderr)
+    serve(app, args.host, args.port, drain_timeout_s=limits.drain_timeout_s, access_log=not args.no_access_log)
     return 0

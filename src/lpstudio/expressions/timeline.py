@@ -41,9 +41,9 @@ from ..errors import CommandError
 # closed mouth a lip-open ratio of 0.
 from ..keypoints import NOMINAL_EYE_RATIO, NOMINAL_LIP_RATIO  # noqa: E402  (re-exported)
 from ..params import PARAM_NAMES, PARAM_SPECS, SPECS_BY_NAME, EditParams, unknown_param_error
+from ..video import MAX_FPS  # noqa: E402  (the one frame-rate cap)
 
 DEFAULT_FPS: float = 25.0
-MAX_FPS: float = 120.0
 # Frame times closer than this to the end are merged into the final frame.
 _TIME_EPS_MS: float = 1e-6
 

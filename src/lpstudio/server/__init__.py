@@ -1,5 +1,7 @@
 """The local web app (``lpstudio serve``)."""
 
-from .app import ServerSettings, create_app
+from .app import create_app
+from .limits import ServiceLimits
+from .settings import ServerSettings
 
-__all__ = ["ServerSettings", "create_app"]
+__all__ = ["ServerSettings", "ServiceLimits", "create_app"]

@@ -3,37 +3,47 @@
 Frames of ``POST /generate`` stream to the page as NDJSON lines (one JSON object
 per line: ``start``, then ``frame`` objects with a base64 JPEG of the portrait as
 shown, then ``end``, or ``error``), so playback starts with the first frames.
+
+Routes are grouped by what they serve (page, info, sources, rendering, operations);
+the work behind them lives in modules: :mod:`.limits` and :mod:`.admission` (bounds),
+:mod:`.intake` (photos), :mod:`.plans` (what a request renders), :mod:`.streams`
+(shared renders and bounded streams), :mod:`.http` (guards), :mod:`.metrics`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
-from ..engine import LivePortrait
-from ..errors import CommandError, ImageError, LPStudioError
-from ..expressions.cache import ClipCache, clip_key, source_digest
-from ..expressions.compose import build_timeline
-from ..expressions.idle import idle_timeline
-from ..expressions.language import Action
-from ..expressions.presets import PRESETS, get_preset
-from ..expressions.timeline import Timeline
+from ..errors import LPStudioError
+from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
-from .sessions import Session, SessionStore, display_image, encode_jpeg, make_session
-from .worker import PRIORITY_BACKGROUND, PRIORITY_CLIP, PRIORITY_INTERACTIVE, RenderJob, RenderWorker
+from .http import BodyLimitMiddleware, GuardMiddleware
+from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
+from .limits import ServiceLimits
+from .metrics import CONTENT_TYPE, AccessLogMiddleware
+from .plans import GenerateRequest, RenderRequest, clip_cache_key, plan_clip, sample_clip
+from .sessions import Source, encode_jpeg
+from .settings import ServerSettings
+from .state import AppState, build_state
+from .streams import NDJSONResponse, Viewer
+from .worker import PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, RenderJob
+
+__all__ = ["BUTTONS", "AppState", "ServerSettings", "ServiceLimits", "create_app"]
+
+log = logging.getLogger(__name__)
 
 # Page buttons: preset -> (Korean label, emoji). Presets not listed get a button with their Korean name.
 BUTTONS: dict[str, tuple[str, str]] = {
@@ -54,122 +64,130 @@ BUTTONS: dict[str, tuple[str, str]] = {
     "sleepy": ("졸려봐", "😪"),
     "doubtful": ("갸우뚱", "🤨"),
 }
-
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-MAX_UPLOAD_PIXELS = 40_000_000
-ALLOWED_UPLOAD_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
-IDLE_LOOP_MS = 4000.0
-MAX_FPS = 60.0
+MAX_FILENAME_CHARS = 200
+MAX_FACE_INDEX = 63
+VALIDATION_ERRORS_SHOWN = 5
 
 
-@dataclass
-class ServerSettings:
-    """How ``lpstudio serve`` runs."""
-
-    crop: bool = True
-    fps: float = 25.0
-    batch_size: int = 4
-    max_sessions: int = 8
-    clip_cache_bytes: int = 256 * 1024**2
-    idle_default: bool = True
-    max_upload_bytes: int = MAX_UPLOAD_BYTES
-    max_upload_pixels: int = MAX_UPLOAD_PIXELS
-    default_source: Path | None = None  # the bundled sample when None
-    prerender: bool = False  # render the button presets of a new photo in the background
-
-
-@dataclass
-class AppState:
-    engine: LivePortrait
-    settings: ServerSettings
-    worker: RenderWorker
-    sessions: SessionStore
-    cache: ClipCache
-    loaded_at: float = field(default_factory=time.time)
-    background: dict[str, RenderJob] = field(default_factory=dict)  # clip key -> pre-render job
-
-
-def _default_source(settings: ServerSettings) -> Path:
-    if settings.default_source is not None:
-        return settings.default_source
-    return Path(str(resources.files("lpstudio").joinpath("assets/astronaut.png")))
-
-
-def _error(exc: LPStudioError) -> JSONResponse:
-    body = {"error": exc.message, "hint": exc.hint, "kind": type(exc).__name__}
-    return JSONResponse(body, status_code=exc.http_status)
-
-
-# ---------------------------------------------------------------------- requests
-class GenerateRequest(BaseModel):
-    session: str
-    preset: str | None = Field(None, description="a preset name (see GET /expressions)")
-    command: str | None = Field(None, description="free text in Korean or English, or the precise sequence syntax")
-    idle_loop: bool = Field(False, description="render the idle-liveliness loop instead of a command")
-    intensity: float = Field(1.0, ge=0.0, le=3.0)
-    speed: float = Field(1.0, gt=0.0, le=4.0)
-    idle: bool | None = Field(None, description="layer idle liveliness under the command (default: server setting)")
-    fps: float | None = Field(None, gt=0.0, le=MAX_FPS)
-    seed: int = 0
-
-
-class RenderRequest(BaseModel):
-    session: str
-    params: dict[str, float | None] = Field(default_factory=dict, description="parameter values; the rest neutral")
-
-
-class SessionRequest(BaseModel):
-    session: str | None = None
+def lp(request: Request) -> AppState:
+    """The app's state from a request (for route modules)."""
+    return request.app.state.lp
 
 
 # ---------------------------------------------------------------------- app
-def create_app(engine: LivePortrait, settings: ServerSettings | None = None) -> FastAPI:
+def create_app(engine: Any, settings: ServerSettings | None = None) -> FastAPI:
     """The app around a loaded engine (the CLI loads it before serving, so bad weights never start a server)."""
     settings = settings or ServerSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        worker = RenderWorker(engine, settings.batch_size)
-        app.state.lp = AppState(
-            engine=engine,
-            settings=settings,
-            worker=worker,
-            sessions=SessionStore(settings.max_sessions),
-            cache=ClipCache(max_memory_bytes=settings.clip_cache_bytes),
-        )
+        state = build_state(engine, settings)
+        if settings.prerender:
+            tasks: set[asyncio.Task] = set()
+
+            def on_new_source(source: Source) -> None:
+                task = state.loop.create_task(_prerender(state, source))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+            state.on_new_source = on_new_source
+        app.state.lp = state
         try:
             yield
         finally:
-            worker.close()
+            state.worker.close()
+            state.encoder.close()
 
     app = FastAPI(title="lpstudio", version=_version(), lifespan=lifespan)
+    _error_handlers(app)
+    _middleware(app, settings)
+    _page_routes(app)
+    _info_routes(app)
+    _source_routes(app)
+    _render_routes(app)
+    return app
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _middleware(app: FastAPI, settings: ServerSettings) -> None:
+    """Outermost first: access log, guards (headers, key, origin), CORS when allowed, body limits."""
+    limits = settings.limits
+
+    def body_limit(path: str) -> int:
+        return limits.max_upload_body_bytes if path == "/source-image" else limits.max_json_bytes
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "x-api-key", "authorization"],
+        )
+    app.add_middleware(GuardMiddleware, api_key=settings.api_key, allowed_origins=settings.allowed_origins)
+    app.add_middleware(AccessLogMiddleware, metrics=lambda: getattr(app.state, "lp", None) and app.state.lp.metrics)
+
+
+# ---------------------------------------------------------------------- errors
+def _error(exc: LPStudioError) -> JSONResponse:
+    body = {"error": exc.message, "hint": exc.hint, "kind": type(exc).__name__}
+    headers = {}
+    retry = getattr(exc, "retry_after_s", None)
+    if retry is not None:
+        headers["Retry-After"] = str(max(1, round(retry)))
+    return JSONResponse(body, status_code=exc.http_status, headers=headers)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error is JSON with a message; nothing reaches a client as a traceback."""
 
     @app.exception_handler(LPStudioError)
     async def _lp_error(request: Request, exc: LPStudioError) -> JSONResponse:
         return _error(exc)
 
-    def lp(request: Request) -> AppState:
-        return request.app.state.lp
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors()[:VALIDATION_ERRORS_SHOWN]:
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            problems.append(f"{where[:80]}: {str(err.get('msg', 'invalid'))[:200]}")
+        body = {
+            "error": "invalid request: " + "; ".join(problems),
+            "hint": "see the API schema at /docs",
+            "kind": "ValidationError",
+        }
+        return JSONResponse(body, status_code=422)
 
-    async def on_worker(state: AppState, fn):  # run model work on the worker thread
-        return await asyncio.wrap_future(state.worker.call(fn))
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        cause = exc.__cause__
+        if isinstance(cause, UnicodeDecodeError):
+            message, hint = "the request body is not UTF-8 text", "send JSON encoded as UTF-8"
+        elif isinstance(cause, RecursionError):
+            message, hint = "the JSON body is nested too deeply", "send a flat JSON object (see /docs)"
+        else:
+            message, hint = str(exc.detail), None
+        body = {"error": message, "hint": hint, "kind": "HTTPError"}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
-    async def new_session(state: AppState, data: bytes | np.ndarray, name: str, face_index: int | None,
-                          session_id: str | None = None) -> Session:  # fmt: skip
-        from ..face.intake import load_image
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        body = {"error": "internal error", "hint": "the server log has the details", "kind": "InternalError"}
+        return JSONResponse(body, status_code=500)
 
-        image = load_image(data, name=name) if isinstance(data, bytes) else None
-        rgb = image.rgb if image is not None else data
-        crop = state.settings.crop
-        prepared = await on_worker(state, lambda: state.engine.prepare_source(rgb, crop=crop, face_index=face_index))
-        digest = source_digest(rgb, crop=crop, face_index=face_index)
-        session = make_session(prepared, rgb, name, digest, session_id)
-        state.sessions.add(session)
-        if state.settings.prerender:
-            _prerender(state, session)
-        return session
 
-    # ------------------------------------------------------------------ pages
+# ---------------------------------------------------------------------- page
+def _web_file(name: str) -> bytes:
+    return resources.files("lpstudio").joinpath("web", name).read_bytes()
+
+
+def _page_routes(app: FastAPI) -> None:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(_web_file("index.html").decode("utf-8"), media_type="text/html; charset=utf-8")
@@ -178,31 +196,40 @@ def create_app(engine: LivePortrait, settings: ServerSettings | None = None) -> 
     async def static(name: str) -> Response:
         types = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
         suffix = Path(name).suffix
-        if "/" in name or suffix not in types:
+        if "/" in name or "\\" in name or suffix not in types:
             return JSONResponse({"error": "not found"}, status_code=404)
         try:
             return Response(_web_file(name), media_type=types[suffix])
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, OSError):
             return JSONResponse({"error": "not found"}, status_code=404)
 
-    # ------------------------------------------------------------------ info
-    @app.get("/health", summary="Server and model status")
-    async def health(request: Request) -> dict[str, Any]:
+
+# ---------------------------------------------------------------------- info
+def _info_routes(app: FastAPI) -> None:
+    @app.get("/health", summary="Server and model status (503 while draining before a stop)")
+    async def health(request: Request) -> JSONResponse:
         state = lp(request)
-        return {
-            "status": "ok",
+        engine = state.engine
+        admitted = state.admission.snapshot()
+        body = {
+            "status": "draining" if admitted["draining"] else "ok",
             "model_loaded": True,
-            "device": str(state.engine.device),
-            "dtype": str(state.engine.dtype).replace("torch.", ""),
-            "backend": state.engine.backend.name,
-            "backend_dtype": str(state.engine.backend.dtype).replace("torch.", ""),
+            "device": str(engine.device),
+            "dtype": str(engine.dtype).replace("torch.", ""),
+            "backend": engine.backend.name,
+            "backend_dtype": str(engine.backend.dtype).replace("torch.", ""),
             "crop": state.settings.crop,
             "fps": state.settings.fps,
             "idle_default": state.settings.idle_default,
             "sessions": len(state.sessions),
-            "pending_frames": state.worker.pending_frames(),
+            "prepared_photos": len(state.sources),
+            "pending_frames": admitted["pending_frames"],
+            "queued_jobs": admitted["jobs"],
+            "open_streams": admitted["streams"],
             "render_fps": state.worker.measured_fps,
+            "max_clip_s": state.limits.max_clip_ms / 1000,
         }
+        return JSONResponse(body, status_code=503 if admitted["draining"] else 200)
 
     @app.get("/expressions", summary="Presets with Korean and English names")
     async def expressions() -> list[dict[str, Any]]:
@@ -221,228 +248,186 @@ def create_app(engine: LivePortrait, settings: ServerSettings | None = None) -> 
             for s in PARAM_SPECS
         ]
 
-    # ------------------------------------------------------------------ sources
-    @app.post("/session", summary="Start a session on the default portrait (or refresh an expired one)")
-    async def create_session(request: Request, body: SessionRequest) -> dict[str, Any]:
+    @app.get("/metrics", summary="Prometheus metrics (text format)")
+    async def metrics(request: Request) -> Response:
+        return Response(lp(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
+# ---------------------------------------------------------------------- sources
+def _clean_name(name: str | None) -> str:
+    text = "".join(c for c in (name or "upload") if c.isprintable())
+    return (text or "upload")[:MAX_FILENAME_CHARS]
+
+
+def _source_routes(app: FastAPI) -> None:
+    @app.post("/session", summary="Start a session on the default portrait (a new server-issued id every time)")
+    async def create_session(request: Request) -> dict[str, Any]:
+        # Any body (for instance a client-chosen "session") is ignored: ids are issued here only.
         state = lp(request)
-        path = _default_source(state.settings)
-        session = await new_session(state, path.read_bytes(), path.name, None, body.session)
-        return session.describe()
+        state.admission.check_open()
+        rgb, digest = await default_image(state)
+        source = await open_source(state, rgb, digest, None)
+        return state.sessions.new(digest, default_source_path(state).name).describe(source)
 
     @app.get("/source-image", summary="The portrait as currently shown (JPEG)")
     async def get_source_image(request: Request, session: str | None = None) -> Response:
         state = lp(request)
         if session is None:
-            from ..face.intake import load_image
-
-            rgb = load_image(_default_source(state.settings)).rgb
-            return Response(encode_jpeg(display_image(rgb, state.settings.crop)), media_type="image/jpeg")
-        return Response(state.sessions.get(session).display_jpeg, media_type="image/jpeg")
+            return Response(await default_view(state), media_type="image/jpeg")
+        _, source = state.resolve(session)
+        return Response(source.display_jpeg, media_type="image/jpeg")
 
     @app.post("/source-image", summary="Upload a portrait photo; runs the face pipeline")
     async def upload_source_image(
         request: Request,
         file: UploadFile = File(..., description="a JPEG, PNG or WebP photo"),
-        session: str | None = Form(None),
-        face_index: int | None = Form(None),
+        face_index: int | None = Form(None, ge=0, le=MAX_FACE_INDEX),
     ) -> dict[str, Any]:
         state = lp(request)
-        name = file.filename or "upload"
-        if file.content_type and file.content_type not in ALLOWED_UPLOAD_TYPES:
-            raise ImageError(
-                f"{name}: files of type {file.content_type} are not accepted",
-                hint="upload a JPEG, PNG or WebP photo",
-            )
-        data = await file.read(state.settings.max_upload_bytes + 1)
-        if len(data) > state.settings.max_upload_bytes:
-            raise ImageError(
-                f"{name} is larger than {state.settings.max_upload_bytes // (1024 * 1024)} MB",
-                hint="upload a smaller photo",
-            )
-        if not data:
-            raise ImageError(f"{name} is empty", hint="choose a photo file")
-        from ..face.intake import load_image
+        name = _clean_name(file.filename)
+        ticket = state.admission.admit_source()
+        try:
+            data = await file.read(state.limits.max_upload_bytes + 1)
+            check_upload(state, name, file.content_type, data)
+            rgb, digest = await decode(state, data, name, face_index)
+            del data
+        finally:
+            ticket.release()
+        source = await open_source(state, rgb, digest, face_index)
+        return state.sessions.new(digest, name).describe(source)
 
-        image = load_image(data, name=name, max_pixels=state.settings.max_upload_pixels)
-        session_obj = await new_session(state, image.rgb, name, face_index, session)
-        return session_obj.describe()
 
-    # ------------------------------------------------------------------ rendering
+# ---------------------------------------------------------------------- rendering
+def _render_routes(app: FastAPI) -> None:
     @app.post("/render", summary="One parameter set -> one frame (JPEG), for live slider preview")
     async def render(request: Request, body: RenderRequest) -> Response:
         state = lp(request)
-        session = state.sessions.get(body.session)
-        params = session.state.neutral_params().replace(**{k: v for k, v in body.params.items()})
-        frames = await _render_frames(state, session, [params], PRIORITY_INTERACTIVE)
-        jpeg = await asyncio.to_thread(lambda: encode_jpeg(session.compose(frames[0])))
-        return Response(jpeg, media_type="image/jpeg")
+        state.admission.check_open()
+        _, source = state.resolve(body.session)
+        params = source.state.neutral_params().replace(**dict(body.params))
+        frame = await _render_one(state, source, params)
+        jpeg = await state.off_loop(lambda: encode_jpeg(source.compose(frame)))
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @app.post("/generate", summary="A preset, command or idle loop -> frames streamed as NDJSON")
-    async def generate(request: Request, body: GenerateRequest) -> StreamingResponse:
+    async def generate(request: Request, body: GenerateRequest) -> NDJSONResponse:
+        received = time.perf_counter()
         state = lp(request)
-        session = state.sessions.get(body.session)
+        state.admission.check_open()
+        _, source = state.resolve(body.session)
         fps = body.fps or state.settings.fps
         idle = state.settings.idle_default if body.idle is None else body.idle
-        timeline, steps, plan = _timeline_for(body, idle)
-        base = session.state.neutral_params()
-        params = timeline.sample(fps, base)
-        key = clip_key(session.digest, timeline.key(fps, base), {"engine": _engine_key(state)})
-        priority = PRIORITY_BACKGROUND if body.idle_loop else PRIORITY_CLIP
-        pending = state.background.pop(key, None)
-        if pending is not None:  # the user wants it now: render it in the foreground instead
-            pending.cancel()
-        received = time.perf_counter()
-        stream = _stream_clip(state, session, params, key, priority, fps, steps, plan, received, request)
-        return StreamingResponse(stream, media_type="application/x-ndjson; charset=utf-8")
+        limits = state.limits
+        plan = await state.off_loop(lambda: plan_clip(body, fps=fps, idle=idle, limits=limits))
+        base = source.state.neutral_params()
+        key = await state.off_loop(lambda: clip_cache_key(source.digest, plan, base, state.settings_key()))
+        stream_ticket = state.admission.admit_stream()
+        try:
+            clip, how = await _clip_for(state, key, source, plan, base)
+            h, w = source.display.shape[:2]
+            start = {**plan.start_info(), "width": w, "height": h}
+            viewer = Viewer(
+                clip, start, received, shared=how == "shared", on_first_frame=state.metrics.first_frame_ms.observe
+            )
+        except BaseException:
+            stream_ticket.release()
+            raise
+        state.metrics.streams.labels(how=how).inc()
 
-    return app
+        def closed() -> None:
+            stream_ticket.release()
+            if viewer.stalled:
+                state.metrics.stalled.inc()
 
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
-def _web_file(name: str) -> bytes:
-    return resources.files("lpstudio").joinpath("web", name).read_bytes()
-
-
-def _engine_key(state: AppState) -> str:
-    e = state.engine
-    return f"{e.device}|{e.dtype}|{e.backend.name}|{e.backend.dtype}|crop={state.settings.crop}"
+        return NDJSONResponse(viewer, limits.stall_timeout_s, closed)
 
 
-def _timeline_for(body: GenerateRequest, idle: bool) -> tuple[Timeline, list[dict], dict | None]:
-    """What to render for a request, with its step list for the page."""
-    if body.idle_loop:
-        timeline = idle_timeline(IDLE_LOOP_MS, body.seed)
-        plan = None
-    elif body.preset:
-        preset = get_preset(body.preset)
-        timeline = Action(preset.name, body.intensity, body.speed, 1, body.preset).timeline()
-        plan = {"text": body.preset, "groups": [[{"preset": preset.name, "intensity": body.intensity,
-                                                  "speed": body.speed, "repeat": 1}]]}  # fmt: skip
-        if idle:
-            from ..expressions.idle import with_idle
-
-            timeline = with_idle(timeline, body.seed, tail_ms=600.0)
-    elif body.command and body.command.strip():
-        command_plan, timeline = build_timeline(body.command, idle=idle, seed=body.seed)
-        plan = command_plan.to_json()
-    else:
-        raise CommandError("nothing to do: give a preset, a command or idle_loop", hint='e.g. {"command": "웃어줘"}')
-    return timeline, [s.to_json() for s in timeline.steps], plan
-
-
-def _prerender(state: AppState, session: Session) -> None:
-    """Queue the button presets of a new source at background priority, in button order.
-
-    Their frames land in the clip cache under the same keys ``/generate`` computes,
-    so a click on a pre-rendered preset replays at once.
-    """
-    fps = state.settings.fps
-    base = session.state.neutral_params()
-    for name in BUTTONS:
-        request = GenerateRequest(session=session.id, preset=name)
-        timeline, _, _ = _timeline_for(request, state.settings.idle_default)
-        params = timeline.sample(fps, base)
-        key = clip_key(session.digest, timeline.key(fps, base), {"engine": _engine_key(state)})
-        if key in state.cache or key in state.background:
-            continue
-        frames: list[np.ndarray | None] = [None] * len(params)
-
-        def on_frame(i: int, frame: np.ndarray, frames: list = frames) -> None:
-            frames[i] = frame
-
-        def on_done(exc: BaseException | None, key: str = key, frames: list = frames) -> None:
-            job = state.background.pop(key, None)
-            if exc is None and job is not None and not job.cancelled.is_set() and all(f is not None for f in frames):
-                state.cache.put(key, np.stack(frames))
-
-        job = RenderJob(session.state, params, on_frame, on_done, priority=PRIORITY_BACKGROUND)
-        state.background[key] = job
-        state.worker.submit(job)
+async def _clip_for(state: AppState, key: str, source: Source, plan, base: EditParams):  # noqa: ANN001
+    """The clip to stream and how it is served: ``cached``, ``shared`` (joined a render) or ``rendered``."""
+    clip = state.hub.find(key)
+    if clip is not None:
+        if clip.cached:
+            return clip, "cached"
+        state.hub.joined += 1
+        state.hub.bump(clip, plan.priority)
+        return clip, "shared"
+    job_ticket = state.admission.admit_job(plan.timeline.frame_count(plan.fps))
+    try:
+        params = await state.off_loop(lambda: sample_clip(plan, base))
+    except BaseException:
+        job_ticket.release()
+        raise
+    clip = state.hub.find(key)  # an identical request may have started it meanwhile
+    if clip is not None:
+        job_ticket.release()
+        if clip.cached:
+            return clip, "cached"
+        state.hub.joined += 1
+        state.hub.bump(clip, plan.priority)
+        return clip, "shared"
+    return state.hub.start(key, source, params, plan.priority, job_ticket), "rendered"
 
 
-async def _render_frames(
-    state: AppState, session: Session, params: list[EditParams], priority: int
-) -> list[np.ndarray]:
-    """Render through the worker and wait for all frames (used for single previews)."""
+async def _render_one(state: AppState, source: Source, params: EditParams):  # noqa: ANN202
+    """One interactive frame through the worker (admitted as a one-frame job)."""
+    ticket = state.admission.admit_job(1)
     loop = asyncio.get_running_loop()
     done: asyncio.Future = loop.create_future()
-    frames: dict[int, np.ndarray] = {}
+    frames: dict[int, Any] = {}
 
-    def on_frame(i: int, frame: np.ndarray) -> None:
+    def on_frame(i: int, frame: Any) -> None:
         frames[i] = frame
 
     def on_done(exc: BaseException | None) -> None:
-        loop.call_soon_threadsafe(lambda: done.done() or (done.set_exception(exc) if exc else done.set_result(None)))
+        def settle() -> None:
+            if not done.done():
+                done.set_exception(exc) if exc is not None else done.set_result(None)
 
-    job = state.worker.submit(RenderJob(session.state, params, on_frame, on_done, priority=priority))
+        loop.call_soon_threadsafe(settle)
+
+    job = RenderJob(source.state, [params], on_frame, on_done, priority=PRIORITY_INTERACTIVE, ticket=ticket)
+    source.active += 1
     try:
+        state.worker.submit(job)
         await done
     finally:
+        source.active -= 1
         job.cancel()
-    return [frames[i] for i in range(len(params))]
+    if 0 not in frames:
+        raise LPStudioError("the preview was cancelled", hint="try again")
+    return frames[0]
 
 
-def _line(obj: dict) -> bytes:
-    return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+async def _prerender(state: AppState, source: Source) -> None:
+    """Render the button presets of a new photo at background priority, while the server has room.
 
+    Their lines land in the clip cache under the keys ``/generate`` computes, so a click
+    on a pre-rendered preset replays at once (or joins the render still in progress).
+    """
+    settings = state.settings
+    base = source.state.neutral_params()
+    names = list(BUTTONS)
 
-async def _stream_clip(state: AppState, session: Session, params: list[EditParams], key: str, priority: int,
-                       fps: float, steps: list[dict], plan: dict | None, received: float,
-                       request: Request) -> AsyncIterator[bytes]:  # fmt: skip
-    """NDJSON lines: start, frames as they are rendered (or from the cache), end. Disconnect cancels."""
-    n = len(params)
-    yield _line({"type": "start", "frames": n, "fps": fps, "steps": steps, "plan": plan,
-                 "width": session.display.shape[1], "height": session.display.shape[0]})  # fmt: skip
-    cached = state.cache.get(key)
-    queue: asyncio.Queue = asyncio.Queue()
-    loop = asyncio.get_running_loop()
-    job: RenderJob | None = None
-    if cached is None:
-        rendered: list[np.ndarray] = [None] * n  # type: ignore[list-item]
+    def plans() -> list:
+        out = []
+        for name in names:
+            plan = plan_clip(
+                GenerateRequest(session="-", preset=name),
+                fps=settings.fps,
+                idle=settings.idle_default,
+                limits=settings.limits,
+            )
+            out.append((clip_cache_key(source.digest, plan, base, state.settings_key()), plan))
+        return out
 
-        def on_frame(i: int, frame: np.ndarray) -> None:
-            rendered[i] = frame
-            loop.call_soon_threadsafe(queue.put_nowait, ("frame", i, frame))
-
-        def on_done(exc: BaseException | None) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, ("done", exc, None))
-
-        job = state.worker.submit(RenderJob(session.state, params, on_frame, on_done, priority=priority))
-    else:
-        for i, frame in enumerate(cached):
-            queue.put_nowait(("frame", i, frame))
-        queue.put_nowait(("done", None, None))
-    first_ms: float | None = None
-    sent = 0
-    started = time.perf_counter()
-    try:
-        while True:
-            kind, a, b = await queue.get()
-            if kind == "done":
-                if a is not None:
-                    err = a if isinstance(a, LPStudioError) else None
-                    yield _line({"type": "error", "error": err.message if err else f"rendering failed: {a}",
-                                 "hint": err.hint if err else None})  # fmt: skip
-                    return
-                break
-            jpeg = await asyncio.to_thread(lambda f=b: encode_jpeg(session.compose(f)))
-            if first_ms is None:
-                first_ms = (time.perf_counter() - received) * 1000
-            sent += 1
-            yield _line({"type": "frame", "index": a, "jpeg": base64.b64encode(jpeg).decode("ascii")})
-            if await request.is_disconnected():
-                return
-        elapsed = time.perf_counter() - started
-        if cached is None and job is not None and not job.cancelled.is_set():
-            state.cache.put(key, np.stack(rendered))
-        yield _line({"type": "end", "frames": sent, "cached": cached is not None,
-                     "first_frame_ms": round(first_ms or 0.0, 1),
-                     "render_fps": round(sent / elapsed, 2) if elapsed > 0 else None})  # fmt: skip
-    finally:
-        if job is not None:
-            job.cancel()
+    for key, plan in await state.off_loop(plans):
+        if key in state.hub.cache or key in state.hub.clips:
+            continue
+        ticket = state.admission.try_admit_background(plan.timeline.frame_count(plan.fps))
+        if ticket is None:
+            return  # busy: users first
+        params = await state.off_loop(lambda plan=plan: sample_clip(plan, base))
+        if key in state.hub.clips:
+            ticket.release()
+            continue
+        state.hub.start(key, source, params, PRIORITY_BACKGROUND, ticket, keep=True)

@@ -1,15 +1,28 @@
-"""Per-page sessions: each holds its own prepared source, bounded in number (LRU)."""
+"""Prepared photos (sources) and page sessions, both bounded.
+
+* A :class:`Source` is one prepared photo: its :class:`~lpstudio.engine.SourceState`
+  (~8.5 MB of appearance features), the picture as the page shows it and the
+  display-resolution paste-back. It is keyed by the photo's digest, so every page
+  showing the same portrait shares one, and a photo sent again (after its session
+  expired, or by another page) is recognised and not prepared twice.
+  :class:`SourceStore` bounds them by count and by memory, dropping idle ones first.
+* A :class:`Session` is one page: a server-issued, unguessable id pointing at a
+  source digest. :class:`SessionStore` holds many (a few hundred bytes each).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from ..engine import SourceState
 from ..errors import LPStudioError
@@ -19,6 +32,8 @@ DISPLAY_MAX_SIDE = 1024
 JPEG_QUALITY = 90
 CROP_DISPLAY = 512
 """A pre-cropped face is shown at the renderer's output size."""
+SESSION_ID_BYTES = 24
+"""Random bytes in a session id (192 bits: not guessable)."""
 
 
 class SessionExpired(LPStudioError):
@@ -27,13 +42,15 @@ class SessionExpired(LPStudioError):
     http_status = 409
 
     def __init__(self, session_id: str) -> None:
+        shown = session_id if len(session_id) <= 64 else session_id[:61] + "..."
         super().__init__(
-            f"session {session_id!r} is no longer on the server",
+            f"session {shown!r} is no longer on the server",
             hint="the page re-sends its photo and carries on",
         )
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """(H,W,3) uint8 RGB -> JPEG bytes."""
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - cv2 encodes any uint8 image
         raise RuntimeError("JPEG encoding failed")
@@ -58,25 +75,47 @@ def display_image(image: np.ndarray, crop: bool) -> np.ndarray:
     return image if (dw, dh) == (w, h) else cv2.resize(image, (dw, dh), interpolation=cv2.INTER_AREA)
 
 
-@dataclass(eq=False)
-class Session:
-    """One page's source. ``display`` is the portrait as shown; frames are composited onto it."""
+def nbytes_of(obj: Any, _depth: int = 0) -> int:
+    """Bytes held by the arrays and tensors of ``obj`` (dataclasses, dicts, lists, plain objects; 3 levels)."""
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes)
+    if isinstance(obj, torch.Tensor):
+        return int(obj.element_size() * obj.nelement())
+    if isinstance(obj, (bytes, bytearray)):
+        return len(obj)
+    if _depth >= 3 or obj is None or isinstance(obj, (int, float, str, bool)):
+        return 0
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        values = [getattr(obj, f.name) for f in dataclasses.fields(obj)]
+    elif isinstance(obj, dict):
+        values = list(obj.values())
+    elif isinstance(obj, (list, tuple)):
+        values = list(obj)
+    elif hasattr(obj, "__dict__"):
+        values = list(vars(obj).values())
+    else:
+        return 0
+    return sum(nbytes_of(v, _depth + 1) for v in values)
 
-    id: str
+
+@dataclass(eq=False)
+class Source:
+    """One prepared photo, shared by every session that shows it.
+
+    ``display`` (h,w,3) uint8 is the portrait as shown; rendered (512,512,3) crops are
+    composited onto it (:meth:`compose`). ``state`` has no full-resolution photo (the
+    server pastes at display resolution), which keeps a source to its features.
+    """
+
+    digest: str
     state: SourceState
-    display: np.ndarray  # (h,w,3) uint8
-    digest: str  # identifies the source for the clip cache
-    name: str
+    display: np.ndarray
+    display_jpeg: bytes
     faces: list[dict] = field(default_factory=list)
     paster: object | None = None  # PasteBack at display resolution, None for a pre-cropped face
+    nbytes: int = 0
+    active: int = 0  # renders and streams using it now (touched on the event loop only)
     last_used: float = field(default_factory=time.monotonic)
-    _display_jpeg: bytes | None = None
-
-    @property
-    def display_jpeg(self) -> bytes:
-        if self._display_jpeg is None:
-            self._display_jpeg = encode_jpeg(self.display)
-        return self._display_jpeg
 
     def compose(self, frame: np.ndarray) -> np.ndarray:
         """A rendered (512,512,3) crop as the page shows it: pasted into the display photo."""
@@ -87,27 +126,12 @@ class Session:
             return frame
         return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
 
-    def describe(self) -> dict:
-        h, w = self.display.shape[:2]
-        face = self.state.face
-        return {
-            "session": self.id,
-            "name": self.name,
-            "width": w,
-            "height": h,
-            "faces": self.faces,
-            "face_index": getattr(face, "face_index", None),
-            "ratios_estimated": self.state.ratios_estimated,
-            "neutral": self.state.neutral_params().as_dict(),
-        }
 
-
-def make_session(
-    state: SourceState, image: np.ndarray, name: str, digest: str, session_id: str | None = None
-) -> Session:
-    """Build the display image (and display-resolution paste-back) for a prepared source.
+def make_source(state: SourceState, image: np.ndarray, digest: str) -> Source:
+    """Build the display image (and display-resolution paste-back) for a prepared photo.
 
     ``image`` is the picture the user gave (RGB uint8), shown by :func:`display_image`.
+    CPU work (resizing, a paste-back mask, JPEG): call it off the event loop.
     """
     if state.face is not None and state.photo is not None:
         from ..face import PasteBack
@@ -124,29 +148,55 @@ def make_session(
     else:
         display = display_image(image, crop=False)
         paster, faces = None, []
-    return Session(
-        id=session_id or secrets.token_urlsafe(12),
-        state=state,
-        display=np.ascontiguousarray(display),
-        digest=digest,
-        name=name,
-        faces=faces,
-        paster=paster,
+    display = np.ascontiguousarray(display)
+    slim = dataclasses.replace(state, photo=None, paster=None)  # the full photo is not needed any more
+    source = Source(
+        digest=digest, state=slim, display=display, display_jpeg=encode_jpeg(display), faces=faces, paster=paster
     )
+    source.nbytes = nbytes_of(slim) + display.nbytes + len(source.display_jpeg) + nbytes_of(paster)
+    return source
+
+
+@dataclass(eq=False)
+class Session:
+    """One page: a server-issued id and the photo it shows."""
+
+    id: str
+    digest: str
+    name: str
+    last_used: float = field(default_factory=time.monotonic)
+
+    def describe(self, source: Source) -> dict:
+        h, w = source.display.shape[:2]
+        state = source.state
+        return {
+            "session": self.id,
+            "name": self.name,
+            "width": w,
+            "height": h,
+            "faces": source.faces,
+            "face_index": getattr(state.face, "face_index", None),
+            "ratios_estimated": state.ratios_estimated,
+            "neutral": state.neutral_params().as_dict(),
+        }
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(SESSION_ID_BYTES)
 
 
 class SessionStore:
-    """At most ``capacity`` sessions; the least recently used is dropped first."""
+    """At most ``capacity`` page sessions (ids issued here only); the least recently used is dropped first."""
 
-    def __init__(self, capacity: int = 8) -> None:
+    def __init__(self, capacity: int = 4096) -> None:
         self.capacity = max(1, capacity)
         self._items: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, session: Session) -> Session:
+    def new(self, digest: str, name: str) -> Session:
+        session = Session(id=new_session_id(), digest=digest, name=name)
         with self._lock:
             self._items[session.id] = session
-            self._items.move_to_end(session.id)
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
         return session
@@ -159,6 +209,58 @@ class SessionStore:
             self._items.move_to_end(session_id)
             session.last_used = time.monotonic()
             return session
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class SourceStore:
+    """Prepared photos by digest, bounded by count and by memory.
+
+    When a new one does not fit, idle sources (no render or stream using them) go
+    first, least recently used first; then the least recently used of the rest
+    (their streams keep their own reference and finish normally).
+    """
+
+    def __init__(self, capacity: int = 64, max_bytes: int = 1024**3) -> None:
+        self.capacity = max(1, capacity)
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, Source] = OrderedDict()
+        self._lock = threading.Lock()
+        self.evictions = 0
+
+    def get(self, digest: str) -> Source | None:
+        with self._lock:
+            source = self._items.get(digest)
+            if source is not None:
+                self._items.move_to_end(digest)
+                source.last_used = time.monotonic()
+            return source
+
+    def add(self, source: Source) -> Source:
+        with self._lock:
+            self._items[source.digest] = source
+            self._items.move_to_end(source.digest)
+            while len(self._items) > 1 and (len(self._items) > self.capacity or self._bytes() > self.max_bytes):
+                victim = next((d for d, s in self._items.items() if s.active == 0 and d != source.digest), None)
+                if victim is None:
+                    victim = next(iter(self._items))
+                    if victim == source.digest:
+                        break
+                del self._items[victim]
+                self.evictions += 1
+        return source
+
+    def _bytes(self) -> int:
+        return sum(s.nbytes for s in self._items.values())
+
+    @property
+    def memory_bytes(self) -> int:
+        with self._lock:
+            return self._bytes()
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._items
 
     def __len__(self) -> int:
         return len(self._items)

@@ -6,12 +6,23 @@ jobs in priority order (a new job's first frame goes out in a small batch of
 first frames, for latency), so a slider preview is not stuck behind a long clip and
 two sessions share the GPU fairly. A job whose client went away is cancelled
 and its remaining frames are never rendered.
+
+Bounded and fault tolerant:
+
+* a job renders only up to its ``window_end`` (frames its viewers may still buffer);
+  raising it (:meth:`RenderJob.allow`) wakes the worker;
+* an exception inside a batch fails only the jobs with frames in that batch; the
+  thread keeps serving;
+* a frame with non-finite pixels fails only its own job (the other frames of the
+  batch are delivered);
+* CUDA out-of-memory splits the batch in halves and retries them before failing a job.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,18 +33,36 @@ import numpy as np
 import torch
 
 from ..engine import LivePortrait, SourceState
+from ..errors import NonFiniteOutputError, RenderError
 from ..params import EditParams
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PRIORITY_INTERACTIVE = 0  # a slider preview
 PRIORITY_CLIP = 1  # a clip the user asked for
 PRIORITY_BACKGROUND = 2  # idle loops, pre-rendered presets
+AGING_S = 2.0
+"""A background job that has waited this long for a frame is served like a clip (no starvation)."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A device out-of-memory error (CUDA's own type, or a backend's RuntimeError saying so)."""
+    oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 @dataclass(eq=False)
 class RenderJob:
-    """Frames of one request. ``on_frame(index, frame)`` runs on the worker thread."""
+    """Frames of one request. ``on_frame(index, frame)`` and ``on_done(error)`` run on the worker thread.
+
+    ``on_done`` is called exactly once: with ``None`` when every frame was rendered or the job was
+    cancelled without a reason, else with the error (or the cancel reason).
+    ``window_end``: frames with an index at or past it wait until :meth:`allow` raises it (None: no limit).
+    ``ticket``: an admission ticket (``rendered(n)``, ``release()``), released when the job ends.
+    """
 
     state: SourceState
     params: Sequence[EditParams]
@@ -41,23 +70,51 @@ class RenderJob:
     on_done: Callable[[BaseException | None], None]
     priority: int = PRIORITY_CLIP
     stitching: bool = True
+    window_end: int | None = None
+    ticket: Any = None
     seq: int = 0
     cancelled: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: BaseException | None = None
     x_d: torch.Tensor | None = None  # (N,21,3), computed on the worker thread
     next_index: int = 0
     started: float = field(default_factory=time.perf_counter)
+    last_taken: float = field(default_factory=time.perf_counter)  # when the worker last took one of its frames
     first_frame_s: float | None = None
+    finished: bool = False
+    _worker: RenderWorker | None = None
 
-    def cancel(self) -> None:
-        self.cancelled.set()
+    def cancel(self, reason: BaseException | None = None) -> None:
+        """Stop rendering this job; ``on_done(reason)`` follows on the worker thread."""
+        if not self.cancelled.is_set():
+            self.cancel_reason = reason
+            self.cancelled.set()
+        if self._worker is not None:
+            self._worker.notify()
+
+    def allow(self, window_end: int) -> None:
+        """Let the worker render frames up to (not including) ``window_end``."""
+        if self.window_end is not None and window_end > self.window_end:
+            self.window_end = window_end
+            if self._worker is not None:
+                self._worker.notify()
 
     @property
     def remaining(self) -> int:
+        """Frames not yet taken by the worker."""
         return len(self.params) - self.next_index
+
+    @property
+    def available(self) -> int:
+        """Frames the worker may take now (within the window)."""
+        end = len(self.params) if self.window_end is None else min(len(self.params), self.window_end)
+        return max(0, end - self.next_index)
 
 
 class RenderWorker:
-    """The model's single thread: ``call()`` for one-off work, ``submit()`` for frames."""
+    """The model's single thread: ``call()`` for one-off work, ``submit()`` for frames.
+
+    ``on_batch(n_frames, seconds)``, when set, is called after each rendered batch (metrics).
+    """
 
     def __init__(self, engine: LivePortrait, batch_size: int = 4) -> None:
         self.engine = engine
@@ -69,6 +126,9 @@ class RenderWorker:
         self._stop = False
         self.frames_rendered = 0
         self.render_seconds = 0.0
+        self.batch_failures = 0
+        self.oom_splits = 0
+        self.on_batch: Callable[[int, float], None] | None = None
         self._thread = threading.Thread(target=self._run, name="lpstudio-render", daemon=True)
         self._thread.start()
 
@@ -83,59 +143,108 @@ class RenderWorker:
 
     def submit(self, job: RenderJob) -> RenderJob:
         job.seq = next(self._seq)
+        job._worker = self
         with self._cond:
             self._jobs.append(job)
             self._cond.notify()
         return job
 
+    def notify(self) -> None:
+        """Wake the worker (a job's window grew, or a job was cancelled)."""
+        with self._cond:
+            self._cond.notify()
+
     def pending_frames(self) -> int:
         with self._cond:
             return sum(j.remaining for j in self._jobs if not j.cancelled.is_set())
 
+    def queue_depth(self) -> int:
+        """Jobs not finished (running or waiting)."""
+        with self._cond:
+            return sum(1 for j in self._jobs if not j.cancelled.is_set())
+
+    def fail_all(self, reason: BaseException) -> int:
+        """Cancel every job with ``reason`` (each gets ``on_done(reason)``); returns how many."""
+        with self._cond:
+            jobs = [j for j in self._jobs if not j.cancelled.is_set()]
+        for job in jobs:
+            job.cancel(reason)
+        return len(jobs)
+
     def close(self, timeout: float = 5.0) -> None:
         with self._cond:
             self._stop = True
-            for job in self._jobs:
-                job.cancel()
+            jobs = list(self._jobs)
             self._cond.notify()
+        for job in jobs:
+            job.cancelled.set()
         self._thread.join(timeout)
+        with self._cond:
+            for job in self._jobs:
+                self._finish(job, job.cancel_reason)
+            self._jobs.clear()
 
     @property
     def measured_fps(self) -> float | None:
         return self.frames_rendered / self.render_seconds if self.render_seconds > 0 else None
 
     # ------------------------------------------------------------------ loop
+    def _has_work(self) -> bool:
+        return bool(self._stop or self._calls or any(j.cancelled.is_set() or j.available > 0 for j in self._jobs))
+
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while not self._stop and not self._calls and not self._jobs:
-                    self._cond.wait()
-                if self._stop:
-                    return
-                calls, self._calls = self._calls, []
-                self._drop_finished()
-                batch = self._take_batch()
-            for fn, future in calls:
-                if future.set_running_or_notify_cancel():
-                    try:
-                        future.set_result(fn())
-                    except BaseException as exc:  # handed to the caller
-                        future.set_exception(exc)
-            if batch:
-                self._render(batch)
+            try:
+                with self._cond:
+                    self._cond.wait_for(self._has_work)
+                    if self._stop:
+                        return
+                    calls, self._calls = self._calls, []
+                    self._drop_finished()
+                    batch = self._take_batch()
+                for fn, future in calls:
+                    if future.set_running_or_notify_cancel():
+                        try:
+                            future.set_result(fn())
+                        except BaseException as exc:  # handed to the caller
+                            future.set_exception(exc)
+                if batch:
+                    self._render(batch)
+            except Exception:  # a bug in a callback must not stop the model thread
+                log.exception("render worker: unexpected error (the worker carries on)")
+
+    def _finish(self, job: RenderJob, exc: BaseException | None) -> None:
+        """End a job once: release its ticket, then ``on_done``. Call with the lock held."""
+        if job.finished:
+            return
+        job.finished = True
+        if job in self._jobs:
+            self._jobs.remove(job)
+        if job.ticket is not None:
+            job.ticket.release()
+        try:
+            job.on_done(exc)
+        except Exception:
+            log.exception("render worker: on_done of a job failed")
 
     def _drop_finished(self) -> None:
         for job in [j for j in self._jobs if j.cancelled.is_set()]:
-            self._jobs.remove(job)
-            job.on_done(None)
+            self._finish(job, job.cancel_reason)
 
     def _take_batch(self) -> list[tuple[RenderJob, int]]:
         """Up to ``batch_size`` (job, frame index) pairs: best priority first, round-robin within it."""
-        live = [j for j in self._jobs if j.remaining > 0]
+        live = [j for j in self._jobs if j.available > 0]
         if not live:
             return []
-        best = min(j.priority for j in live)
-        ring = sorted((j for j in live if j.priority == best), key=lambda j: j.seq)
+        now = time.perf_counter()
+
+        def rank(job: RenderJob) -> int:  # background work that waited long enough ages up to clip priority
+            if job.priority > PRIORITY_CLIP and now - job.last_taken >= AGING_S:
+                return PRIORITY_CLIP
+            return job.priority
+
+        best = min(rank(j) for j in live)
+        ring = sorted((j for j in live if rank(j) == best), key=lambda j: j.seq)
         fresh = [j for j in ring if j.next_index == 0]
         if fresh:
             # First frames go out alone (one per new job): the command-to-first-frame
@@ -143,50 +252,88 @@ class RenderWorker:
             picked = [(j, 0) for j in fresh[: self.batch_size]]
             for job, _ in picked:
                 job.next_index = 1
+                job.last_taken = now
             return picked
         picked: list[tuple[RenderJob, int]] = []
-        while len(picked) < self.batch_size and any(j.remaining > 0 for j in ring):
+        while len(picked) < self.batch_size and any(j.available > 0 for j in ring):
             for job in ring:
-                if job.remaining > 0 and len(picked) < self.batch_size:
+                if job.available > 0 and len(picked) < self.batch_size:
                     picked.append((job, job.next_index))
                     job.next_index += 1
+                    job.last_taken = now
         return picked
 
+    def _render_items(
+        self, items: list[tuple[RenderJob, int]], failed: dict[int, BaseException]
+    ) -> list[np.ndarray | None]:
+        """Frames for ``items`` (None where a job failed); failures are recorded in ``failed`` by job id.
+
+        Out of memory splits the batch in halves and retries each; non-finite frames fail only their jobs.
+        """
+        try:
+            return list(self.engine.render_mixed([(j.state, j.x_d[i]) for j, i in items]))
+        except NonFiniteOutputError as exc:
+            for row in exc.frames:
+                failed.setdefault(id(items[row][0]), exc)
+            partial = list(exc.partial) + [None] * (len(items) - len(exc.partial))
+            return partial[: len(items)]
+        except Exception as exc:
+            if is_out_of_memory(exc) and len(items) > 1:
+                self.oom_splits += 1
+                log.warning("render worker: out of memory on a batch of %d; retrying in halves", len(items))
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                half = len(items) // 2
+                return self._render_items(items[:half], failed) + self._render_items(items[half:], failed)
+            self.batch_failures += 1
+            if is_out_of_memory(exc):
+                exc = RenderError(
+                    f"the device ran out of memory rendering one frame ({exc})",
+                    hint="use a smaller --batch-size or --dtype float16",
+                )
+            log.error("render worker: a batch of %d frames failed: %s", len(items), exc)
+            for job, _ in items:
+                failed.setdefault(id(job), exc)
+            return [None] * len(items)
+
     def _render(self, batch: list[tuple[RenderJob, int]]) -> None:
-        jobs = {id(j): j for j, _ in batch}.values()
+        jobs = list({id(j): j for j, _ in batch}.values())
         failed: dict[int, BaseException] = {}
         for job in jobs:
             if job.x_d is None:
                 try:
                     job.x_d = self.engine.edited_keypoints(job.state, job.params, stitching=job.stitching)
-                except BaseException as exc:
+                except Exception as exc:
                     failed[id(job)] = exc
         items = [(j, i) for j, i in batch if id(j) not in failed and not j.cancelled.is_set()]
         start = time.perf_counter()
-        try:
-            frames = self.engine.render_mixed([(j.state, j.x_d[i]) for j, i in items]) if items else []
-        except BaseException as exc:
-            for job, _ in items:
-                failed[id(job)] = exc
-            frames = []
+        frames = self._render_items(items, failed) if items else []
         elapsed = time.perf_counter() - start
-        if frames:
-            self.frames_rendered += len(frames)
+        done = sum(f is not None for f in frames)
+        if done:
+            self.frames_rendered += done
             self.render_seconds += elapsed
+            if self.on_batch is not None:
+                try:
+                    self.on_batch(done, elapsed)
+                except Exception:
+                    log.exception("render worker: on_batch failed")
         for (job, index), frame in zip(items, frames):
+            if frame is None or id(job) in failed or job.cancelled.is_set():
+                continue
             if job.first_frame_s is None:
                 job.first_frame_s = time.perf_counter() - job.started
             try:
                 job.on_frame(index, frame)
-            except BaseException as exc:
+            except Exception as exc:
                 failed[id(job)] = exc
+        for job in jobs:
+            if job.ticket is not None:
+                job.ticket.rendered(sum(1 for j, _ in batch if j is job))
         with self._cond:
-            for job in list(jobs):
+            for job in jobs:
                 if id(job) in failed:
-                    job.cancel()
-                    if job in self._jobs:
-                        self._jobs.remove(job)
-                    job.on_done(failed[id(job)])
-                elif job.remaining == 0 and job in self._jobs:
-                    self._jobs.remove(job)
-                    job.on_done(None)
+                    job.cancelled.set()
+                    self._finish(job, failed[id(job)])
+                elif job.remaining == 0 and not job.cancelled.is_set():
+                    self._finish(job, None)

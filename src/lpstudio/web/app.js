@@ -4,6 +4,20 @@
 const JITTER_FRAMES = 3;        // frames buffered before playback starts
 const FADE_MS = 180;            // cross-fade back to the neutral portrait
 const PREVIEW_DEBOUNCE_MS = 120;
+const BUSY_RETRIES = 6;         // a busy server (429/503) is retried this many times
+const BUSY_BASE_MS = 1000;      // first back-off; doubles each time (the server's Retry-After wins if longer)
+const BUSY_MAX_MS = 15000;
+
+// An API key given as /#key=... is kept for this tab and sent with every request (never put in URLs).
+const API_KEY = (() => {
+  const m = /(?:^|[#&])key=([^&]+)/.exec(location.hash);
+  if (m) {
+    try { sessionStorage.setItem("lpstudio-key", decodeURIComponent(m[1])); } catch (_) { /* private mode */ }
+    history.replaceState(null, "", location.pathname + location.search);
+    return decodeURIComponent(m[1]);
+  }
+  try { return sessionStorage.getItem("lpstudio-key"); } catch (_) { return null; }
+})();
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("portrait");
@@ -47,11 +61,41 @@ async function errorFrom(res) {
   return err;
 }
 
-// Calls the API; if the server dropped our session (409), re-sends the source once and retries.
-async function api(path, options = {}, retry = true) {
-  const res = await fetch(path, options);
-  if (res.ok) return res;
+function withKey(options = {}) {
+  if (!API_KEY) return options;
+  return { ...options, headers: { ...(options.headers || {}), "X-API-Key": API_KEY } };
+}
+
+function apiFetch(path, options = {}) { return fetch(path, withKey(options)); }
+
+// Back-off before retrying a busy server: doubling from BUSY_BASE_MS, at least its Retry-After.
+function busyDelay(attempt, retryAfter) {
+  const server = Math.max(0, parseFloat(retryAfter || "0") * 1000 || 0);
+  const own = Math.min(BUSY_MAX_MS, BUSY_BASE_MS * 2 ** attempt);
+  return Math.min(BUSY_MAX_MS * 2, Math.max(server, own)) * (0.85 + 0.3 * Math.random());
+}
+
+function showBusy(ms) {
+  canvas.dataset.busy = "1";
+  $("progressText").textContent = `서버가 바빠요, 다시 시도 중 / busy, retrying in ${Math.ceil(ms / 1000)} s`;
+}
+
+function clearBusy() { delete canvas.dataset.busy; }
+
+// Calls the API. A busy server (429, or 503 while it restarts) is retried with back-off; if the
+// server dropped our session (409), the source is re-sent once and the call retried.
+async function api(path, options = {}, retry = true, attempt = 0) {
+  const res = await apiFetch(path, options);
+  if (res.ok) { clearBusy(); return res; }
   const err = await errorFrom(res);
+  if ((res.status === 429 || res.status === 503) && attempt < BUSY_RETRIES) {
+    const wait = busyDelay(attempt, res.headers.get("Retry-After"));
+    showBusy(wait);
+    await sleep(wait);
+    if (options.signal && options.signal.aborted) throw new DOMException("aborted", "AbortError");
+    return api(path, options, retry, attempt + 1);
+  }
+  clearBusy();
   if (retry && res.status === 409 && err.kind === "SessionExpired") {
     await openSource(app.sourceFile, { keepView: true });
     const opts = { ...options };
@@ -132,13 +176,14 @@ async function playStream(res, token, onStart) {
         if (msg.type === "start") { total = msg.frames; fps = msg.fps; onStart && onStart(msg); }
         else if (msg.type === "frame") { frames.push(await bitmapFrom(b64ToBlob(msg.jpeg))); }
         else if (msg.type === "end") { endInfo = msg; }
-        else if (msg.type === "error") { throw new Error(msg.error + (msg.hint ? "\n→ " + msg.hint : "")); }
+        else if (msg.type === "error") { const e = new Error(msg.error + (msg.hint ? "\n→ " + msg.hint : "")); e.fromServer = true; throw e; }
         if (token === app.token) setProgress(frames.length, total, `렌더링 / rendering ${frames.length}/${total}`);
       }
     }
     done = true;
   })();
   readLoop.catch(() => { done = true; });
+  const interrupted = () => new Error("연결이 끊겼어요 / the stream was interrupted; the portrait is back");
 
   // Playback: frame k at start + k/fps; on underrun wait, then re-anchor the clock.
   let k = 0, start = null;
@@ -157,7 +202,9 @@ async function playStream(res, token, onStart) {
     if (start !== null && k < total) start = null;   // underrun: wait for more frames
     await sleep(10);
   }
-  await readLoop;   // surfaces stream errors
+  try { await readLoop; }   // surfaces stream errors
+  catch (err) { if (err.name === "AbortError" || err.fromServer) throw err; throw interrupted(); }
+  if (!endInfo && token === app.token) throw interrupted();   // the server or network dropped the stream
   return { endInfo, firstShown, frames };
 }
 
@@ -209,6 +256,7 @@ async function startIdle() {
       const reader = res.body.getReader();
       const decoder = new TextDecoder();
       let buffer = "";
+      let complete = false;
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
@@ -218,9 +266,10 @@ async function startIdle() {
           const msg = JSON.parse(buffer.slice(0, nl)); buffer = buffer.slice(nl + 1);
           if (msg.type === "frame") frames.push(await bitmapFrom(b64ToBlob(msg.jpeg)));
           if (msg.type === "start") app.fps = msg.fps;
+          if (msg.type === "end") complete = true;
         }
       }
-      if (token !== app.token) return;
+      if (token !== app.token || !complete) return;   // a cut-off loop is not played: the portrait stays
       app.idleFrames = frames;
     } catch (err) { return; }   // idle is optional: the still portrait stays
   }
@@ -372,14 +421,14 @@ function buildPresets(presets) {
 // ------------------------------------------------------------------ start-up
 async function init() {
   // 1. The portrait at once: the original photo, never a black box.
-  fetch("/source-image").then((r) => r.ok ? r.blob() : null).then(async (blob) => {
+  apiFetch("/source-image").then((r) => r.ok ? r.blob() : null).then(async (blob) => {
     if (blob && !app.base) { const b = await bitmapFrom(blob); if (!app.base) draw(b); }
   }).catch(() => {});
 
   const [health, presets, specs] = await Promise.all([
-    fetch("/health").then((r) => r.json()),
-    fetch("/expressions").then((r) => r.json()),
-    fetch("/params").then((r) => r.json()),
+    apiFetch("/health").then((r) => r.json()),
+    api("/expressions").then((r) => r.json()),
+    api("/params").then((r) => r.json()),
   ]);
   app.fps = health.fps;
   $("idle").checked = health.idle_default;

@@ -1,0 +1,110 @@
+"""Photo intake: decode an upload off the event loop, recognise it by digest, prepare it once.
+
+The digest (of the decoded pixels and how they are prepared) keys the prepared
+:class:`~lpstudio.server.sessions.Source`: a photo sent again, by the same page after
+its session expired or by another page, is found in the store, or joins the
+preparation already in flight, instead of being prepared twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImageError, PayloadTooLargeError
+from ..expressions.cache import source_digest
+from ..face.intake import load_image
+from .sessions import Source, display_image, encode_jpeg, make_source
+from .state import AppState
+
+ALLOWED_UPLOAD_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
+
+
+def default_source_path(state: AppState) -> Path:
+    if state.settings.default_source is not None:
+        return state.settings.default_source
+    return Path(str(resources.files("lpstudio").joinpath("assets/astronaut.png")))
+
+
+def check_upload(state: AppState, name: str, content_type: str | None, data: bytes) -> None:
+    """Refuse a wrong type, an empty file or one over the size limit (before decoding)."""
+    limits = state.limits
+    if content_type and content_type.split(";")[0].strip().lower() not in ALLOWED_UPLOAD_TYPES:
+        raise ImageError(
+            f"{name}: files of type {content_type[:80]} are not accepted", hint="upload a JPEG, PNG or WebP photo"
+        )
+    if len(data) > limits.max_upload_bytes:
+        raise PayloadTooLargeError(
+            f"{name} is larger than {limits.max_upload_bytes // (1024 * 1024)} MB", hint="upload a smaller photo"
+        )
+    if not data:
+        raise ImageError(f"{name} is empty", hint="choose a photo file")
+
+
+async def decode(state: AppState, data: bytes, name: str, face_index: int | None) -> tuple[np.ndarray, str]:
+    """``(rgb, digest)`` of an uploaded file, decoded and hashed on a thread (at most ``max_decodes`` at once)."""
+    crop = state.settings.crop
+    max_pixels = state.limits.max_upload_pixels
+
+    def work() -> tuple[np.ndarray, str]:
+        rgb = load_image(data, name=name, max_pixels=max_pixels).rgb
+        return rgb, source_digest(rgb, crop=crop, face_index=face_index)
+
+    async with state.decode_slots:
+        return await state.off_loop(work)
+
+
+async def default_image(state: AppState) -> tuple[np.ndarray, str]:
+    """The default portrait, decoded once."""
+    if state.default_image is None:
+        path = default_source_path(state)
+        data = await state.off_loop(path.read_bytes)
+        state.default_image = await decode(state, data, path.name, None)
+    return state.default_image
+
+
+async def default_view(state: AppState) -> bytes:
+    """The default portrait as the page shows it (JPEG), before any session exists."""
+    if state.default_view is None:
+        rgb, _ = await default_image(state)
+        crop = state.settings.crop
+        state.default_view = await state.off_loop(lambda: encode_jpeg(display_image(rgb, crop)))
+    return state.default_view
+
+
+async def open_source(state: AppState, rgb: np.ndarray, digest: str, face_index: int | None) -> Source:
+    """The prepared photo for ``digest``: from the store, from a preparation in flight, or prepared now.
+
+    A new preparation takes an admission slot (429 when ``max_pending_sources`` are in flight).
+    """
+    source = state.sources.get(digest)
+    if source is not None:
+        return source
+    task = state.preparing.get(digest)
+    if task is None:
+        ticket = state.admission.admit_source()
+        task = state.loop.create_task(_prepare(state, rgb, digest, face_index))
+        state.preparing[digest] = task
+
+        def done(fut: asyncio.Future, digest: str = digest) -> None:
+            ticket.release()
+            state.preparing.pop(digest, None)
+            if not fut.cancelled():
+                fut.exception()  # retrieved: a failure reaches the requests that wait for it
+
+        task.add_done_callback(done)
+    return await asyncio.shield(task)
+
+
+async def _prepare(state: AppState, rgb: np.ndarray, digest: str, face_index: int | None) -> Source:
+    crop = state.settings.crop
+    engine = state.engine
+    prepared = await state.on_worker(lambda: engine.prepare_source(rgb, crop=crop, face_index=face_index))
+    source = await state.off_loop(lambda: make_source(prepared, rgb, digest))
+    state.sources.add(source)
+    if state.on_new_source is not None:
+        state.on_new_source(source)
+    return source

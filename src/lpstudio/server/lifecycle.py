@@ -1,0 +1,112 @@
+"""Running the app under uvicorn with a graceful stop.
+
+On SIGTERM the server *drains*: it keeps listening but answers new work with 503
+(``Retry-After``), lets the streams in flight finish up to ``drain_timeout_s``, then
+ends the rest with an ``error`` line, stops, and the process exits with status 0.
+A second SIGTERM, or Ctrl+C, stops at once (uvicorn's own behaviour).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from fastapi import FastAPI
+
+from ..errors import ShuttingDownError
+
+log = logging.getLogger(__name__)
+
+AFTER_ABORT_S = 3.0
+"""After the deadline: time for the ended streams to send their last line."""
+GRACEFUL_CLOSE_S = 5.0
+"""uvicorn's own wait for idle keep-alive connections once draining is done."""
+
+
+class _IncompleteResponseFilter(logging.Filter):
+    """uvicorn reports a stream we cut off on purpose (stalled client) as an error; it is not one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without completing response" not in record.getMessage()
+
+
+def begin_drain(app: FastAPI) -> None:
+    """Refuse new work (503) from now on; work in flight carries on."""
+    app.state.lp.admission.begin_drain()
+
+
+def drain(app: FastAPI, timeout_s: float) -> bool:
+    """Drain and wait: True when everything in flight finished within ``timeout_s``.
+
+    Otherwise the remaining jobs are ended with :class:`ShuttingDownError` (their viewers
+    get an ``error`` line) and False is returned. Call from a thread, not the event loop.
+    """
+    state = app.state.lp
+    begin_drain(app)
+    if state.admission.wait_idle(timeout_s):
+        return True
+    n = state.worker.fail_all(ShuttingDownError("the server is shutting down; this clip was cut short"))
+    log.warning("drain deadline passed: %d render job(s) ended", n)
+    state.admission.wait_idle(AFTER_ABORT_S)
+    return False
+
+
+def serve(app: FastAPI, host: str, port: int, *, drain_timeout_s: float = 30.0, access_log: bool = True) -> None:
+    """Serve ``app`` until SIGTERM (drain, then stop) or Ctrl+C."""
+    import uvicorn
+
+    logging.getLogger("uvicorn.error").addFilter(_IncompleteResponseFilter())
+    if access_log:
+        access = logging.getLogger("lpstudio.access")
+        if not access.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        access.propagate = False
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=int(GRACEFUL_CLOSE_S),
+    )
+    server = _DrainingServer(config, app, drain_timeout_s)
+    server.run()
+
+
+class _DrainingServer:
+    """uvicorn's server with SIGTERM turned into a drain (composition keeps uvicorn's API at arm's length)."""
+
+    def __init__(self, config, app: FastAPI, drain_timeout_s: float) -> None:  # noqa: ANN001
+        import uvicorn
+
+        outer = self
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                if sig == signal.SIGTERM and not outer.draining and not self.should_exit:
+                    outer.draining = True
+                    threading.Thread(target=outer._drain_then_stop, name="lpstudio-drain", daemon=True).start()
+                    return  # not recorded: the process exits normally (status 0) after the drain
+                super().handle_exit(sig, frame)
+
+        self.app = app
+        self.drain_timeout_s = drain_timeout_s
+        self.draining = False
+        self.server = Server(config)
+
+    def _drain_then_stop(self) -> None:
+        try:
+            log.warning("SIGTERM: draining (up to %.0f s), new work gets 503", self.drain_timeout_s)
+            drain(self.app, self.drain_timeout_s)
+        except Exception:
+            log.exception("drain failed")
+        finally:
+            self.server.should_exit = True
+
+    def run(self) -> None:
+        self.server.run()

@@ -1,0 +1,134 @@
+"""Every bound of the service in one frozen dataclass, and the checks that apply them.
+
+Nothing here depends on FastAPI: another front end (a WebSocket route, a Ray Serve
+deployment) builds one :class:`ServiceLimits` and calls the same checks, so a request
+is refused for the same reasons with the same messages everywhere.
+
+Memory model (what the defaults add up to, see :meth:`ServiceLimits.memory_bound_bytes`):
+prepared photos (``max_session_memory_bytes``), the clip cache of encoded frames
+(``clip_cache_bytes``), the history of shared renders in progress (``max_history_bytes``),
+and per open stream at most ``stream_buffer_frames`` rendered frames waiting to be sent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import LimitError
+from ..expressions.compose import check_timeline
+from ..expressions.timeline import Timeline
+
+MIB = 1024**2
+FRAME_BYTES = 512 * 512 * 3
+"""One rendered (512,512,3) uint8 frame."""
+ENCODED_FRAME_BYTES = 400 * 1024
+"""Upper estimate of one NDJSON frame line (base64 JPEG of a display photo of up to 1024 px), for the bound."""
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+"""Room for multipart boundaries and form fields around an uploaded file."""
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """Bounds on work, queues, memory and bodies. All sizes in bytes, times in ms or s as named."""
+
+    # --- work per request
+    max_clip_ms: float = 30_000.0
+    """Longest clip (preset, command or idle loop) one request may ask for."""
+    max_command_chars: int = 500
+    """Longest command text."""
+    max_steps: int = 64
+    """Most motions a command may place on its timeline."""
+    max_fps: float = 60.0
+    """Highest frame rate a request may ask for."""
+
+    # --- admission control
+    max_jobs: int = 64
+    """Render jobs admitted and not finished (clips, previews, pre-renders) before new ones get 429."""
+    max_pending_frames: int = 4096
+    """Frames admitted and not yet rendered, over all jobs, before new jobs get 429."""
+    max_streams: int = 128
+    """Open NDJSON streams before new ones get 429."""
+    max_pending_sources: int = 8
+    """Photo uploads / session starts being decoded or prepared at once before new ones get 429."""
+    max_decodes: int = 2
+    """Uploads decoded at the same time (each may take 3 bytes per pixel while decoding)."""
+    retry_after_s: float = 2.0
+    """Base of the ``Retry-After`` a refused request is given (grows with the backlog)."""
+
+    # --- streams
+    stream_buffer_frames: int = 24
+    """Frames the renderer may run ahead of what the slowest-needed viewer of a clip was sent."""
+    stall_timeout_s: float = 15.0
+    """A client that has not taken a frame for this long is cut off and its frames are not rendered."""
+    max_history_bytes: int = 256 * MIB
+    """Encoded frames kept by renders in progress, so late viewers of the same clip can join it."""
+
+    # --- sessions (prepared photos) and caches
+    max_sessions: int = 64
+    """Prepared photos kept (each ~8.5 MB of appearance features plus its display image)."""
+    max_session_memory_bytes: int = 1024 * MIB
+    """Memory the prepared photos may use together; idle ones are dropped first."""
+    max_session_ids: int = 4096
+    """Page session ids remembered (a few hundred bytes each); many pages may share one photo."""
+    clip_cache_bytes: int = 256 * MIB
+    """Encoded frames of finished clips, replayed without rendering."""
+
+    # --- bodies
+    max_upload_bytes: int = 20 * MIB
+    max_upload_pixels: int = 40_000_000
+    max_json_bytes: int = 64 * 1024
+    """Largest JSON request body."""
+
+    # --- shutdown
+    drain_timeout_s: float = 30.0
+    """On SIGTERM: how long streams in flight may take to finish before they are cut off."""
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise LimitError(f"limit {name} must be a positive number, got {value!r}")
+
+    # ------------------------------------------------------------------ checks
+    def check_command(self, text: str) -> None:
+        """Refuse a command longer than :attr:`max_command_chars`."""
+        if len(text) > self.max_command_chars:
+            raise LimitError(
+                f"the command is {len(text)} characters long; the limit is {self.max_command_chars}",
+                hint="shorten it, or split it into several commands",
+            )
+
+    def check_timeline(self, timeline: Timeline, extra_ms: float = 0.0) -> None:
+        """Refuse a timeline over :attr:`max_clip_ms` / :attr:`max_steps` (``extra_ms`` still to be added)."""
+        check_timeline(timeline, max_duration_ms=self.max_clip_ms, max_steps=self.max_steps, extra_ms=extra_ms)
+
+    def check_fps(self, fps: float) -> None:
+        if not (math.isfinite(fps) and 0 < fps <= self.max_fps):
+            raise LimitError(f"fps must be in (0, {self.max_fps:g}], got {fps!r}")
+
+    @property
+    def max_clip_frames(self) -> int:
+        """Frames of the longest admissible clip at the highest admissible fps."""
+        return int(math.ceil(self.max_clip_ms / 1000.0 * self.max_fps)) + 1
+
+    @property
+    def max_upload_body_bytes(self) -> int:
+        """Largest multipart body: the file limit plus boundaries and fields."""
+        return self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+
+    def memory_bound_bytes(self, batch_size: int = 4) -> int:
+        """Upper bound of the memory the service itself holds on top of the loaded model.
+
+        Prepared photos + clip cache + render history + per-stream buffers (rendered frames
+        and encoded lines) + the uploads being decoded + the worker's batch.
+        """
+        per_stream = self.stream_buffer_frames * (FRAME_BYTES + ENCODED_FRAME_BYTES)
+        uploads = self.max_pending_sources * self.max_upload_bytes + self.max_decodes * self.max_upload_pixels * 3
+        return (
+            self.max_session_memory_bytes
+            + self.clip_cache_bytes
+            + self.max_history_bytes
+            + min(self.max_streams, self.max_jobs) * per_stream
+            + uploads
+            + 2 * batch_size * FRAME_BYTES
+        )
