@@ -30,9 +30,11 @@ The processing follows MediaPipe's own graphs (``face_detection.pbtxt``,
 
 Two lpstudio choices go beyond MediaPipe's single-shot image mode and are named
 constants here: the detector also looks in overlapping tiles when the whole
-photo shows no face (:data:`TILE_MIN_SIDE`), so a small face in a large photo is
-found as with the InsightFace detector; and the mesh is run a second time in a
-region taken from its first result (as MediaPipe's video mode does).
+photo shows no face or only small ones (:data:`TILE_IF_FACE_BELOW`), so small
+faces in a large photo are found as with the InsightFace detector (down to about
+40 px in the 1280 px analysis copy, where InsightFace goes smaller); and the mesh
+is run a second time in a region taken from its first result (as MediaPipe's
+video mode does).
 """
 
 from __future__ import annotations
@@ -99,11 +101,19 @@ DET_SCORE_THRESH: float = 0.5
 DET_NMS_IOU: float = 0.3
 DET_NUM_KEYPOINTS: int = 6
 DET_BOX_COORDS: int = 4
-#: Tiles are searched, finest last, only while nothing is found; their side never goes below this
-#: (analysis-copy pixels): with the smallest anchor (0.1484 of the input) a face of about 40 px.
+#: Tiles are searched when the whole image shows no face, or only faces smaller than
+#: ``TILE_IF_FACE_BELOW`` x its shorter side (a group photo): first tiles of half the shorter side,
+#: then, only while still nothing is found, finer ones down to ``TILE_MIN_SIDE`` analysis-copy pixels
+#: (with the smallest anchor, 0.1484 of the input, that finds faces from about 40 px).
 TILE_MIN_SIDE: int = 256
-#: Tiles overlap by half their side, so every face up to half a tile lies wholly in one.
+TILE_IF_FACE_BELOW: float = 0.25
+#: Tiles overlap by half their side, so every face up to half a tile lies wholly in one; a face
+#: touching a tile's inner border (within this many pixels) is left to the neighbouring tile.
 TILE_OVERLAP: float = 0.5
+TILE_BORDER_PX: float = 2.0
+#: Faces smaller than this (box side, analysis-copy pixels) are dropped: below BlazeFace's smallest
+#: anchor the mesh cannot place landmarks (the pipeline then says the face is too small).
+MIN_FACE_PX: float = 20.0
 
 # ---------------------------------------------------------------- mesh and iris constants
 MESH_INPUT_SIZE: int = 192
@@ -412,12 +422,29 @@ class BlazeFaceDetector:
             ys.append(h - side)
         return [(x, y, min(w, x + side), min(h, y + side)) for y in ys for x in xs]
 
+    def _tile_pass(
+        self, image: NDArray[np.uint8], side: int
+    ) -> list[tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]]:
+        """Detections of every tile of one level, in image pixels, without faces cut by an inner tile border."""
+        h, w = image.shape[:2]
+        out = []
+        m = TILE_BORDER_PX
+        for x0, y0, x1, y1 in self._tiles(image, side):
+            b, s, k = self._run(image[y0:y1, x0:x1])
+            if not s.size:
+                continue
+            inner = ((b[:, 0] > m) | (x0 == 0)) & ((b[:, 1] > m) | (y0 == 0))
+            inner &= ((b[:, 2] < x1 - x0 - 1 - m) | (x1 == w)) & ((b[:, 3] < y1 - y0 - 1 - m) | (y1 == h))
+            shift = np.array([x0, y0], dtype=np.float64)
+            out.append((b[inner] + np.tile(shift, 2), s[inner], k[inner] + shift))
+        return out
+
     def detect(self, image_rgb: NDArray[np.uint8]) -> Detections:
         """Faces in an RGB image, best score first.
 
-        The whole image is searched first; when it shows no face, overlapping
-        tiles of half the shorter side, then of a quarter, ... down to
-        :data:`TILE_MIN_SIDE` pixels, each finer level only while nothing is found.
+        The whole image is searched first, then overlapping tiles when it shows
+        no face or only small ones (see :data:`TILE_IF_FACE_BELOW`); faces under
+        :data:`MIN_FACE_PX` are dropped.
 
         Args:
             image_rgb: (H, W, 3) uint8.
@@ -426,24 +453,26 @@ class BlazeFaceDetector:
             :class:`~lpstudio.face.detect.Detections` with boxes (N, 4) and
             key points (N, 6, 2) in image pixels.
         """
-        found = [self._run(image_rgb)]
         h, w = image_rgb.shape[:2]
+        found = [self._run(image_rgb)]
+
+        def largest() -> float:
+            sides = [np.maximum(f[0][:, 2] - f[0][:, 0], f[0][:, 3] - f[0][:, 1]).max() for f in found if f[1].size]
+            return float(max(sides)) if sides else 0.0
+
         side = min(h, w) // 2
-        while found[-1][1].size == 0 and all(f[1].size == 0 for f in found) and max(h, w) > TILE_MIN_SIDE:
-            side = max(side, TILE_MIN_SIDE)
-            for x0, y0, x1, y1 in self._tiles(image_rgb, side):
-                b, s, k = self._run(image_rgb[y0:y1, x0:x1])
-                if s.size:
-                    shift = np.array([x0, y0], dtype=np.float64)
-                    found.append((b + np.tile(shift, 2), s, k + shift))
-            if side == TILE_MIN_SIDE:
-                break
-            side //= 2
+        if max(h, w) > TILE_MIN_SIDE and largest() < TILE_IF_FACE_BELOW * min(h, w):
+            found += self._tile_pass(image_rgb, max(side, TILE_MIN_SIDE))
+            while largest() == 0.0 and side > TILE_MIN_SIDE:
+                side = max(side // 2, TILE_MIN_SIDE)
+                found += self._tile_pass(image_rgb, side)
         boxes = np.concatenate([f[0] for f in found]).reshape(-1, 4)
         scores = np.concatenate([f[1] for f in found])
         kps = np.concatenate([f[2].reshape(-1, DET_NUM_KEYPOINTS, 2) for f in found])
         if scores.size:
             boxes, scores, kps = weighted_nms(boxes, scores, kps)
+            big = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= MIN_FACE_PX
+            boxes, scores, kps = boxes[big], scores[big], kps[big]
         return Detections(boxes.astype(np.float32), scores.astype(np.float32), kps.astype(np.float32))
 
 
