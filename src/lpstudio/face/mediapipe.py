@@ -101,7 +101,7 @@ DET_SCORE_THRESH: float = 0.5
 DET_NMS_IOU: float = 0.3
 DET_NUM_KEYPOINTS: int = 6
 DET_BOX_COORDS: int = 4
-#: Tiles are searched when the whole image shows no face, or only faces smaller than
+#: Tiles are searched when the whole image shows no face, or (photos) only faces smaller than
 #: ``TILE_IF_FACE_BELOW`` x its shorter side (a group photo): first tiles of half the shorter side,
 #: then, only while still nothing is found, finer ones down to ``TILE_MIN_SIDE`` analysis-copy pixels
 #: (with the smallest anchor, 0.1484 of the input, that finds faces from about 40 px).
@@ -439,15 +439,17 @@ class BlazeFaceDetector:
             out.append((b[inner] + np.tile(shift, 2), s[inner], k[inner] + shift))
         return out
 
-    def detect(self, image_rgb: NDArray[np.uint8]) -> Detections:
+    def detect(self, image_rgb: NDArray[np.uint8], thorough: bool = False) -> Detections:
         """Faces in an RGB image, best score first.
 
         The whole image is searched first, then overlapping tiles when it shows
-        no face or only small ones (see :data:`TILE_IF_FACE_BELOW`); faces under
-        :data:`MIN_FACE_PX` are dropped.
+        no face, or (``thorough``) only small ones (see :data:`TILE_IF_FACE_BELOW`);
+        faces under :data:`MIN_FACE_PX` are dropped. Video frames use the default
+        (one pass when a face is in view); photos are analysed thoroughly.
 
         Args:
             image_rgb: (H, W, 3) uint8.
+            thorough: also search tiles when the faces found are small (group photos).
 
         Returns:
             :class:`~lpstudio.face.detect.Detections` with boxes (N, 4) and
@@ -461,7 +463,8 @@ class BlazeFaceDetector:
             return float(max(sides)) if sides else 0.0
 
         side = min(h, w) // 2
-        if max(h, w) > TILE_MIN_SIDE and largest() < TILE_IF_FACE_BELOW * min(h, w):
+        small_faces = largest() < (TILE_IF_FACE_BELOW * min(h, w) if thorough else 1.0)
+        if max(h, w) > TILE_MIN_SIDE and small_faces:
             found += self._tile_pass(image_rgb, max(side, TILE_MIN_SIDE))
             while largest() == 0.0 and side > TILE_MIN_SIDE:
                 side = max(side // 2, TILE_MIN_SIDE)
@@ -522,8 +525,8 @@ class FaceMesh:
             iouts = {o.name: tuple(o.shape) for o in iris_session.get_outputs()}
             self.iris_points = next(n for n, s in iouts.items() if s[-1] == 3 * IRIS_POINTS)
 
-    def __call__(self, image: NDArray[np.uint8], roi: Roi) -> MeshResult:
-        """Mesh (and irises) of the face in ``roi``."""
+    def __call__(self, image: NDArray[np.uint8], roi: Roi, iris: bool = True) -> MeshResult:
+        """Mesh (and, with ``iris``, the irises) of the face in ``roi``."""
         patch = roi.crop(image, MESH_INPUT_SIZE)
         x = (patch.astype(np.float32) / np.float32(255.0))[None]
         pts, flag = self.mesh.run([self.mesh_points, self.mesh_flag], {self.mesh_input: x})
@@ -532,8 +535,8 @@ class FaceMesh:
         z = raw[:, 2:3] * (roi.side / MESH_INPUT_SIZE)
         points = np.hstack([xy, z]).astype(np.float32)
         presence = float(1.0 / (1.0 + math.exp(-float(np.asarray(flag).reshape(-1)[0]))))
-        iris = self._irises(image, points) if self.iris is not None else None
-        return MeshResult(points=points, presence=presence, iris=iris, roi=roi)
+        irises = self._irises(image, points) if iris and self.iris is not None else None
+        return MeshResult(points=points, presence=presence, iris=irises, roi=roi)
 
     def _irises(self, image: NDArray[np.uint8], mesh: NDArray[np.float32]) -> NDArray[np.float32]:
         out = []
@@ -559,7 +562,7 @@ class MeshLandmark106:
     def run(
         self, image_rgb: NDArray[np.uint8], box: NDArray[np.floating], keypoints: NDArray[np.floating] | None = None
     ) -> MeshResult:
-        return self.mesh(image_rgb, roi_from_detection(np.asarray(box), keypoints))
+        return self.mesh(image_rgb, roi_from_detection(np.asarray(box), keypoints), iris=False)
 
     def __call__(
         self, image_rgb: NDArray[np.uint8], box: NDArray[np.floating], keypoints: NDArray[np.floating] | None = None
@@ -575,7 +578,7 @@ class MeshLandmark203:
         self.mesh = mesh
 
     def run(self, image_rgb: NDArray[np.uint8], lmk: NDArray[np.floating]) -> MeshResult:
-        return self.mesh(image_rgb, roi_from_layout(lmk))
+        return self.mesh(image_rgb, roi_from_layout(lmk), iris=False)
 
     def __call__(self, image_rgb: NDArray[np.uint8], lmk: NDArray[np.floating]) -> NDArray[np.float32]:
         """(203, 2) float32 photo pixels, refining landmarks ``lmk`` ((106, 2) or (203, 2))."""
@@ -604,7 +607,7 @@ class MediaPipeModels:
         self, image_rgb: NDArray[np.uint8], box: NDArray[np.floating], keypoints: NDArray[np.floating] | None
     ) -> MeshResult:
         """Both mesh passes for one detection: the final mesh (with irises)."""
-        first = self.mesh(image_rgb, roi_from_detection(np.asarray(box), keypoints))
+        first = self.mesh(image_rgb, roi_from_detection(np.asarray(box), keypoints), iris=False)
         return self.mesh(image_rgb, roi_from_layout(mesh_to_106(first.points)))
 
 

@@ -44,7 +44,10 @@ class MediaPipeFacePipeline(FacePipeline):
     refines it in a region from those landmarks (so code that calls the two
     steps itself, like the driving-video cropper, gets the refined mesh);
     :meth:`analyze` does both passes with the detection's eye key points for
-    the roll, and adds iris centres as the eye key points.
+    the roll, and adds iris centres as the eye key points. Photos are searched
+    thoroughly (tiles when the faces found are small); ``detector.detect``, which
+    the driving-video cropper calls per frame, searches tiles only when the whole
+    frame shows no face, so a frame with a face in view costs one detector pass.
 
     Args:
         folder: folder holding the three ``.tflite`` files (default: the installed wheel).
@@ -66,6 +69,9 @@ class MediaPipeFacePipeline(FacePipeline):
         self.landmark106 = MeshLandmark106(self.models.mesh)  # type: ignore[assignment]
         self.landmark203 = MeshLandmark203(self.models.mesh)  # type: ignore[assignment]
         self.analysis_max_side = analysis_max_side
+
+    def _detect(self, image: NDArray[np.uint8]) -> Detections:
+        return self.models.detector.detect(image, thorough=True)
 
     def _landmarks(
         self, image: NDArray[np.uint8], dets: Detections, index: int

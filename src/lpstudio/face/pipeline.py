@@ -153,7 +153,7 @@ class FacePipeline:
     def detect(self, image_rgb: NDArray[np.uint8] | LoadedImage) -> Detections:
         """All faces in a photo, largest first, in photo pixels (may be empty)."""
         _, small, back = self._analysis_view(image_rgb)
-        return _to_photo(self.detector.detect(small).largest_first(), back)
+        return _to_photo(self._detect(small).largest_first(), back)
 
     def analyze(self, image_rgb: NDArray[np.uint8] | LoadedImage, face_index: int | None = None) -> FaceCrop:
         """Find, landmark and crop one face.
@@ -167,7 +167,7 @@ class FacePipeline:
             ImageError: the array is not an image.
         """
         photo, small, back = self._analysis_view(image_rgb)
-        dets = self.detector.detect(small).largest_first()
+        dets = self._detect(small).largest_first()
         h, w = photo.shape[:2]
         if len(dets) == 0:
             raise FaceNotFoundError(f"No face was found in the photo ({w}x{h} pixels).", hint=_NO_FACE_HINT)
@@ -217,7 +217,7 @@ class FacePipeline:
             FaceNotFoundError: no face in the image.
         """
         img, small, back = self._analysis_view(crop_rgb)
-        dets = self.detector.detect(small).largest_first()
+        dets = self._detect(small).largest_first()
         if len(dets) == 0:
             h, w = img.shape[:2]
             raise FaceNotFoundError(
@@ -227,6 +227,10 @@ class FacePipeline:
                 + _NO_FACE_HINT[1:],
             )
         return _map(self._landmarks(small, dets, 0)[1], back)
+
+    def _detect(self, image: NDArray[np.uint8]) -> Detections:
+        """Faces of the analysis copy (the MediaPipe pipeline searches photos more thoroughly)."""
+        return self.detector.detect(image)
 
     def _landmarks(
         self, image: NDArray[np.uint8], dets: Detections, index: int
