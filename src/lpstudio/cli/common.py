@@ -68,7 +68,7 @@ def weights_dir_for(args: argparse.Namespace) -> Path | None:
         import sys
 
         print(f"first use: downloading the official LivePortrait weights (about 650 MB) into {root}", file=sys.stderr)
-        download(root)
+        download(root, insightface=getattr(args, "face_models", "auto") != "mediapipe")
     return root
 
 
