@@ -274,3 +274,28 @@ def test_auto_choice(tmp_path: Path, standin_weights, monkeypatch: pytest.Monkey
         models.resolve_face_models("auto", tmp_path / "none")
     msg = str(info.value)
     assert "lpstudio weights download" in msg and "mediapipe==0.10.21" in msg and "--no-crop" in msg
+
+
+def _real_insightface_dir() -> Path | None:
+    """The weights folder when it holds the real (official-size) InsightFace and LivePortrait face models."""
+    from lpstudio.face.models import INSIGHTFACE_FILES
+    from lpstudio.weights import default_weights_dir, official_files
+
+    root = default_weights_dir()
+    sizes = {f.path: f.size for f in official_files()}
+    ok = all((root / f).is_file() and (root / f).stat().st_size == sizes[f] for f in INSIGHTFACE_FILES)
+    return root if ok else None
+
+
+@pytest.mark.skipif(_real_insightface_dir() is None, reason="the real InsightFace face models are not downloaded")
+@pytest.mark.parametrize("name", ["astronaut", "grace_hopper"])
+def test_crop_close_to_insightface_crop(mp, name: str) -> None:
+    """Where both sets can run: the MediaPipe-derived crop square is close to the official one."""
+    from lpstudio.face import FacePipeline
+    from lpstudio.face.report import crop_square
+
+    photo = _photo(name)
+    ours = crop_square(mp.analyze(photo))
+    ref = crop_square(FacePipeline(_real_insightface_dir()).analyze(photo))
+    shift = np.linalg.norm(np.subtract(ours["center"], ref["center"])) / ref["size"]
+    assert shift < 0.1 and abs(ours["size"] / ref["size"] - 1) < 0.15 and abs(ours["angle_deg"] - ref["angle_deg"]) < 5
