@@ -44,12 +44,11 @@ def run(args: argparse.Namespace) -> int:
     from ..face.models import open_face_pipeline
     from ..face.report import describe_faces, draw_sheet
     from ..imageio import load_image, save_image
-    from ..weights import default_weights_dir, resolve_weights_dir
+    from ..weights import resolve_weights_dir
 
     sheet = check_output_path(args.sheet, SHEET_SUFFIXES) if args.sheet is not None else None
     photo = load_image(args.photo if args.photo is not None else sample_portrait())
-    root = resolve_weights_dir(args.weights_dir) if args.weights_dir is not None else default_weights_dir()
-    pipeline = open_face_pipeline(args.face_models, resolve_weights_dir(root) if root.exists() else root)
+    pipeline = open_face_pipeline(args.face_models, resolve_weights_dir(args.weights_dir))
     report = describe_faces(pipeline, photo.rgb)
     if sheet is not None:
         save_image(sheet, draw_sheet(photo.rgb, report))
