@@ -38,7 +38,7 @@ placed there (mesh numbering as in MediaPipe's ``face_mesh_connections``;
 72-86          nose: bridge, tip, nostril row      168, 197, 5, 45, 220, 115, 275, 440,
                                                    98, 97, 2, 344, 327, 326, 4
 87-96          image-right eye (mirror of 33-42)   374 lower-lid middle, 263 / 362 ...
-97-105         image-right brow                    300, 276, 283, 282, 295, 293, 334, 336, 296
+97-105         image-right brow                    285, 295, 282, 283, 300, 336, 296, 334, 293
 =============  ==================================  =====================================
 
 The part assignment follows InsightFace's published 106-point markup (the
