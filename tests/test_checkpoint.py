@@ -15,7 +15,8 @@ from lpstudio.checkpoint import (
     load_state_dict_strict,
     read_checkpoint,
 )
-from lpstudio.engine import Networks, load_model
+from lpstudio.engine import load_model
+from lpstudio.nets import Networks
 from lpstudio.errors import WeightsError
 from lpstudio.nets.appearance import AppearanceFeatureExtractor
 from lpstudio.synthetic import official_manifest, synthetic_state_dict

@@ -423,12 +423,15 @@ def load_model(
     face: bool = False,
     backend: str | Backend = "eager",
     backend_dtype: str | torch.dtype | None = None,
+    face_models: str = "auto",
 ) -> LivePortrait:
     """Load the official weights (from ``weights_dir``, ``$LPSTUDIO_WEIGHTS_DIR`` or the cache).
 
     ``device``: ``None``/``"auto"`` picks CUDA, then MPS, then CPU. ``dtype``:
     float32 (default, the golden-parity path), float16 or bfloat16. ``face``: also
-    load the face detection and landmark models so sources can be full photos.
+    load the face detection and landmark models so sources can be full photos;
+    ``face_models`` says which (``auto``, ``insightface``, ``mediapipe``: see
+    :mod:`lpstudio.face.models`).
     ``backend``/``backend_dtype``: the render backend (see :class:`LivePortrait`).
     """
     root = resolve_weights_dir(weights_dir)
@@ -438,9 +441,9 @@ def load_model(
     del checkpoints
     face_pipeline = None
     if face:
-        from .face import FacePipeline
+        from .face.models import open_face_pipeline
 
-        face_pipeline = FacePipeline(root)
+        face_pipeline = open_face_pipeline(face_models, root)
     return LivePortrait(
         networks, device, dtype, face=face_pipeline, backend=backend, backend_dtype=backend_dtype, take_ownership=True
     )

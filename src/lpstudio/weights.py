@@ -43,9 +43,18 @@ def repo_id() -> str:
     return _official()["repo_id"]
 
 
+#: Folder (official layout) of the InsightFace face models, which may not be used commercially.
+INSIGHTFACE_PREFIX = "insightface/"
+
+
 def official_files() -> list[OfficialFile]:
     """Every file the engine and face pipeline use, with its size and digest."""
     return [OfficialFile(p, f["sha256"], f["size"]) for p, f in _official()["files"].items()]
+
+
+def _wanted(insightface: bool) -> list[OfficialFile]:
+    """The official files, without InsightFace's face models unless ``insightface`` (``--face-models mediapipe``)."""
+    return [f for f in official_files() if insightface or not f.path.startswith(INSIGHTFACE_PREFIX)]
 
 
 def default_weights_dir() -> Path:
@@ -94,10 +103,10 @@ class FileCheck:
         return self.status == "ok"
 
 
-def verify(weights_dir: Path, *, check_hash: bool = True) -> list[FileCheck]:
+def verify(weights_dir: Path, *, check_hash: bool = True, insightface: bool = True) -> list[FileCheck]:
     """Check every official file under ``weights_dir`` for presence, size and sha256."""
     checks = []
-    for f in official_files():
+    for f in _wanted(insightface):
         path = weights_dir / f.path
         if not path.is_file():
             checks.append(FileCheck(f, path, "missing"))
@@ -115,7 +124,7 @@ def verify(weights_dir: Path, *, check_hash: bool = True) -> list[FileCheck]:
     return checks
 
 
-def download(weights_dir: Path, *, force: bool = False) -> list[Path]:
+def download(weights_dir: Path, *, force: bool = False, insightface: bool = True) -> list[Path]:
     """Download the official files into ``weights_dir`` (resumable; skips files already complete).
 
     Uses ``huggingface_hub``, which shows a progress bar per file and resumes an
@@ -129,7 +138,7 @@ def download(weights_dir: Path, *, force: bool = False) -> list[Path]:
 
     weights_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for f in official_files():
+    for f in _wanted(insightface):
         target = weights_dir / f.path
         if not force and target.is_file() and target.stat().st_size == f.size:
             paths.append(target)
@@ -142,7 +151,7 @@ def download(weights_dir: Path, *, force: bool = False) -> list[Path]:
                 hint="check your internet connection and disk space, then run the command again (it resumes)",
             ) from None
         paths.append(Path(got))
-    bad = [c for c in verify(weights_dir) if not c.ok]
+    bad = [c for c in verify(weights_dir, insightface=insightface) if not c.ok]
     if bad:
         lines = "; ".join(f"{c.file.path}: {c.status} {c.detail}".strip() for c in bad)
         raise WeightsError(

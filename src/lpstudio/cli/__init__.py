@@ -17,7 +17,18 @@ from collections.abc import Sequence
 from ..errors import LPStudioError
 
 # Sub-command modules, in the order they appear in ``lpstudio --help``.
-COMMAND_MODULES: tuple[str, ...] = ("serve", "edit", "animate", "drive", "say", "params", "weights", "bench", "export")
+COMMAND_MODULES: tuple[str, ...] = (
+    "serve",
+    "edit",
+    "animate",
+    "drive",
+    "face",
+    "say",
+    "params",
+    "weights",
+    "bench",
+    "export",
+)
 
 
 def error_line(command: str, exc: LPStudioError) -> str:

@@ -35,6 +35,14 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         help="compute precision of the backend (default: --dtype); e.g. bfloat16 on a CPU with AVX512-BF16",
     )
     group.add_argument(
+        "--face-models",
+        default="auto",
+        choices=["auto", "insightface", "mediapipe"],
+        help="face detection/landmark models: insightface (downloaded with the weights; non-commercial licence), "
+        "mediapipe (Apache-2.0; pip install --no-deps mediapipe==0.10.21), auto (insightface when its files are "
+        "present, else mediapipe when installed)",
+    )
+    group.add_argument(
         "--no-download",
         action="store_true",
         help="never download the weights (by default they are downloaded to the default folder on first use)",
@@ -60,7 +68,7 @@ def weights_dir_for(args: argparse.Namespace) -> Path | None:
         import sys
 
         print(f"first use: downloading the official LivePortrait weights (about 650 MB) into {root}", file=sys.stderr)
-        download(root)
+        download(root, insightface=getattr(args, "face_models", "auto") != "mediapipe")
     return root
 
 
@@ -95,4 +103,5 @@ def load_engine(args: argparse.Namespace, *, face: bool):
         face=face,
         backend=args.backend,
         backend_dtype=args.backend_dtype,
+        face_models=getattr(args, "face_models", "auto"),
     )

@@ -52,6 +52,8 @@ class FaceCrop:
         eye_ratio: (1, 2) float eyes-open ratios (left, right).
         lip_ratio: (1, 1) float lip-open ratio.
         photo_size: (width, height) of the photo.
+        keypoints: (5, 2) float32 eye centres, nose tip and mouth corners (image-left
+            first) in photo coordinates, or None when the models give none.
     """
 
     image_512: NDArray[np.uint8]
@@ -68,6 +70,7 @@ class FaceCrop:
     eye_ratio: NDArray[np.floating]
     lip_ratio: NDArray[np.floating]
     photo_size: tuple[int, int]
+    keypoints: NDArray[np.float32] | None = None
 
     @property
     def lmk203_256(self) -> NDArray[np.float32]:
@@ -88,6 +91,9 @@ class FaceCrop:
 class FacePipeline:
     """Face detection, landmarks and cropping with the official ONNX models.
 
+    (:class:`lpstudio.face.models.MediaPipeFacePipeline` is the same pipeline on
+    MediaPipe's models: it replaces :meth:`_landmarks`.)
+
     Args:
         weights_dir: folder in the official layout, holding
             ``insightface/models/buffalo_l/det_10g.onnx``,
@@ -100,6 +106,9 @@ class FacePipeline:
     Raises:
         WeightsError: a model file is missing or cannot be loaded.
     """
+
+    #: Which face models this pipeline runs (``lpstudio face --json`` reports it).
+    face_models: str = "insightface"
 
     def __init__(
         self,
@@ -144,7 +153,7 @@ class FacePipeline:
     def detect(self, image_rgb: NDArray[np.uint8] | LoadedImage) -> Detections:
         """All faces in a photo, largest first, in photo pixels (may be empty)."""
         _, small, back = self._analysis_view(image_rgb)
-        return _to_photo(self.detector.detect(small).largest_first(), back)
+        return _to_photo(self._detect(small).largest_first(), back)
 
     def analyze(self, image_rgb: NDArray[np.uint8] | LoadedImage, face_index: int | None = None) -> FaceCrop:
         """Find, landmark and crop one face.
@@ -158,7 +167,7 @@ class FacePipeline:
             ImageError: the array is not an image.
         """
         photo, small, back = self._analysis_view(image_rgb)
-        dets = self.detector.detect(small).largest_first()
+        dets = self._detect(small).largest_first()
         h, w = photo.shape[:2]
         if len(dets) == 0:
             raise FaceNotFoundError(f"No face was found in the photo ({w}x{h} pixels).", hint=_NO_FACE_HINT)
@@ -169,8 +178,7 @@ class FacePipeline:
                 f"face{'s' if len(dets) != 1 else ''} (numbered 0 to {len(dets) - 1}, largest first).",
                 hint=f"Choose a face_index from 0 to {len(dets) - 1}.",
             )
-        lmk106_small = self.landmark106(small, dets.boxes[index])
-        lmk203_small = self.landmark203(small, lmk106_small)
+        lmk106_small, lmk203_small, kps_small = self._landmarks(small, dets, index)
         lmk106_photo = _map(lmk106_small, back)
         lmk203_photo = _map(lmk203_small, back)
         all_photo = _to_photo(dets, back)
@@ -193,6 +201,7 @@ class FacePipeline:
             eye_ratio=eye_close_ratio(lmk203_crop),
             lip_ratio=lip_close_ratio(lmk203_crop),
             photo_size=(w, h),
+            keypoints=None if kps_small is None else _map(kps_small, back),
         )
 
     def landmarks203(self, crop_rgb: NDArray[np.uint8] | LoadedImage) -> NDArray[np.float32]:
@@ -208,7 +217,7 @@ class FacePipeline:
             FaceNotFoundError: no face in the image.
         """
         img, small, back = self._analysis_view(crop_rgb)
-        dets = self.detector.detect(small).largest_first()
+        dets = self._detect(small).largest_first()
         if len(dets) == 0:
             h, w = img.shape[:2]
             raise FaceNotFoundError(
@@ -217,8 +226,20 @@ class FacePipeline:
                 + _NO_FACE_HINT[0].lower()
                 + _NO_FACE_HINT[1:],
             )
-        lmk106 = self.landmark106(small, dets.boxes[0])
-        return _map(self.landmark203(small, lmk106), back)
+        return _map(self._landmarks(small, dets, 0)[1], back)
+
+    def _detect(self, image: NDArray[np.uint8]) -> Detections:
+        """Faces of the analysis copy (the MediaPipe pipeline searches photos more thoroughly)."""
+        return self.detector.detect(image)
+
+    def _landmarks(
+        self, image: NDArray[np.uint8], dets: Detections, index: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32] | None]:
+        """(106 points, 203 points, five key points or None) of face ``index`` of ``dets``, in ``image`` pixels."""
+        lmk106 = self.landmark106(image, dets.boxes[index])
+        lmk203 = self.landmark203(image, lmk106)
+        kps = None if dets.keypoints is None else dets.keypoints[index]
+        return lmk106, lmk203, kps
 
 
 def _map(pts: NDArray[np.float32], m: NDArray[np.float64] | None) -> NDArray[np.float32]:
