@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_onnx(args: argparse.Namespace) -> int:
     from ..engine import read_official_checkpoints
-    from ..nets import Networks
     from ..export import export_onnx
+    from ..nets import Networks
     from ..weights import resolve_weights_dir
 
     networks = Networks()
