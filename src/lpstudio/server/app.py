@@ -32,6 +32,7 @@ from ..expressions.language import Action
 from ..expressions.presets import PRESETS, get_preset
 from ..expressions.timeline import Timeline
 from ..params import PARAM_SPECS, EditParams
+from .live import register_live
 from .sessions import Session, SessionStore, display_image, encode_jpeg, make_session
 from .worker import PRIORITY_BACKGROUND, PRIORITY_CLIP, PRIORITY_INTERACTIVE, RenderJob, RenderWorker
 
@@ -295,6 +296,7 @@ def create_app(engine: LivePortrait, settings: ServerSettings | None = None) -> 
         stream = _stream_clip(state, session, params, key, priority, fps, steps, plan, received, request)
         return StreamingResponse(stream, media_type="application/x-ndjson; charset=utf-8")
 
+    register_live(app)  # the live mirror's WebSocket (server/live.py)
     return app
 
 
