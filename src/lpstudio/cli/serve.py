@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..imageio import load_image
     from ..server import ServerSettings, create_app
+    from ..server.live import WS_MAX_SIZE
 
     if args.source is not None:
         load_image(args.source)  # a bad start-up portrait is reported before the model loads
@@ -64,5 +65,5 @@ def run(args: argparse.Namespace) -> int:
     )
     app = create_app(engine, settings)
     print(f"open http://{args.host}:{args.port}/ in your browser (Ctrl+C stops)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ws_max_size=WS_MAX_SIZE)
     return 0
