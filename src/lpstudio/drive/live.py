@@ -221,6 +221,11 @@ class LiveDriver:
         """Apply new settings from the next frame on (the neutral stays). Raises ParamError when invalid."""
         self._pending_settings = self._checked(settings)
 
+    @property
+    def next_settings(self) -> DriveSettings:
+        """The settings the next frame will use (requested ones not applied yet included)."""
+        return self._pending_settings or self.settings
+
     # ------------------------------------------------------------------ frames (model thread)
     def _apply_pending(self) -> None:
         if self._pending_settings is not None:

@@ -53,7 +53,7 @@ from fastapi import FastAPI, WebSocket
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from ..drive.live import LIVE_REGIONS, DEFAULT_VERIFY_EVERY, LiveDriver, LiveResult
+from ..drive.live import DEFAULT_VERIFY_EVERY, LIVE_REGIONS, LiveDriver, LiveResult
 from ..drive.motion import DriveSettings
 from ..errors import ImageError, LPStudioError, ParamError
 from .sessions import Session, encode_jpeg
@@ -325,13 +325,11 @@ class LiveConnection:
                 await self.send_json({"type": "settings", "reset": True, **describe_settings(self.driver.settings)})
             elif kind == "settings":
                 values = {k: v for k, v in msg.items() if k != "type"}
-                settings = parse_settings(values, self.driver._pending_settings or self.driver.settings)
+                settings = parse_settings(values, self.driver.next_settings)
                 self.driver.request_settings(settings)
                 await self.send_json({"type": "settings", "reset": False, **describe_settings(settings)})
             else:
-                raise LiveProtocolError(
-                    f"unknown control message type {kind!r}", hint="use ping, reset or settings"
-                )
+                raise LiveProtocolError(f"unknown control message type {kind!r}", hint="use ping, reset or settings")
         except LPStudioError as exc:
             await self.send_error(exc)
 

@@ -9,6 +9,7 @@
   const RESEND_MS = 2000;           // no result by then: send the newest frame anyway (the server keeps only it)
   const STATS_WINDOW = 30;          // results averaged for the fps and latency figures
   const STATS_EVERY_MS = 250;       // how often the figures are redrawn
+  const SMOOTH_VARIANCE = 1e-5;     // "smooth" on: the Kalman observation variance of `lpstudio drive --smooth`
 
   const $ = (id) => document.getElementById(id);
   const button = $("cameraButton");
@@ -50,6 +51,11 @@
   function region() {
     const checked = document.querySelector('input[name="region"]:checked');
     return checked ? checked.value : "all";
+  }
+
+  function smooth() {
+    const box = $("liveSmooth");
+    return box && box.checked ? SMOOTH_VARIANCE : 0;
   }
 
   function setButton() {
@@ -119,7 +125,8 @@
     live.session = app.session;
     live.ready = false;
     live.inFlight = null;
-    const url = `${proto}//${location.host}/live?session=${encodeURIComponent(app.session)}&region=${region()}`;
+    const url = `${proto}//${location.host}/live?session=${encodeURIComponent(app.session)}` +
+      `&region=${region()}&smooth=${smooth()}`;
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     ws.onmessage = (ev) => { if (ws === live.ws) onMessage(ev.data); };
@@ -231,8 +238,8 @@
   // ------------------------------------------------------------------ wiring
   button.addEventListener("click", () => (live.on ? stop() : start()));
   neutralButton.addEventListener("click", () => control({ type: "reset" }));
-  for (const input of document.querySelectorAll('input[name="region"]')) {
-    input.addEventListener("change", () => control({ type: "settings", region: region() }));
+  for (const input of document.querySelectorAll('input[name="region"], #liveSmooth')) {
+    input.addEventListener("change", () => control({ type: "settings", region: region(), smooth: smooth() }));
   }
   // A preset, a command or a slider takes the portrait back: the camera turns off first.
   const takeOver = () => { if (live.on) stop({ redraw: false }); };

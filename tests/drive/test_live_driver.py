@@ -1,7 +1,7 @@
 """The live per-frame driver: the first camera frame is the neutral (exactly), reset, regions, tracking, errors.
 
 Keypoints only (no warp/decode): the rendered invariant is checked through the
-WebSocket in tests/server/test_live.py.
+WebSocket in tests/server/test_live_socket.py.
 """
 
 from __future__ import annotations

@@ -36,9 +36,12 @@ class StandinRender:
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
+        self.fail = False
 
     def __call__(self, items):
         self.entered.set()
+        if self.fail:
+            raise RuntimeError("the device fell over")
         if not self.gate.wait(GATE_TIMEOUT_S):
             raise RuntimeError("the test never opened the gate")
         frames = []
@@ -78,6 +81,7 @@ def render(standin_engine) -> StandinRender:
     r.calls.clear()
     r.gate.set()
     r.entered.clear()
+    r.fail = False
     return r
 
 
@@ -208,6 +212,21 @@ def test_bad_query_settings_close_and_good_ones_apply(live_client, live_session,
     with live_client.websocket_connect(f"/live?session={live_session}&region=lip&smooth=0.001") as ws:
         ready = _ready(ws)
         assert ready["region"] == "lip" and ready["smooth"] == 0.001
+
+
+def test_a_failing_renderer_closes_the_socket_with_a_reason(live_client, live_session, render) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    render.fail = True
+    with live_client.websocket_connect(f"/live?session={live_session}") as ws:
+        _ready(ws)
+        ws.send_bytes(_frame(0, _camera(0)))
+        err = json.loads(ws.receive_text())
+        assert err["type"] == "error" and "the device fell over" in err["error"]
+        with pytest.raises(WebSocketDisconnect) as info:
+            ws.receive_text()
+    assert info.value.code == 1011 and "RuntimeError" in info.value.reason
+    assert live_client.get("/live/status").json()["active"] == 0
 
 
 def test_live_sockets_are_capped(live_client, live_session) -> None:
