@@ -370,3 +370,45 @@ def test_first_camera_frame_renders_the_neutral_portrait_exactly(engine) -> None
     rest = next(engine.render_keypoints(state, engine.stitch(state.x_s, state.x_s), batch_size=1))
     assert header["neutral"] and header["face"]
     assert jpeg == encode_jpeg(session.compose(rest), app.state.live_config.jpeg_quality)
+
+
+def test_a_message_past_the_websocket_limit_closes_with_1009(standin_engine) -> None:
+    """Through uvicorn (as `lpstudio serve` runs it): the WebSocket layer refuses a giant message with a reason."""
+    import socket
+    import time
+
+    import uvicorn
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from lpstudio.server.live import WS_MAX_SIZE
+
+    app = create_app(standin_engine, ServerSettings(crop=False, fps=2.0, idle_default=False))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", ws_max_size=WS_MAX_SIZE)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    try:
+        import urllib.request
+
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/session", data=b"{}", headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=60) as res:
+            session_id = json.loads(res.read())["session"]
+        with connect(f"ws://127.0.0.1:{port}/live?session={session_id}", max_size=None, open_timeout=30) as ws:
+            assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+            ws.send(pack_frame({"id": 1}, b"\xff\xd8\xff" + b"\x00" * (WS_MAX_SIZE + 1)))
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=30)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+    finally:
+        server.should_exit = True
+        thread.join(10)
