@@ -143,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     from ..imageio import load_image
     from ..server import ServerSettings, create_app
     from ..server.lifecycle import serve
+    from ..server.live import WS_MAX_SIZE
 
     limits = _limits(args)  # bad limits are reported before the model loads
     if args.batch_size < 1 or not (0 < args.fps <= limits.max_fps):

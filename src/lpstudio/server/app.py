@@ -33,6 +33,7 @@ from ..params import PARAM_SPECS, EditParams
 from .http import BodyLimitMiddleware, GuardMiddleware
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .limits import ServiceLimits
+from .live import register_live
 from .metrics import CONTENT_TYPE, AccessLogMiddleware
 from .plans import GenerateRequest, RenderRequest, clip_cache_key, plan_clip, sample_clip
 from .sessions import Source, encode_jpeg

@@ -1,0 +1,525 @@
+"""The live mirror's transport: a WebSocket that takes camera frames and answers rendered frames.
+
+``GET /live?session=ID`` (WebSocket; optional query ``region``, ``smooth``,
+``multiplier``, ``retarget_eyes``, ``retarget_lip``, ``stitching``).
+
+Messages from the page:
+
+- **binary**: one camera frame, :func:`pack_frame` layout: a 4-byte big-endian
+  header length ``n``, ``n`` bytes of UTF-8 JSON ``{"id": int, "t": number}``
+  (frame id and capture time on the page's clock, both echoed back), then the
+  JPEG bytes;
+- **text**: JSON control: ``{"type": "reset"}`` (the next frame is the new
+  neutral), ``{"type": "settings", "region": "exp", ...}`` (same keys as the
+  query), ``{"type": "ping"}`` (answered ``pong`` once every earlier message
+  has been read).
+
+Messages to the page: **binary** results in the same layout, header
+``{"type": "frame", "id", "t", "face", "held", "neutral", "image", "dropped",
+"server_ms", "timings_ms", "width", "height"}`` and the JPEG of the portrait as
+shown (empty when there is nothing to show yet); **text** JSON ``ready``,
+``pong``, ``settings`` and ``error`` (``{"type": "error", "id", "error",
+"hint"}``; the socket stays usable) messages. A socket that cannot go on is
+closed with a code and a reason: 1008 (bad session or query), 1013 (too many
+live cameras), 1011 (internal error).
+
+Backpressure, "newest frame wins": each socket has one frame in flight. Frames
+that arrive meanwhile replace each other in a one-frame slot; the ones
+replaced are dropped (counted in the next result's ``dropped``), never queued.
+The page sends its next frame when a result arrives (or after a timeout), so
+on a slow device the server renders the newest picture, not a backlog.
+
+Work stays off the event loop: JPEG decoding, paste-back and encoding in
+threads, face tracking and motion extraction as one call on the render worker
+(the model's thread), warping and decoding as a render job at interactive
+priority (batched with other sessions' frames).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import struct
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import cv2
+import numpy as np
+from fastapi import FastAPI, WebSocket
+from PIL import Image
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from ..drive.live import DEFAULT_VERIFY_EVERY, LIVE_REGIONS, LiveDriver, LiveResult
+from ..drive.driving_motion import DriveSettings
+from ..errors import ImageError, LPStudioError, ParamError
+from .sessions import Source, encode_jpeg
+from .worker import PRIORITY_INTERACTIVE, RenderJob
+
+LIVE_PATH = "/live"
+
+HEADER_LENGTH = struct.Struct(">I")
+"""The 4-byte big-endian length that starts every binary message."""
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+"""First bytes of every JPEG file (SOI marker, then the next marker's 0xFF)."""
+
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+"""Largest camera frame message accepted (a 1280x720 JPEG is a few hundred kB)."""
+
+MAX_HEADER_BYTES = 1024
+"""Largest JSON header of a frame message."""
+
+MAX_TEXT_BYTES = 4096
+"""Largest control message."""
+
+MAX_CAMERA_PIXELS = 1920 * 1080
+"""Largest camera picture decoded (checked from the JPEG header, before decoding)."""
+
+MAX_FRAME_ID = 2**53 - 1
+"""Frame ids are integers JavaScript can hold exactly."""
+
+LIVE_JPEG_QUALITY = 80
+"""Quality of the rendered frames sent back (lower than clips': latency matters more)."""
+
+WS_MAX_SIZE = MAX_MESSAGE_BYTES + 64 * 1024
+"""What the WebSocket layer (uvicorn ``ws_max_size``) lets through; larger messages close the socket (1009)."""
+
+CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
+
+BOOL_SETTINGS = ("retarget_eyes", "retarget_lip", "stitching")
+FLOAT_SETTINGS: dict[str, tuple[float, float]] = {"smooth": (0.0, 1.0), "multiplier": (0.0, 3.0)}
+SETTING_KEYS = ("region", *BOOL_SETTINGS, *FLOAT_SETTINGS)
+
+
+@dataclass
+class LiveConfig:
+    """Limits of the live route (``app.state.live_config``; set it before serving to change them)."""
+
+    max_sockets: int = 2
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_pixels: int = MAX_CAMERA_PIXELS
+    jpeg_quality: int = LIVE_JPEG_QUALITY
+    frame_timeout_s: float = 120.0  # one frame's server work (a CPU takes seconds per frame)
+    verify_every: int = DEFAULT_VERIFY_EVERY
+
+
+class LiveHub:
+    """Counts the open live sockets (touched on the event loop only)."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.frames = 0
+        self.dropped = 0
+
+
+class LiveProtocolError(LPStudioError):
+    """A message on the live socket is malformed (the socket stays open)."""
+
+
+# ---------------------------------------------------------------------- messages
+def pack_frame(header: Mapping[str, Any], payload: bytes = b"") -> bytes:
+    """One binary message: 4-byte big-endian header length, JSON header, payload."""
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    return HEADER_LENGTH.pack(len(head)) + head + payload
+
+
+def unpack_frame(data: bytes, max_header: int = MAX_HEADER_BYTES) -> tuple[dict[str, Any], bytes]:
+    """Inverse of :func:`pack_frame`: ``(header, payload)``.
+
+    Raises:
+        LiveProtocolError: too short, a header length past the end or over ``max_header``, or not a JSON object.
+    """
+    if len(data) < HEADER_LENGTH.size:
+        raise LiveProtocolError(
+            f"a frame message of {len(data)} bytes is too short",
+            hint="send 4-byte header length + JSON header + JPEG",
+        )
+    (n,) = HEADER_LENGTH.unpack_from(data)
+    if n > max_header or HEADER_LENGTH.size + n > len(data):
+        raise LiveProtocolError(
+            f"the frame header length {n} is invalid (at most {max_header}, and within the {len(data)}-byte message)",
+            hint="the first 4 bytes are the big-endian length of the JSON header",
+        )
+    try:
+        header = json.loads(data[HEADER_LENGTH.size : HEADER_LENGTH.size + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LiveProtocolError(f"the frame header is not JSON ({exc})", hint='e.g. {"id": 1, "t": 1234.5}') from exc
+    if not isinstance(header, dict):
+        raise LiveProtocolError("the frame header must be a JSON object", hint='e.g. {"id": 1, "t": 1234.5}')
+    return header, data[HEADER_LENGTH.size + n :]
+
+
+def _frame_id(header: Mapping[str, Any]) -> int:
+    value = header.get("id")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_FRAME_ID:
+        raise LiveProtocolError(f"frame id {value!r} is not an integer from 0 to 2^53-1", hint='e.g. {"id": 1}')
+    return value
+
+
+def _capture_time(header: Mapping[str, Any]) -> float | None:
+    value = header.get("t")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise LiveProtocolError(f"capture time {value!r} is not a number", hint="t is the page's clock in ms")
+    return float(value)
+
+
+def decode_camera_jpeg(data: bytes, max_pixels: int = MAX_CAMERA_PIXELS) -> np.ndarray:
+    """JPEG bytes -> (H,W,3) uint8 RGB, the size checked from the header before decoding.
+
+    Raises:
+        ImageError: not a JPEG, too many pixels, or undecodable.
+    """
+    if not data.startswith(JPEG_MAGIC):
+        raise ImageError(
+            f"the camera frame ({len(data)} bytes) is not a JPEG", hint="send canvas.toBlob(..., 'image/jpeg') bytes"
+        )
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+    except Exception as exc:  # PIL raises many types for broken headers
+        raise ImageError(f"the camera frame is a broken JPEG ({exc})", hint="send a complete JPEG") from exc
+    if width * height > max_pixels:
+        raise ImageError(
+            f"the camera frame is {width}x{height}, more than {max_pixels} pixels",
+            hint="send at most 1920x1080 (640x480 is plenty)",
+        )
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.shape[:2] != (height, width):
+        raise ImageError("the camera frame could not be decoded as a JPEG", hint="send a complete JPEG")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def parse_settings(values: Mapping[str, Any], base: DriveSettings) -> DriveSettings:
+    """Live settings from query or control values (strings allowed) on top of ``base``.
+
+    Raises:
+        ParamError: unknown key, or a value of the wrong type or out of range.
+    """
+    changes: dict[str, Any] = {}
+    for key, raw in values.items():
+        if key not in SETTING_KEYS:
+            raise ParamError(f"unknown live setting {key!r}", hint=f"use {', '.join(SETTING_KEYS)}")
+        if key == "region":
+            if raw not in LIVE_REGIONS:
+                raise ParamError(f"unknown region {raw!r}", hint=f"use one of {', '.join(LIVE_REGIONS)}")
+            changes[key] = raw
+        elif key in BOOL_SETTINGS:
+            if isinstance(raw, str) and raw.lower() in ("1", "true", "on", "yes", "0", "false", "off", "no"):
+                raw = raw.lower() in ("1", "true", "on", "yes")
+            if not isinstance(raw, bool):
+                raise ParamError(f"live setting {key} must be true or false, got {raw!r}")
+            changes[key] = raw
+        else:
+            lo, hi = FLOAT_SETTINGS[key]
+            try:
+                number = float(raw)
+            except (TypeError, ValueError):
+                raise ParamError(f"live setting {key} must be a number, got {raw!r}") from None
+            if isinstance(raw, bool) or not (lo <= number <= hi):
+                raise ParamError(f"live setting {key} must be a number from {lo:g} to {hi:g}, got {raw!r}")
+            changes[key] = number
+    return replace(base, **changes)
+
+
+def describe_settings(settings: DriveSettings) -> dict[str, Any]:
+    return {k: getattr(settings, k) for k in SETTING_KEYS}
+
+
+# ---------------------------------------------------------------------- one socket
+class LiveConnection:
+    """One page's camera stream: a reader (this coroutine) and a renderer task sharing a one-frame slot."""
+
+    def __init__(self, ws: WebSocket, lp: Any, source: Source, driver: LiveDriver, config: LiveConfig,
+                 hub: LiveHub) -> None:  # fmt: skip
+        self.ws = ws
+        self.lp = lp
+        self.source = source
+        self.driver = driver
+        self.config = config
+        self.hub = hub
+        self._send_lock = asyncio.Lock()
+        self._slot: tuple[dict[str, Any], bytes, float] | None = None
+        self._has_frame = asyncio.Event()
+        self._dropped = 0
+        self._last_jpeg: bytes | None = None
+        self._job: RenderJob | None = None
+
+    # ------------------------------------------------------------------ sending
+    async def send_json(self, obj: Mapping[str, Any]) -> None:
+        async with self._send_lock:
+            await self.ws.send_text(json.dumps(obj, ensure_ascii=False))
+
+    async def send_frame(self, header: Mapping[str, Any], payload: bytes) -> None:
+        async with self._send_lock:
+            await self.ws.send_bytes(pack_frame(header, payload))
+
+    async def send_error(self, exc: BaseException, frame_id: int | None = None) -> None:
+        if isinstance(exc, LPStudioError):
+            body = {"error": exc.message, "hint": exc.hint, "kind": type(exc).__name__}
+        else:
+            body = {"error": f"live frame failed: {exc}", "hint": None, "kind": type(exc).__name__}
+        await self.send_json({"type": "error", "id": frame_id, **body})
+
+    # ------------------------------------------------------------------ reading
+    async def read(self) -> None:
+        """Read messages until the page goes away; frames go to the slot, control is handled at once."""
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data, text = message.get("bytes"), message.get("text")
+            if data is not None:
+                await self._on_binary(data)
+            elif text is not None:
+                await self._on_text(text)
+
+    async def _on_binary(self, data: bytes) -> None:
+        frame_id: int | None = None
+        try:
+            if len(data) > self.config.max_message_bytes:
+                raise LiveProtocolError(
+                    f"the camera frame message is {len(data)} bytes, more than {self.config.max_message_bytes}",
+                    hint="send a smaller or lower-quality JPEG (640x480 at quality 0.8 is about 50 kB)",
+                )
+            header, payload = unpack_frame(data)
+            frame_id = _frame_id(header)
+            _capture_time(header)
+            if not payload.startswith(JPEG_MAGIC):
+                raise ImageError(
+                    f"camera frame {frame_id} ({len(payload)} bytes) is not a JPEG",
+                    hint="send canvas.toBlob(..., 'image/jpeg') bytes after the header",
+                )
+        except LPStudioError as exc:
+            await self.send_error(exc, frame_id)
+            return
+        if self._slot is not None:  # newest frame wins: the unrendered one is dropped
+            self._dropped += 1
+            self.hub.dropped += 1
+        self._slot = (header, payload, time.perf_counter())
+        self._has_frame.set()
+
+    async def _on_text(self, text: str) -> None:
+        try:
+            if len(text) > MAX_TEXT_BYTES:
+                raise LiveProtocolError(f"a control message of {len(text)} characters is too long")
+            try:
+                msg = json.loads(text)
+            except json.JSONDecodeError:
+                raise LiveProtocolError(
+                    "text messages must be JSON control messages",
+                    hint='send camera frames as binary; control as {"type": "reset"} or {"type": "settings", ...}',
+                ) from None
+            kind = msg.get("type") if isinstance(msg, dict) else None
+            if kind == "ping":
+                await self.send_json({"type": "pong", "frames": self.driver.frames})
+            elif kind == "reset":
+                self.driver.request_reset()
+                await self.send_json({"type": "settings", "reset": True, **describe_settings(self.driver.settings)})
+            elif kind == "settings":
+                values = {k: v for k, v in msg.items() if k != "type"}
+                settings = parse_settings(values, self.driver.next_settings)
+                self.driver.request_settings(settings)
+                await self.send_json({"type": "settings", "reset": False, **describe_settings(settings)})
+            else:
+                raise LiveProtocolError(f"unknown control message type {kind!r}", hint="use ping, reset or settings")
+        except LPStudioError as exc:
+            await self.send_error(exc)
+
+    # ------------------------------------------------------------------ rendering
+    async def render_loop(self) -> None:
+        """Take the newest frame, render it, send it; repeat. Errors of one frame are reported, not fatal."""
+        while True:
+            await self._has_frame.wait()
+            self._has_frame.clear()
+            if self._slot is None:
+                continue
+            header, payload, received = self._slot
+            self._slot = None
+            dropped, self._dropped = self._dropped, 0
+            frame_id = int(header["id"])
+            try:
+                reply, jpeg = await asyncio.wait_for(
+                    self._process(header, payload, received), timeout=self.config.frame_timeout_s
+                )
+            except asyncio.TimeoutError:
+                await self.send_error(
+                    LiveProtocolError(
+                        f"camera frame {frame_id} took more than {self.config.frame_timeout_s:g} s",
+                        hint="the renderer is busy; the next frame is taken as soon as it is free",
+                    ),
+                    frame_id,
+                )
+                continue
+            except LPStudioError as exc:
+                await self.send_error(exc, frame_id)
+                continue
+            finally:
+                if self._job is not None:
+                    self._job.cancel()
+                    self._job = None
+            reply["dropped"] = dropped
+            self.hub.frames += 1
+            await self.send_frame(reply, jpeg)
+
+    async def _process(self, header: dict[str, Any], payload: bytes, received: float) -> tuple[dict[str, Any], bytes]:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        rgb = await asyncio.to_thread(decode_camera_jpeg, payload, self.config.max_pixels)
+        t1 = time.perf_counter()
+        timings["decode"] = (t1 - t0) * 1000
+        result: LiveResult = await asyncio.wrap_future(self.lp.worker.call(lambda: self.driver.step(rgb)))
+        timings.update(result.timings_ms)
+        jpeg = b""
+        held = not result.face and result.x_d is not None
+        if result.face and result.x_d is not None:
+            t2 = time.perf_counter()
+            frame = await self._render(result.x_d)
+            t3 = time.perf_counter()
+            jpeg = await asyncio.to_thread(self._compose_jpeg, frame)
+            timings.update(render=(t3 - t2) * 1000, encode=(time.perf_counter() - t3) * 1000)
+            self._last_jpeg = jpeg
+        elif held and self._last_jpeg is not None:
+            jpeg = self._last_jpeg  # the last motion, already rendered
+        h, w = self.source.display.shape[:2]
+        reply = {
+            "type": "frame",
+            "id": int(header["id"]),
+            "t": header.get("t"),
+            "face": result.face,
+            "held": held,
+            "neutral": result.neutral,
+            "image": bool(jpeg),
+            "server_ms": round((time.perf_counter() - received) * 1000, 1),
+            "timings_ms": {k: round(v, 1) for k, v in timings.items()},
+            "width": w,
+            "height": h,
+        }
+        return reply, jpeg
+
+    def _compose_jpeg(self, frame: np.ndarray) -> bytes:
+        return encode_jpeg(self.source.compose(frame), self.config.jpeg_quality)
+
+    async def _render(self, x_d: Any) -> np.ndarray:
+        """W+G of one frame on the render worker at interactive priority."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
+        out: list[np.ndarray] = []
+
+        def on_frame(index: int, frame: np.ndarray) -> None:
+            out.append(frame)
+
+        def on_done(exc: BaseException | None) -> None:
+            def settle() -> None:
+                if not done.done():
+                    done.set_exception(exc) if exc is not None else done.set_result(None)
+
+            loop.call_soon_threadsafe(settle)
+
+        state = self.source.state
+        # x_d is given, so params only sizes the job (one frame); the worker never edits it.
+        self._job = RenderJob(state, [state.neutral_params()], on_frame, on_done, priority=PRIORITY_INTERACTIVE,
+                              x_d=x_d)  # fmt: skip
+        self.lp.worker.submit(self._job)
+        await done
+        if not out:
+            raise LiveProtocolError("the frame was cancelled before it was rendered", hint="send the next frame")
+        return out[0]
+
+
+# ---------------------------------------------------------------------- route
+def live_config(app: FastAPI) -> LiveConfig:
+    """The app's live limits (created by :func:`register_live`)."""
+    return app.state.live_config
+
+
+def register_live(app: FastAPI, config: LiveConfig | None = None) -> None:
+    """Add the ``/live`` WebSocket route to the app made by :func:`~lpstudio.server.app.create_app`."""
+    app.state.live_config = config or LiveConfig()
+    app.state.live_hub = LiveHub()
+
+    @app.websocket(LIVE_PATH)
+    async def live(websocket: WebSocket) -> None:
+        config: LiveConfig = websocket.app.state.live_config
+        hub: LiveHub = websocket.app.state.live_hub
+        lp = websocket.app.state.lp
+        await websocket.accept()
+        if hub.active >= config.max_sockets:
+            reason = f"too many live cameras ({hub.active} in use, at most {config.max_sockets})"
+            await websocket.send_text(json.dumps({"type": "error", "id": None, "error": reason,
+                                                  "hint": "close another camera tab and try again"}))  # fmt: skip
+            await websocket.close(CLOSE_TRY_AGAIN, reason)
+            return
+        hub.active += 1
+        try:
+            await _serve(websocket, lp, config, hub)
+        finally:
+            hub.active -= 1
+
+    @app.get(LIVE_PATH + "/status", summary="Live mirror: limits and open cameras")
+    async def live_status() -> dict[str, Any]:
+        cfg, hub = app.state.live_config, app.state.live_hub
+        return {
+            "path": LIVE_PATH,
+            "active": hub.active,
+            "max_sockets": cfg.max_sockets,
+            "max_message_bytes": cfg.max_message_bytes,
+            "max_pixels": cfg.max_pixels,
+            "frames": hub.frames,
+            "dropped": hub.dropped,
+            "regions": list(LIVE_REGIONS),
+        }
+
+
+async def _serve(ws: WebSocket, lp: Any, config: LiveConfig, hub: LiveHub) -> None:
+    query = dict(ws.query_params)
+    session_id = query.pop("session", None)
+    try:
+        if not session_id:
+            raise ParamError("the live socket needs ?session=ID", hint="open a session with POST /session first")
+        _, source = lp.resolve(session_id)
+        settings = parse_settings(query, DriveSettings())
+        driver = LiveDriver(lp.engine, source.state, settings, precropped=not lp.settings.crop,
+                            verify_every=config.verify_every)  # fmt: skip
+    except LPStudioError as exc:
+        await ws.send_text(json.dumps({"type": "error", "id": None, "error": exc.message, "hint": exc.hint,
+                                       "kind": type(exc).__name__}))  # fmt: skip
+        await ws.close(CLOSE_POLICY, exc.message[:120])
+        return
+    conn = LiveConnection(ws, lp, source, driver, config, hub)
+    h, w = source.display.shape[:2]
+    await conn.send_json({
+        "type": "ready", "session": session_id, "width": w, "height": h, "crop": lp.settings.crop,
+        "landmarks": driver.cropper.face is not None, "max_message_bytes": config.max_message_bytes,
+        "max_pixels": config.max_pixels, "regions": list(LIVE_REGIONS), **describe_settings(driver.settings),
+    })  # fmt: skip
+    renderer = asyncio.create_task(conn.render_loop())
+    try:
+        reader = asyncio.create_task(conn.read())
+        done, _ = await asyncio.wait({reader, renderer}, return_when=asyncio.FIRST_COMPLETED)
+        if renderer in done and renderer.exception() is not None:  # a bug, not a bad frame: say so and close
+            exc = renderer.exception()
+            with contextlib.suppress(Exception):
+                await conn.send_error(exc)  # type: ignore[arg-type]
+                await ws.close(CLOSE_INTERNAL, f"live rendering failed: {type(exc).__name__}"[:120])
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+            await reader
+    except WebSocketDisconnect:
+        pass
+    finally:
+        renderer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+            await renderer
+        if conn._job is not None:
+            conn._job.cancel()
+        if ws.client_state == WebSocketState.CONNECTED and ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await ws.close()
