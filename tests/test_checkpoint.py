@@ -16,8 +16,8 @@ from lpstudio.checkpoint import (
     read_checkpoint,
 )
 from lpstudio.engine import load_model
-from lpstudio.nets import Networks
 from lpstudio.errors import WeightsError
+from lpstudio.nets import Networks
 from lpstudio.nets.appearance import AppearanceFeatureExtractor
 from lpstudio.synthetic import official_manifest, synthetic_state_dict
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from lpstudio.drive.crop import resize_precropped
-from lpstudio.drive.live import TRACK_MIN_FACE_PX, LiveCropper, LiveDriver, centre_square
 from lpstudio.drive.driving_motion import DriveSettings, KeypointDriver, extract_motion
+from lpstudio.drive.live import TRACK_MIN_FACE_PX, LiveCropper, LiveDriver, centre_square
 from lpstudio.errors import ImageError, ParamError
 from lpstudio.face.detect import Detections
 

@@ -178,5 +178,12 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(engine, settings)
     key_part = "#key=..." if api_key else ""
     print(f"open http://{args.host}:{args.port}/{key_part} in your browser (Ctrl+C stops)", file=sys.stderr)
-    serve(app, args.host, args.port, drain_timeout_s=limits.drain_timeout_s, access_log=not args.no_access_log)
+    serve(
+        app,
+        args.host,
+        args.port,
+        drain_timeout_s=limits.drain_timeout_s,
+        access_log=not args.no_access_log,
+        ws_max_size=WS_MAX_SIZE,
+    )
     return 0

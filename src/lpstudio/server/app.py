@@ -106,6 +106,7 @@ def create_app(engine: Any, settings: ServerSettings | None = None) -> FastAPI:
     _info_routes(app)
     _source_routes(app)
     _render_routes(app)
+    register_live(app)  # the live mirror's WebSocket (server/live.py)
     return app
 
 

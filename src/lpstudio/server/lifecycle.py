@@ -53,8 +53,16 @@ def drain(app: FastAPI, timeout_s: float) -> bool:
     return False
 
 
-def serve(app: FastAPI, host: str, port: int, *, drain_timeout_s: float = 30.0, access_log: bool = True) -> None:
-    """Serve ``app`` until SIGTERM (drain, then stop) or Ctrl+C."""
+def serve(
+    app: FastAPI,
+    host: str,
+    port: int,
+    *,
+    drain_timeout_s: float = 30.0,
+    access_log: bool = True,
+    ws_max_size: int | None = None,
+) -> None:
+    """Serve ``app`` until SIGTERM (drain, then stop) or Ctrl+C; ``ws_max_size`` bounds WebSocket messages."""
     import uvicorn
 
     logging.getLogger("uvicorn.error").addFilter(_IncompleteResponseFilter())
@@ -73,6 +81,7 @@ def serve(app: FastAPI, host: str, port: int, *, drain_timeout_s: float = 30.0, 
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=int(GRACEFUL_CLOSE_S),
+        **({} if ws_max_size is None else {"ws_max_size": ws_max_size}),
     )
     server = _DrainingServer(config, app, drain_timeout_s)
     server.run()

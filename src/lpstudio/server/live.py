@@ -53,8 +53,8 @@ from fastapi import FastAPI, WebSocket
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from ..drive.live import DEFAULT_VERIFY_EVERY, LIVE_REGIONS, LiveDriver, LiveResult
 from ..drive.driving_motion import DriveSettings
+from ..drive.live import DEFAULT_VERIFY_EVERY, LIVE_REGIONS, LiveDriver, LiveResult
 from ..errors import ImageError, LPStudioError, ParamError
 from .sessions import Source, encode_jpeg
 from .worker import PRIORITY_INTERACTIVE, RenderJob
