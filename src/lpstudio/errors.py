@@ -54,3 +54,13 @@ class BackendUnavailableError(LPStudioError):
     """A requested backend (device, dtype, runtime) is not available here."""
 
     exit_code = 4
+
+
+class AudioError(LPStudioError):
+    """An audio file (or a video's audio track) cannot be read or used."""
+
+
+class SpeechUnavailableError(BackendUnavailableError):
+    """The speech synthesiser (eSpeak NG) is not installed, or a voice is missing."""
+
+    http_status = 503
