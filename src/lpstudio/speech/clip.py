@@ -140,8 +140,12 @@ def sentence_clip(
     pitch: int = DEFAULT_PITCH,
     idle: bool = False,
     seed: int = 0,
+    follows: bool = False,
 ) -> SpeechClip:
-    """One sentence spoken: lead-in silence, eSpeak's audio, tail silence, and its timeline."""
+    """One sentence spoken: lead-in silence, eSpeak's audio, tail silence, and its timeline.
+
+    ``follows``: another sentence came just before (the pause between them gets a blink).
+    """
     utt = synthesize(sentence, voice, rate=rate, pitch=pitch)
     sr = utt.sample_rate
     audio = _pad(utt.audio, sr, LEAD_IN_MS, TAIL_MS)
@@ -154,7 +158,8 @@ def sentence_clip(
         else:
             phonemes.append(Phoneme(PAUSE, phonemes[-1].end_ms, duration))
     phonemes = _merge_pauses(phonemes)
-    timeline = speech_timeline(phonemes, duration, audio, sr, exclaim=sentence.rstrip().endswith(("!", "！")))
+    exclaim = sentence.rstrip().endswith(("!", "！"))
+    timeline = speech_timeline(phonemes, duration, audio, sr, exclaim=exclaim, blink_at_start=follows)
     if idle:
         timeline = with_idle(timeline, seed)
     return SpeechClip(
@@ -184,12 +189,15 @@ def speech_timeline(
     sample_rate: int,
     *,
     exclaim: bool = False,
+    blink_at_start: bool = False,
 ) -> Timeline:
     """Mouth (layer 0) and prosody (layer 1) of timed phonemes; lasts exactly ``duration_ms``."""
     gains = loudness_gains(audio, sample_rate, phonemes) if audio is not None else None
     track = phoneme_track(phonemes, duration_ms, gains)
     steps = [Step(m, 0.0, m.name, 0) for m in mouth_motions(track)]
-    steps += prosody_steps(phonemes, duration_ms, audio=audio, sample_rate=sample_rate, exclaim=exclaim)
+    steps += prosody_steps(
+        phonemes, duration_ms, audio=audio, sample_rate=sample_rate, exclaim=exclaim, blink_at_start=blink_at_start
+    )
     return Timeline(steps, duration_ms)
 
 
@@ -212,7 +220,7 @@ def iter_speech(
     sentences = split_sentences(text)
     voices = [resolve_voice(voice, s) for s in sentences]  # an unknown voice fails before any work
     for i, (sentence, v) in enumerate(zip(sentences, voices, strict=True)):
-        yield sentence_clip(sentence, v, rate=rate, pitch=pitch, idle=idle, seed=seed + i)
+        yield sentence_clip(sentence, v, rate=rate, pitch=pitch, idle=idle, seed=seed + i, follows=i > 0)
 
 
 def concat(clips: Sequence[SpeechClip]) -> SpeechClip:

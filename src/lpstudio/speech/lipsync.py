@@ -6,8 +6,10 @@ Pipeline (both for phonemes from eSpeak and for the audio analyser):
    four channels (open, round, spread, pout) in [0, 1]. For phonemes: each phoneme's viseme over its
    interval; transparent consonants (h, k, g) take the next vowel's lip shape with the jaw partly
    open; a vowel's opening is scaled by its loudness (:func:`loudness_gains`).
-2. **Look-ahead**: targets are moved :data:`LOOKAHEAD_MS` earlier, so the mouth shapes a vowel
-   slightly before it sounds (lips move ahead of the sound in natural speech).
+2. **Look-ahead**: targets are moved :data:`LOOKAHEAD_MS` earlier for what comes and
+   :data:`RELEASE_LEAD_MS` for what ends (the larger of the two moved copies), so the mouth shapes
+   a vowel slightly before it sounds (lips move ahead of the sound in natural speech) and keeps it
+   almost to its end.
 3. **Co-articulation**: each channel follows its target through a one-pole filter whose time
    constant depends on the direction: :data:`ATTACK_MS` when the value grows, :data:`RELEASE_MS`
    when it shrinks (both are 10-90 % rise times). Neighbouring phonemes therefore blend.
@@ -42,7 +44,9 @@ STEP_MS: float = 5.0
 KEY_STEP_MS: float = 10.0
 """One keyframe every this many ms in the mouth motions."""
 LOOKAHEAD_MS: float = 50.0
-"""Targets lead the sound by this much (with the filter's lag, a transition is half-way ~35 ms early)."""
+"""Onsets lead the sound by this much (with the filter's lag, an opening is half-way ~35 ms early)."""
+RELEASE_LEAD_MS: float = 15.0
+"""Offsets lead the sound by only this much: a vowel keeps its shape nearly to its end."""
 ATTACK_MS: float = 45.0
 """10-90 % rise time of a channel moving up (the mouth opening, the lips rounding)."""
 RELEASE_MS: float = 55.0
@@ -86,6 +90,8 @@ MOUTH_PARAMS: tuple[str, ...] = (
 
 DIPHTHONG_SPLIT: float = 0.55
 """A diphthong holds its first shape over this fraction of its interval, then glides to the second."""
+DIPHTHONG_MIN_FIRST_MS: float = 60.0
+"""...but over at least this long (a short diphthong hardly reaches its glide)."""
 CONSONANT_ROUND_SHARE: float = 0.6
 """A consonant takes this share of the next vowel's rounding and pout (anticipatory rounding)."""
 BILABIAL_SPREAD_SHARE: float = 0.5
@@ -204,7 +210,7 @@ def phoneme_targets(
             if len(shapes) == 1:
                 targets[sel] = shapes[0].as_tuple()
             else:  # a diphthong: first shape over the first part, the glide target after
-                cut = a + (b - a) * DIPHTHONG_SPLIT
+                cut = a + min(b - a, max((b - a) * DIPHTHONG_SPLIT, DIPHTHONG_MIN_FIRST_MS))
                 targets[sel & (t < cut)] = shapes[0].as_tuple()
                 targets[sel & (t >= cut)] = shapes[1].as_tuple()
             continue
@@ -242,15 +248,24 @@ def _plateau(t: np.ndarray, a: float, b: float, ramp: float) -> np.ndarray:
     return w
 
 
-def lead(targets: np.ndarray, lead_ms: float = LOOKAHEAD_MS, step_ms: float = STEP_MS) -> np.ndarray:
-    """``targets`` moved ``lead_ms`` earlier (the end is held with its last value)."""
-    k = int(round(lead_ms / step_ms))
+def _shifted(targets: np.ndarray, lead_ms: float, step_ms: float) -> np.ndarray:
+    k = min(len(targets), int(round(lead_ms / step_ms)))
     if k <= 0:
         return targets
     out = np.empty_like(targets)
-    out[:-k] = targets[k:]
-    out[-k:] = targets[-1]
+    out[: len(targets) - k] = targets[k:]
+    out[len(targets) - k :] = targets[-1]
     return out
+
+
+def lead(
+    targets: np.ndarray,
+    lead_ms: float = LOOKAHEAD_MS,
+    step_ms: float = STEP_MS,
+    release_lead_ms: float = RELEASE_LEAD_MS,
+) -> np.ndarray:
+    """``(n, c)`` targets with onsets ``lead_ms`` and offsets ``release_lead_ms`` earlier (the end is held)."""
+    return np.maximum(_shifted(targets, lead_ms, step_ms), _shifted(targets, min(lead_ms, release_lead_ms), step_ms))
 
 
 def smooth(

@@ -54,6 +54,11 @@ class SpeechVideoWriter:
                 f"cannot write {self.path}: unsupported video extension {self.path.suffix or '(none)'}",
                 hint=f"use one of {', '.join(OUTPUT_SUFFIXES)}",
             )
+        if not self.path.parent.is_dir():
+            raise VideoError(
+                f"cannot write {self.path}: folder {self.path.parent} does not exist",
+                hint="check the folder exists and is writable",
+            )
         if channels not in (1, 2):
             raise VideoError(f"cannot write {channels}-channel audio", hint="use mono or stereo audio")
         self.fps = Fraction(fps).limit_denominator(FPS_MAX_DENOMINATOR)
@@ -184,8 +189,9 @@ def stream_durations(path: str | os.PathLike[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     with av.open(str(path)) as c:
         v, a = c.streams.video[0], c.streams.audio[0]
-        out["video_s"] = float(v.duration * v.time_base)
-        out["audio_s"] = float(a.duration * a.time_base)
+        whole = float(c.duration / 1_000_000) if c.duration else 0.0  # some containers keep no stream durations
+        out["video_s"] = float(v.duration * v.time_base) if v.duration else whole
+        out["audio_s"] = float(a.duration * a.time_base) if a.duration else whole
         fps = Fraction(v.average_rate)
         n = sum(1 for _ in c.decode(v))
         out["video_frames"] = float(n)

@@ -10,8 +10,8 @@ the mouth and under idle liveliness.
 * **Emphasis**: a stressed vowel at least :data:`EMPHASIS_DB` louder than the median vowel, or the
   first stressed vowel of a sentence that ends with '!', lifts the brows and widens the eyes a
   little (the same small ``eyebrow`` lift the 'talk' preset uses), at most one per phrase.
-* **Blinks**: in a pause of at least :data:`BLINK_PAUSE_MS`, one blink (the 'blink' preset),
-  no closer than :data:`BLINK_MIN_GAP_MS` to the previous one.
+* **Blinks**: in a pause of at least :data:`BLINK_PAUSE_MS` (and between sentences), one blink
+  (the 'blink' preset), no closer than :data:`BLINK_MIN_GAP_MS` to the previous one.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ BROW_EYES_WIDER: float = 0.08
 """``eye_ratio`` offset of an emphasis, as a fraction of the source's own ratio."""
 BROW_GAZE_UP: float = 2.0
 BROW_DURATION_MS: float = 650.0
-BLINK_PAUSE_MS: float = 160.0
+BLINK_PAUSE_MS: float = 140.0
 BLINK_MIN_GAP_MS: float = 1800.0
 BLINK_OFFSET_MS: float = 30.0
 """A blink starts this long after its pause begins."""
@@ -107,8 +107,13 @@ def prosody_steps(
     audio: np.ndarray | None = None,
     sample_rate: int = 22050,
     exclaim: bool = False,
+    blink_at_start: bool = False,
 ) -> list[Step]:
-    """Nods, emphasis and blinks for timed phonemes; every step ends by ``duration_ms``."""
+    """Nods, emphasis and blinks for timed phonemes; every step ends by ``duration_ms``.
+
+    ``blink_at_start``: the clip continues a previous one (the next sentence): the pause between
+    them, split over the two clips, gets its blink at the start of this one.
+    """
     steps: list[Step] = []
     levels = _levels(audio, sample_rate, phonemes)
     vowels = [i for i, p in enumerate(phonemes) if viseme_of(p.ipa).role is Role.VOWEL]
@@ -145,7 +150,8 @@ def prosody_steps(
     blink = preset_motion("blink")
     last_blink = -math.inf
     for i, p in enumerate(phonemes):
-        if not p.is_pause or p.duration_ms < BLINK_PAUSE_MS or i == 0:
+        first_pause = i == 0 and p.is_pause and blink_at_start
+        if not first_pause and (not p.is_pause or p.duration_ms < BLINK_PAUSE_MS or i == 0):
             continue
         t = p.start_ms + BLINK_OFFSET_MS
         if t - last_blink >= BLINK_MIN_GAP_MS and place(blink, t, "speech_blink"):
