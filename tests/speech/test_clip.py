@@ -111,3 +111,21 @@ def test_user_audio_clip(en_utterance) -> None:
     assert data["n_frames"] == math.ceil(data["audio_ms"] * 25 / 1000) and data["phonemes"] == []
     lv3 = np.array([f["lip_variation_three"] for f in data["frames"]])
     assert lv3.max() > 10 and lv3[0] == 0
+
+
+def test_audio_payload_for_a_page() -> None:
+    import base64
+    import io
+    import wave
+
+    from lpstudio.speech.payload import audio_payload
+
+    clip = speak_text("Nice to meet you.", idle=False)
+    p = audio_payload(clip, 25)
+    assert p["n_frames"] == clip.frame_count(25) and p["duration_ms"] == pytest.approx(p["n_frames"] * 40.0, abs=0.05)
+    with wave.open(io.BytesIO(base64.b64decode(p["wav_base64"]))) as w:
+        assert w.getframerate() == p["sample_rate"] and w.getnframes() == round(
+            p["duration_ms"] * w.getframerate() / 1000
+        )
+    by_url = audio_payload(clip, 25, start_ms=1200, url="/speech/1.wav")
+    assert "wav_base64" not in by_url and by_url["url"] == "/speech/1.wav" and by_url["start_ms"] == 1200

@@ -16,7 +16,8 @@ Modules: :mod:`.espeak` (the C library through ctypes: audio and phoneme events)
 (look-ahead, co-articulation, bilabial closure, loudness -> parameters), :mod:`.prosody` (nods,
 brows, blinks), :mod:`.analyser` (audio -> mouth), :mod:`.audio` (reading audio, WAV bytes),
 :mod:`.clip` (:class:`SpeechClip`), :mod:`.command` (expression commands that speak),
-:mod:`.mux` (mp4 with the audio). Nothing loads the speech library on import.
+:mod:`.mux` (mp4 with the audio), :mod:`.payload` (the audio for a page, on the frames' clock).
+Nothing loads the speech library on import.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .audio import AudioClip, is_audio_path, read_audio, wav_bytes, write_wav
 from .clip import SpeechClip, concat, iter_speech, sample_timeline_at, speak_audio, speak_text
 from .command import command_speech
 from .espeak import Phoneme, Utterance, speech_available, synthesize
+from .payload import audio_payload
 from .text import DEFAULT_SENTENCES, detect_language, split_sentences
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "SpeechClip",
     "Utterance",
     "analyse",
+    "audio_payload",
     "audio_track",
     "command_speech",
     "concat",
