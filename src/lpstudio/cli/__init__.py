@@ -17,7 +17,18 @@ from collections.abc import Sequence
 from ..errors import LPStudioError
 
 # Sub-command modules, in the order they appear in ``lpstudio --help``.
-COMMAND_MODULES: tuple[str, ...] = ("serve", "edit", "animate", "speak", "drive", "say", "params", "weights", "bench", "export")
+COMMAND_MODULES: tuple[str, ...] = (
+    "serve",
+    "edit",
+    "animate",
+    "speak",
+    "drive",
+    "say",
+    "params",
+    "weights",
+    "bench",
+    "export",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
