@@ -110,3 +110,13 @@ class NonFiniteOutputError(RenderError):
         super().__init__(message, hint="try again, or use --dtype float32 / --backend eager")
         self.frames = frames
         self.partial = partial or []
+
+
+class AudioError(LPStudioError):
+    """An audio file (or a video's audio track) cannot be read or used."""
+
+
+class SpeechUnavailableError(BackendUnavailableError):
+    """The speech synthesiser (eSpeak NG) is not installed, or a voice is missing."""
+
+    http_status = 503

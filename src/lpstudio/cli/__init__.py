@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "serve",
     "edit",
     "animate",
+    "speak",
     "drive",
     "face",
     "say",

@@ -17,13 +17,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "drive",
-        help="animate a portrait with a driving video (or image, or saved motion)",
+        help="animate a portrait with a driving video (or image, saved motion, or speech audio)",
         description="Animate SOURCE (a photo) with the head and face motion of DRIVING: a video, an image, "
-        "or a motion template (.npz from --save-motion, or an official .pkl). The output keeps the driving "
+        "or a motion template (.npz from --save-motion, or an official .pkl), or speech audio (.wav, .mp3, .m4a: "
+        "the portrait lip-syncs to it, as `lpstudio speak --audio`). The output keeps the driving "
         "video's frame rate and audio.",
     )
     p.add_argument("source", type=Path, help="the portrait photo")
-    p.add_argument("driving", type=Path, help="driving video, image, or motion template (.npz / official .pkl)")
+    p.add_argument(
+        "driving", type=Path, help="driving video, image, motion template (.npz / official .pkl), or speech audio"
+    )
     p.add_argument(
         "-o", "--output", type=Path, required=True, help="output video (.mp4, .mov, .mkv); an image for a driving image"
     )
@@ -97,6 +100,12 @@ def run(args: argparse.Namespace) -> int:
         raise MotionTemplateError(f"cannot write {args.save_motion}: motion templates are .npz", hint="name it *.npz")
     if not args.driving.exists():
         raise VideoError(f"cannot read {args.driving}: no such file", hint="check the path")
+    from ..speech.audio import is_audio_path
+
+    if is_audio_path(args.driving):  # speech audio: lip-sync (the `speak --audio` path)
+        from .speak import drive_by_audio
+
+        return drive_by_audio(args)
     kind = driving_kind(args.driving)
     photo = load_image(args.source)
     # fail early, before loading the models, on an unusable driving file
