@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from lpstudio import keypoints as K
-from lpstudio.engine import LivePortrait, SourceState, resize_to_input
+from lpstudio.engine import LivePortrait, SourceState
+from lpstudio.face.crop import to_network_input
 from lpstudio.face.intake import LoadedImage, as_rgb_uint8, load_image
 from lpstudio.params import EditParams
 
@@ -101,7 +102,7 @@ class StandInEngine:
             image_256 = face.image_256
             photo = rgb
         else:
-            image_256 = resize_to_input(rgb, INPUT_SIZE)
+            image_256 = to_network_input(rgb, INPUT_SIZE)
         time.sleep(self.prepare_ms / 1000)
         self.prepared += 1
         zeros = torch.zeros(1, 21, 3)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from lpstudio.drive.crop import resize_precropped
 from lpstudio.drive.driving_motion import DriveSettings, KeypointDriver, extract_motion
 from lpstudio.drive.live import TRACK_MIN_FACE_PX, LiveCropper, LiveDriver, centre_square
 from lpstudio.errors import ImageError, ParamError
+from lpstudio.face.crop import to_network_input
 from lpstudio.face.detect import Detections
 
 
@@ -45,7 +45,7 @@ def test_first_frame_is_exactly_the_neutral_and_later_frames_move(engine, state)
 def test_live_matches_the_video_path_frame_by_frame(engine, state) -> None:
     """Same crops through KeypointDriver in one sequence (what ``lpstudio drive`` does) give the same x_d."""
     frames = [_camera(i) for i in (4, 5, 6)]
-    crops = [resize_precropped(np.ascontiguousarray(centre_square(f))) for f in frames]
+    crops = [to_network_input(np.ascontiguousarray(centre_square(f)), filter="linear") for f in frames]
     video = KeypointDriver(engine, state, DriveSettings(), sequence=True)
     expected = [video(extract_motion(engine, [c], 1)) for c in crops]
     live = LiveDriver(engine, state, precropped=True)
