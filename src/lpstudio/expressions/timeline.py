@@ -446,8 +446,14 @@ class Timeline:
         self, fps: float = DEFAULT_FPS, base: EditParams | Mapping[str, float | None] | None = None
     ) -> np.ndarray:
         """Frames as a ``(n_frames, 17)`` float array in :data:`PARAM_NAMES` order, clamped to range."""
+        return self.sample_at(self.frame_times(fps), base)
+
+    def sample_at(
+        self, times_ms: np.ndarray, base: EditParams | Mapping[str, float | None] | None = None
+    ) -> np.ndarray:
+        """The parameters at arbitrary times (ms): ``(len(times_ms), 17)``, offsets added to the base, clamped."""
         b = resolve_base(base)
-        times = self.frame_times(fps)
+        times = np.asarray(times_ms, dtype=np.float64)
         total = np.tile(np.array([b[n] for n in PARAM_NAMES], dtype=np.float64), (len(times), 1))
         col = {n: i for i, n in enumerate(PARAM_NAMES)}
         for s in self.steps:

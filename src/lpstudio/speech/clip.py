@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import CommandError
 from ..expressions.idle import with_idle
 from ..expressions.timeline import DEFAULT_FPS, MAX_FPS, Step, Timeline, resolve_base
-from ..params import PARAM_NAMES, PARAM_SPECS, EditParams
+from ..params import PARAM_NAMES, EditParams
 from .analyser import Analysis, analyse
 from .audio import AudioClip
 from .espeak import DEFAULT_PITCH, DEFAULT_RATE_WPM, PAUSE, Phoneme, check_voice_settings, synthesize
@@ -113,17 +113,8 @@ def check_fps(fps: float) -> None:
 def sample_timeline_at(
     timeline: Timeline, times_ms: np.ndarray, base: EditParams | Mapping[str, Any] | None = None
 ) -> np.ndarray:
-    """A timeline's ``(len(times_ms), 17)`` parameters at arbitrary times (offsets added, clamped)."""
-    b = resolve_base(base)
-    times = np.asarray(times_ms, dtype=np.float64)
-    total = np.tile(np.array([b[n] for n in PARAM_NAMES], dtype=np.float64), (len(times), 1))
-    col = {n: i for i, n in enumerate(PARAM_NAMES)}
-    for s in timeline.steps:
-        for name, off in s.gesture.offsets(times - s.start_ms, b).items():
-            total[:, col[name]] += off
-    lo = np.array([spec.minimum for spec in PARAM_SPECS])
-    hi = np.array([spec.maximum for spec in PARAM_SPECS])
-    return np.clip(total, lo, hi)
+    """A timeline's ``(len(times_ms), 17)`` parameters at arbitrary times (:meth:`Timeline.sample_at`)."""
+    return timeline.sample_at(times_ms, base)
 
 
 def _pad(audio: np.ndarray, sample_rate: int, before_ms: float, after_ms: float) -> np.ndarray:
