@@ -21,6 +21,7 @@ from PIL import Image
 from lpstudio.engine import LivePortrait
 from lpstudio.face import FacePipeline
 from lpstudio.server import ServerSettings, create_app
+from lpstudio.server.limits import ServiceLimits
 from lpstudio.server.live import MAX_MESSAGE_BYTES, pack_frame, unpack_frame
 from lpstudio.server.sessions import encode_jpeg
 from standin_models import empty_det_outputs, write_face_models
@@ -87,7 +88,9 @@ def render(standin_engine) -> StandinRender:
 
 @pytest.fixture(scope="module")
 def live_client(standin_engine):
-    app = create_app(standin_engine, ServerSettings(crop=False, fps=2.0, idle_default=False, max_sessions=4))
+    app = create_app(
+        standin_engine, ServerSettings(crop=False, fps=2.0, idle_default=False, limits=ServiceLimits(max_sessions=4))
+    )
     with TestClient(app) as c:
         yield c
 
@@ -361,15 +364,15 @@ def test_first_camera_frame_renders_the_neutral_portrait_exactly(engine) -> None
     app = create_app(engine, ServerSettings(crop=False, fps=2.0, idle_default=False))
     with TestClient(app) as c:
         session_id = c.post("/session", json={}).json()["session"]
-        session = app.state.lp.sessions.get(session_id)
+        _, source = app.state.lp.resolve(session_id)
         with c.websocket_connect(f"/live?session={session_id}") as ws:
             _ready(ws)
             ws.send_bytes(_frame(0, _camera(9)))
             header, jpeg = _result(ws)
-    state = session.state
+    state = source.state
     rest = next(engine.render_keypoints(state, engine.stitch(state.x_s, state.x_s), batch_size=1))
     assert header["neutral"] and header["face"]
-    assert jpeg == encode_jpeg(session.compose(rest), app.state.live_config.jpeg_quality)
+    assert jpeg == encode_jpeg(source.compose(rest), app.state.live_config.jpeg_quality)
 
 
 def test_a_message_past_the_websocket_limit_closes_with_1009(standin_engine) -> None:
