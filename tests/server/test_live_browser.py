@@ -150,7 +150,7 @@ def _open(p, url: str, flags: list[str]):
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(url)
-    page.wait_for_function("document.getElementById('portrait').dataset.state === 'neutral'", timeout=WAIT_MS)
+    page.wait_for_function("() => document.getElementById('portrait').dataset.state === 'neutral'", timeout=WAIT_MS)
     return browser, page, errors
 
 
@@ -163,7 +163,7 @@ def test_camera_drives_the_portrait_shows_latency_and_turns_off(playwright_insta
         camera = page.get_by_role("button", name="📷 카메라 / camera")
         assert camera.count() == 1
         camera.click()
-        page.wait_for_function("Number(document.getElementById('liveStats').dataset.frames || 0) >= 3", timeout=WAIT_MS)
+        page.wait_for_function("() => Number(document.getElementById('liveStats').dataset.frames || 0) >= 3", timeout=WAIT_MS)
         probe = page.evaluate(CANVAS_PROBE)
         assert probe["state"] == "live" and probe["hash"] != base["hash"], "no rendered frame reached the canvas"
         assert page.locator("#selfView").is_visible()
@@ -178,12 +178,12 @@ def test_camera_drives_the_portrait_shows_latency_and_turns_off(playwright_insta
         before = int(page.locator("#liveStats").get_attribute("data-frames"))
         page.get_by_role("button", name="중립 다시 / reset neutral").click()
         page.wait_for_function(
-            f"Number(document.getElementById('liveStats').dataset.frames) >= {before + 2}", timeout=WAIT_MS
+            f"() => Number(document.getElementById('liveStats').dataset.frames) >= {before + 2}", timeout=WAIT_MS
         )
         assert page.locator("#liveMessage").get_attribute("data-kind") != "error"
 
         page.get_by_role("button", name="📷 카메라 끄기 / camera off").click()
-        page.wait_for_function("document.getElementById('portrait').dataset.state === 'neutral'", timeout=WAIT_MS)
+        page.wait_for_function("() => document.getElementById('portrait').dataset.state === 'neutral'", timeout=WAIT_MS)
         assert page.evaluate(CANVAS_PROBE)["hash"] == base["hash"], "camera off did not bring back the portrait"
         assert not page.locator("#selfView").is_visible()
         assert page.evaluate("() => window.lpLive.stream === null && window.lpLive.ws === null")
