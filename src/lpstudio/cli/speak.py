@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     photo, text = _inputs(args)
     if args.batch_size < 1:
         raise ParamError(f"--batch-size must be at least 1, got {args.batch_size}")
-    from ..speech.clip import check_fps
+    from ..expressions.timeline import check_fps
 
     check_fps(args.fps)
     if not args.dry_run:

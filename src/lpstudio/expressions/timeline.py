@@ -431,7 +431,7 @@ class Timeline:
     # -- sampling ---------------------------------------------------------
     def frame_times(self, fps: float = DEFAULT_FPS) -> np.ndarray:
         """Frame times in ms: every ``1000/fps`` ms, and a last frame exactly at the end."""
-        _check_fps(fps)
+        check_fps(fps)
         step = 1000.0 / fps
         n = int(math.ceil(self.duration_ms / step - 1e-9))
         times = np.arange(n + 1, dtype=np.float64) * step
@@ -509,7 +509,8 @@ class Timeline:
         return f"Timeline([{names}], {self.duration_ms:g} ms)"
 
 
-def _check_fps(fps: float) -> None:
+def check_fps(fps: float) -> None:
+    """Raise :class:`CommandError` unless ``fps`` is a finite number in (0, :data:`MAX_FPS`]."""
     if not (isinstance(fps, (int, float)) and math.isfinite(fps) and 0 < fps <= MAX_FPS):
         raise CommandError(f"fps must be a number in (0, {MAX_FPS:g}], got {fps!r}")
 

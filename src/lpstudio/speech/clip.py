@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CommandError
 from ..expressions.idle import with_idle
-from ..expressions.timeline import DEFAULT_FPS, MAX_FPS, Step, Timeline, resolve_base
+from ..expressions.timeline import DEFAULT_FPS, Step, Timeline, check_fps, resolve_base
 from ..params import PARAM_NAMES, EditParams
 from .analyser import Analysis, analyse
 from .audio import AudioClip
@@ -103,11 +102,6 @@ class SpeechClip:
             "frames": [{n: round(float(v), decimals) for n, v in zip(PARAM_NAMES, row, strict=True)} for row in arr],
             **dict(self.info),
         }
-
-
-def check_fps(fps: float) -> None:
-    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and 0 < fps <= MAX_FPS):
-        raise CommandError(f"fps must be a number in (0, {MAX_FPS:g}], got {fps!r}")
 
 
 def sample_timeline_at(
