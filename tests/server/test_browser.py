@@ -10,27 +10,19 @@ the test's temporary folder).
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, free_port, require_browser
 from PIL import Image
 
 from lpstudio.server import ServerSettings, create_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 CLIP_TIMEOUT_MS = 420_000  # a CPU renders a frame in seconds; a clip takes minutes when the machine is busy
 
 # Canvas fingerprint: a hash and the mean of a sample of its pixels.
@@ -46,27 +38,13 @@ CANVAS_PROBE = """() => {
 }"""
 
 
-def _require_browser() -> None:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("LPSTUDIO_REQUIRE_BROWSER"):
-            pytest.fail(f"{CHROMIUM} is missing (install Debian's chromium)")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    pytest.importorskip("playwright.sync_api")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_url(engine):
-    _require_browser()
+    require_browser()
     import uvicorn
 
     app = create_app(engine, ServerSettings(crop=False, fps=2.0, idle_default=False, batch_size=4))
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

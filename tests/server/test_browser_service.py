@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, require_browser
 from PIL import Image
 from service_helpers import live_server
 from standin_server import StandInEngine
@@ -20,9 +21,6 @@ from standin_server import StandInEngine
 from lpstudio.face import FacePipeline
 from lpstudio.server import ServerSettings, create_app
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update"]  # fmt: skip
 TIMEOUT_MS = 120_000
 GRID = 8
 DARK_RATIO = 0.6
@@ -79,11 +77,7 @@ def _portrait(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("LPSTUDIO_REQUIRE_BROWSER"):
-            pytest.fail(f"{CHROMIUM} is missing")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    pytest.importorskip("playwright.sync_api")
+    require_browser()
     from standin_models import write_face_models
 
     root = tmp_path_factory.mktemp("svc")

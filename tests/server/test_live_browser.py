@@ -11,7 +11,6 @@ missing camera. Screenshots go to ``$LPSTUDIO_ARTIFACTS`` (or a temporary folder
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from importlib import resources
@@ -20,20 +19,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, free_port, require_browser
 
 from lpstudio.engine import LivePortrait
 from lpstudio.server import ServerSettings, create_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 FAKE_CAMERA_FLAGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 CLIP_SIZE = (320, 240)  # width, height of the fake camera
 CLIP_FRAMES = 12
@@ -92,20 +84,6 @@ class FollowingStandin:
         return out
 
 
-def _require_browser() -> None:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("LPSTUDIO_REQUIRE_BROWSER"):
-            pytest.fail(f"{CHROMIUM} is missing (install Debian's chromium)")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    pytest.importorskip("playwright.sync_api")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
     out = Path(os.environ.get("LPSTUDIO_ARTIFACTS", tmp_path_factory.mktemp("screenshots")))
@@ -115,13 +93,13 @@ def shots(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def live_url(engine):
-    _require_browser()
+    require_browser()
     import uvicorn
 
     standin = LivePortrait(engine.networks, "cpu", "float32")
     standin.render_mixed = FollowingStandin()  # type: ignore[method-assign]
     app = create_app(standin, ServerSettings(crop=False, fps=2.0, idle_default=False))
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -137,7 +115,7 @@ def live_url(engine):
 
 @pytest.fixture(scope="module")
 def playwright_instance():
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -163,7 +141,9 @@ def test_camera_drives_the_portrait_shows_latency_and_turns_off(playwright_insta
         camera = page.get_by_role("button", name="📷 카메라 / camera")
         assert camera.count() == 1
         camera.click()
-        page.wait_for_function("() => Number(document.getElementById('liveStats').dataset.frames || 0) >= 3", timeout=WAIT_MS)
+        page.wait_for_function(
+            "() => Number(document.getElementById('liveStats').dataset.frames || 0) >= 3", timeout=WAIT_MS
+        )
         probe = page.evaluate(CANVAS_PROBE)
         assert probe["state"] == "live" and probe["hash"] != base["hash"], "no rendered frame reached the canvas"
         assert page.locator("#selfView").is_visible()
