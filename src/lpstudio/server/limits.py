@@ -79,6 +79,8 @@ class ServiceLimits:
     max_upload_pixels: int = 40_000_000
     max_json_bytes: int = 64 * 1024
     """Largest JSON request body."""
+    max_audio_upload_bytes: int = 10 * MIB
+    """Largest speech audio file the page may upload (its length is bounded by ``max_clip_ms`` too)."""
 
     # --- shutdown
     drain_timeout_s: float = 30.0
@@ -115,6 +117,11 @@ class ServiceLimits:
     def max_upload_body_bytes(self) -> int:
         """Largest multipart body: the file limit plus boundaries and fields."""
         return self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+
+    @property
+    def max_audio_upload_body_bytes(self) -> int:
+        """Largest multipart body of an audio upload: the file limit plus boundaries and fields."""
+        return self.max_audio_upload_bytes + MULTIPART_OVERHEAD_BYTES
 
     def memory_bound_bytes(self, batch_size: int = 4) -> int:
         """Upper bound of the memory the service itself holds on top of the loaded model.
