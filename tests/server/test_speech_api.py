@@ -151,6 +151,35 @@ def test_cache_key_differs_with_audio_even_for_one_timeline():
     assert len(keys) == 2 and silent not in keys
 
 
+def test_speech_memo_returns_the_same_audio_and_stays_bounded():
+    from lpstudio.expressions.timeline import Timeline
+    from lpstudio.server.speech import SpeechMemo, audio_start
+    from lpstudio.speech.clip import SpeechClip
+
+    made: list[str] = []
+
+    def maker(key: str, seconds: float):
+        def make():
+            made.append(key)
+            audio = AudioClip.from_mono(np.full(int(16_000 * seconds), 0.1, np.float32), 16_000)
+            return audio_start(SpeechClip(audio, Timeline([], audio.duration_ms)), FPS)
+
+        return make
+
+    one = audio_start(SpeechClip(AudioClip.from_mono(np.zeros(16_000, np.float32), 16_000), Timeline([], 1000.0)), FPS)
+    memo = SpeechMemo(max_bytes=3 * (64_000 + len(one.audio_json)))  # room for about three 1 s clips
+    first = memo.get_or_make("a", maker("a", 1.0))
+    assert memo.get_or_make("a", maker("a", 1.0)) is first and made == ["a"]
+    for key in "bcd":
+        memo.get_or_make(key, maker(key, 1.0))
+    assert memo.bytes <= memo.max_bytes and len(memo) == 3
+    memo.get_or_make("a", maker("a", 1.0))  # "a" was the least recently used: dropped, made again
+    assert made == ["a", "b", "c", "d", "a"]
+    assert memo.get_or_make("silent", lambda: None) is None and "silent" not in memo
+    huge = memo.get_or_make("huge", maker("huge", 10.0))  # larger than the memo: served, not kept
+    assert huge is not None and "huge" not in memo
+
+
 @requires_speech
 def test_speech_over_the_clip_limit_is_refused_before_rendering(speech_client):
     client, session, engine = speech_client

@@ -128,6 +128,20 @@ def test_talk_button_plays_the_voice_with_the_frames(page, shots):
 
 
 @requires_speech
+def test_typed_speech_command_speaks(page):
+    def send() -> None:
+        page.fill("#command", "웃으면서 말해줘 안녕하세요")
+        page.press("#command", "Enter")
+
+    before = _state(page)["played"]
+    final, seen, states = _play(page, send)
+    assert not final["error"], final["error"]
+    assert final["played"] == before + 1 and final["clock"] == "audio"
+    assert any(s["voice"] == "playing" for s in states) and len(seen) >= 2
+    assert float(final["skew"]) < FRAME_MS
+
+
+@requires_speech
 def test_mute_sets_the_gain_to_zero_and_is_remembered(page, shots):
     mute = page.locator("#muteButton")
     assert _state(page)["muted"] == "0"

@@ -97,7 +97,7 @@ def create_app(engine: Any, settings: ServerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = build_state(engine, settings)
         app.state.speech_available = await asyncio.to_thread(speech_available)  # loads eSpeak NG once
-        app.state.speech_memo = SpeechMemo()
+        app.state.speech_memo = SpeechMemo(settings.limits.speech_memo_bytes)
         if settings.prerender:
             tasks: set[asyncio.Task] = set()
 

@@ -47,7 +47,7 @@ GENERIC_CONTENT_TYPES: frozenset[str] = frozenset({"", "application/octet-stream
 """Content types that say nothing: the file name decides."""
 UPLOAD_HINT = "upload a .wav, .mp3, .m4a, .ogg or .flac file with speech in it"
 SPEECH_MEMO_BYTES: int = 64 * 2**20
-"""Audio and start lines of spoken requests remembered by a server (least recently used dropped)."""
+"""Default bound of a :class:`SpeechMemo` (a server takes ``ServiceLimits.speech_memo_bytes``)."""
 
 
 @dataclass(frozen=True)
@@ -161,3 +161,6 @@ class SpeechMemo:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._items

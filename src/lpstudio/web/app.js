@@ -215,6 +215,8 @@ async function playStream(res, token, onStart) {
       if (origin === null) {
         if (k < frames.length && (frames.length >= need() || done) && audioSettled) {
           onAudioClock = !!(audioBuffer && voice.ctx && voice.ctx.state === "running");
+          if (audioBuffer && !onAudioClock) $("voiceNote").textContent = "소리를 켜려면 페이지를 한 번 누르고 다시 해 보세요 / " +
+            "the browser kept the page silent: click the page, then try again";
           origin = onAudioClock ? startVoice(audioBuffer, k / fps, token) : performance.now() - (k * 1000) / fps;
           if (audio) document.body.dataset.avClock = onAudioClock ? "audio" : "page";
         } else {
