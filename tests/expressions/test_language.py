@@ -199,6 +199,10 @@ FILLER_TOLERANT: list[tuple[str, list[str]]] = [
     ("hey buddy, could you nod", ["nod"]),
     ("웃으면서 날아", ["smile"]),
     ("😀😀 fly", ["smile"]),
+    # everyday words one letter away from an action word are not typos ("eyes"/"yes", "start"/"stare")
+    ("blink your eyes", ["blink"]),
+    ("start smiling", ["smile"]),
+    ("great, now nod", ["nod"]),
 ]
 
 

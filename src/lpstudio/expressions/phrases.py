@@ -6,7 +6,8 @@ scans each part for the words of :mod:`.lexicon`: actions, directions, intensity
 speed, amplifiers and repetition. Words that are not expressions (fillers, politeness,
 quoting particles: "뭐라고 말 좀 해봐", "please smile for me", "can you nod") are ignored as
 soon as one known action is present; a command with no known action at all is an error listing
-the closest words, and so is a word that is a near-miss of an action word ("smile and blnik").
+the closest words, and so is a word that is an action word with two letters swapped or one letter
+extra or missing ("smile and blnik").
 With ``strict=True`` (how :mod:`.speech_command` tells a command from text to say) every part
 must be understood or be filler.
 """
@@ -42,11 +43,8 @@ AMPLIFIER_EXPONENT: float = 1.5
 """``아주 천천히`` / ``very slowly``: the modifier's factor raised to this power."""
 LONE_AMPLIFIER: float = 1.25
 """Intensity of an amplifier with nothing to amplify (``정말 웃어``)."""
-TYPO_RATIO: float = 0.8
-"""A leftover word at least this similar to an action word (:class:`difflib.SequenceMatcher` ratio) is a
-typo of it, not filler: the command is refused with that word as the suggestion."""
 TYPO_MIN_CHARS: int = 4
-"""Shorter leftover words are never taken for typos (too many everyday words are near short stems)."""
+"""Leftover words (and action words) shorter than this are never taken for typos of each other."""
 LAYER_HOLD_MARGIN_MS: float = 150.0
 SEQUENCE_GAP_MS: float = 0.0
 DEFAULT_WINK: str = "wink_right"
@@ -410,15 +408,37 @@ def leftover_words(text: str) -> list[str]:
     return out
 
 
+def _near_miss(word: str, known: str) -> bool:
+    """Whether ``word`` is ``known`` typed with two letters swapped, or one letter extra or missing.
+
+    A substituted letter does not count: too many everyday words are one letter away from an action
+    word ("start"/"stare", "great"/"greet"). The first letter must match.
+    """
+    if word == known or word[0] != known[0]:
+        return False
+    if len(word) == len(known):
+        diff = [i for i, (a, b) in enumerate(zip(word, known, strict=True)) if a != b]
+        return len(diff) == 2 and word[diff[0]] == known[diff[1]] and word[diff[1]] == known[diff[0]]
+    longer, shorter = (word, known) if len(word) > len(known) else (known, word)
+    if len(longer) - len(shorter) != 1:
+        return False
+    return any(longer[:i] + longer[i + 1 :] == shorter for i in range(len(longer)))
+
+
+def _typo_targets() -> list[str]:
+    """Whole English action words (preset names and their one-word English names, not lexicon stems)."""
+    out = {w.lower() for p in PRESETS.values() for w in (p.name, *p.names_en)}
+    return sorted(w for w in out if w.isalpha() and w.isascii() and len(w) >= TYPO_MIN_CHARS)
+
+
 def _typo(norm: str) -> str | None:
     """The first leftover English word that is a near-miss of an English action word ("blnik"), if any."""
-    words = [w for w in _vocabulary() if re.fullmatch(r"[a-z]+", w) and len(w) >= TYPO_MIN_CHARS - 1]
+    words = _typo_targets()
     for word in leftover_words(norm):
         if len(word) < TYPO_MIN_CHARS or not re.fullmatch(r"[a-z]+", word) or _FILLER.match(word):
             continue
-        for known in words:
-            if word != known and difflib.SequenceMatcher(None, word, known).ratio() >= TYPO_RATIO:
-                return word
+        if any(_near_miss(word, known) for known in words):
+            return word
     return None
 
 
