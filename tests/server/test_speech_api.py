@@ -202,6 +202,50 @@ def test_audio_upload_plays_the_users_speech(speech_client):
     assert abs(audio["speech_ms"] - 2000.0) < 1.0
 
 
+ENCODERS: dict[str, tuple[str, str]] = {
+    ".mp3": ("libmp3lame", "audio/mpeg"),
+    ".m4a": ("aac", "audio/x-m4a"),
+    ".flac": ("flac", "audio/flac"),
+    ".ogg": ("libopus", "audio/ogg"),
+}
+ENCODE_RATE = 48_000
+ENCODE_CHUNK = 960
+
+
+def _encoded(suffix: str, seconds: float) -> bytes:
+    """A speech-like signal in a compressed format, written with PyAV."""
+    import av
+
+    codec, _ = ENCODERS[suffix]
+    t = np.arange(int(seconds * ENCODE_RATE)) / ENCODE_RATE
+    signal = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 2.5 * t) > 0)).astype(np.float32)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format={".m4a": "ipod", ".ogg": "ogg"}.get(suffix, suffix[1:])) as out:
+        stream = out.add_stream(codec, rate=ENCODE_RATE)
+        stream.layout = "mono"
+        fmt = stream.codec_context.codec.audio_formats[0].name
+        for i in range(0, len(signal), ENCODE_CHUNK):
+            part = signal[None, i : i + ENCODE_CHUNK]
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(part), format="fltp", layout="mono")
+            frame.sample_rate = ENCODE_RATE
+            frame.pts = i
+            if fmt != "fltp":
+                frame = av.AudioResampler(format=fmt, layout="mono", rate=ENCODE_RATE).resample(frame)[0]
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("suffix", sorted(ENCODERS))
+def test_audio_upload_takes_compressed_formats(speech_client, suffix):
+    client, session, _ = speech_client
+    data = _encoded(suffix, 1.5)
+    files = {"file": (f"voice{suffix}", data, ENCODERS[suffix][1])}
+    audio = _check_clock(_lines(client.post("/generate-audio", data={"session": session}, files=files)))
+    assert audio["sample_rate"] == 24_000 and audio["channels"] == 1
+    assert abs(audio["speech_ms"] - 1500.0) < 120.0, audio["speech_ms"]  # encoder priming/padding
+
+
 def test_audio_upload_downmixes_and_bounds_the_rate(speech_client, tmp_path):
     client, session, _ = speech_client
     t = np.arange(48_000) / 48_000
