@@ -117,6 +117,8 @@ class AudioError(LPStudioError):
 
 
 class SpeechUnavailableError(BackendUnavailableError):
-    """The speech synthesiser (eSpeak NG) is not installed, or a voice is missing."""
+    """The speech synthesiser (eSpeak NG) is not installed, or a voice is missing.
 
-    http_status = 503
+    A server without it answers 501 (not implemented here; never retried as "busy")."""
+
+    http_status = 501

@@ -179,19 +179,67 @@ def test_modifiers_change_the_timeline() -> None:
     assert normal.sample_array(25)[0, i] == base["smile"]
 
 
-@pytest.mark.parametrize("phrase", ["점프해", "dance for me", "asdf", "😀😀 fly", "look", "   ", "!!!"])
+@pytest.mark.parametrize("phrase", ["점프해", "dance for me", "asdf", "fly 😶", "look", "   ", "!!!"])
 def test_unknown_commands_raise(phrase: str) -> None:
     with pytest.raises(CommandError):
         parse_command(phrase)
 
 
+# Filler tolerance (issue 12, point 4): words that are not expressions are ignored when a known
+# action is present. (command, the presets understood, in order)
+FILLER_TOLERANT: list[tuple[str, list[str]]] = [
+    ("뭐라고 말 좀 해봐", ["talk"]),
+    ("웃으면서 말해줘 안녕하세요", ["smile", "talk"]),
+    ('"안녕" 이라고 말해줘', ["talk"]),
+    ("say: nice to meet you", ["talk"]),
+    ("please smile for me", ["smile"]),
+    ("can you smile", ["smile"]),
+    ("한번 웃어봐 좀", ["smile"]),
+    ("저기요 고개 한번 끄덕여 주실래요", ["nod"]),
+    ("hey buddy, could you nod", ["nod"]),
+    ("웃으면서 날아", ["smile"]),
+    ("😀😀 fly", ["smile"]),
+    # everyday words one letter away from an action word are not typos ("eyes"/"yes", "start"/"stare")
+    ("blink your eyes", ["blink"]),
+    ("start smiling", ["smile"]),
+    ("great, now nod", ["nod"]),
+]
+
+
+@pytest.mark.parametrize(("phrase", "presets"), FILLER_TOLERANT)
+def test_words_that_are_not_expressions_are_ignored(phrase: str, presets: list[str]) -> None:
+    assert [a.preset for a in parse_command(phrase).actions] == presets
+
+
+@pytest.mark.parametrize("phrase", ["뭐라고 말 좀 해봐", "smile while flying", "웃으면서 날아"])
+def test_strict_parsing_still_refuses_unknown_parts(phrase: str) -> None:
+    # what the speech splitter uses to tell a command from text to say
+    with pytest.raises(CommandError):
+        parse_command(phrase, strict=True)
+
+
 def test_unknown_lists_close_matches() -> None:
+    # a typo of a real action with no other known action: refused, with the action suggested
     with pytest.raises(CommandError) as err:
         parse_command("smiel")
     assert "smile" in (err.value.hint or "")
     with pytest.raises(CommandError) as err:
-        parse_command("웃으면서 날아")
-    assert err.value.hint
+        parse_command("윙그해줘")
+    assert "wink_right (윙크)" in (err.value.hint or "")
+    with pytest.raises(CommandError) as err:
+        parse_command("끄떡여 주세요")
+    assert "nod (끄덕)" in (err.value.hint or "")
+    # a near-miss of an action word next to a known action is a typo, not filler
+    for phrase in ("smile and blnik", "smile blnik please", "nod then winck"):
+        with pytest.raises(CommandError) as err:
+            parse_command(phrase)
+        assert "did you mean" in (err.value.hint or ""), phrase
+    # pure gibberish: an error that still lists suggestions, none made up from a shared space
+    with pytest.raises(CommandError) as err:
+        parse_command("asdf qwer zxcv")
+    hint = err.value.hint or ""
+    assert "Known expressions: smile" in hint
+    assert "빵 터" not in hint
 
 
 def test_too_many_repeats() -> None:

@@ -31,8 +31,9 @@ names and milliseconds::
 
 The sequence always ends at the base pose (a 400 ms return is added if needed).
 
-Anything that cannot be understood raises :class:`~lpstudio.errors.CommandError`
-listing the closest known words.
+Words that are not expressions (``뭐라고``, ``좀``, ``please``, ``can you``) are ignored
+when a known action is present; a command without any known action raises
+:class:`~lpstudio.errors.CommandError` listing the closest known words.
 """
 
 from __future__ import annotations
@@ -56,11 +57,13 @@ from .timeline import Timeline
 MAX_COMMAND_CHARS: int = 500
 
 
-def parse_command(text: str) -> CommandPlan:
+def parse_command(text: str, *, strict: bool = False) -> CommandPlan:
     """Understand a free-text (Korean/English) or precise-sequence command.
 
-    Raises :class:`CommandError` (with close matches) when nothing, or some
-    part, cannot be understood.
+    Words that are not expressions (fillers, politeness, quoting particles) are ignored when a
+    known action is present. Raises :class:`CommandError` (with close matches) when no action is
+    understood, when a word is a near-miss of an action word, or (``strict``) when any part that is
+    not filler cannot be understood.
     """
     if not isinstance(text, str) or not text.strip():
         raise CommandError("empty command", hint="try '웃어줘', 'smile and wink', or 'blink twice'")
@@ -68,7 +71,7 @@ def parse_command(text: str) -> CommandPlan:
         raise CommandError(f"command is {len(text)} characters long", hint=f"keep it under {MAX_COMMAND_CHARS}")
     if is_precise(text):
         return CommandPlan((), text, precise=parse_precise(text))
-    return parse_phrases(text)
+    return parse_phrases(text, strict=strict)
 
 
 def command_timeline(text: str) -> Timeline:

@@ -3,8 +3,13 @@
 :func:`parse_phrases` splits a command into a sequence of clauses (``고 나서``, ``then``,
 punctuation...), each clause into layered parts (``-면서``, ``and``, ``while``...), and
 scans each part for the words of :mod:`.lexicon`: actions, directions, intensity,
-speed, amplifiers and repetition. Words that mean nothing to it (politeness endings,
-"please", "좀") are filler; anything else unknown is an error with the closest words.
+speed, amplifiers and repetition. Words that are not expressions (fillers, politeness,
+quoting particles: "뭐라고 말 좀 해봐", "please smile for me", "can you nod") are ignored as
+soon as one known action is present; a command with no known action at all is an error listing
+the closest words, and so is a word that is an action word with two letters swapped or one letter
+extra or missing ("smile and blnik").
+With ``strict=True`` (how :mod:`.speech_command` tells a command from text to say) every part
+must be understood or be filler.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ AMPLIFIER_EXPONENT: float = 1.5
 """``아주 천천히`` / ``very slowly``: the modifier's factor raised to this power."""
 LONE_AMPLIFIER: float = 1.25
 """Intensity of an amplifier with nothing to amplify (``정말 웃어``)."""
+TYPO_MIN_CHARS: int = 4
+"""Leftover words (and action words) shorter than this are never taken for typos of each other."""
 LAYER_HOLD_MARGIN_MS: float = 150.0
 SEQUENCE_GAP_MS: float = 0.0
 DEFAULT_WINK: str = "wink_right"
@@ -317,7 +324,7 @@ def close_matches(text: str, n: int = 5) -> list[str]:
     for tok in [text, *text.split()]:
         for word, preset in vocab.items():
             score = difflib.SequenceMatcher(None, tok, word).ratio()
-            if re.search(r"[가-힣]", word) and set(word) & set(tok):
+            if re.search(r"[가-힣]", word) and (set(word) & set(tok)) - set(" "):
                 score = max(score, 0.5)  # Korean: sharing a syllable with a stem is a likely typo
             if score >= 0.45 and score > scored.get(preset, (0.0, ""))[0]:
                 scored[preset] = (score, word)
@@ -338,8 +345,12 @@ def unknown_command_error(text: str) -> CommandError:
 # --- whole commands -------------------------------------------------------------
 
 
-def parse_phrases(text: str) -> CommandPlan:
-    """Understand a natural (not precise) command; raises :class:`CommandError` with close matches."""
+def parse_phrases(text: str, *, strict: bool = False) -> CommandPlan:
+    """Understand a natural (not precise) command; raises :class:`CommandError` with close matches.
+
+    Words that are not expressions are ignored when a known action is present (see the module
+    doc); ``strict`` refuses any part that is neither understood nor filler.
+    """
     norm = normalize(text)
     groups: list[tuple[Action, ...]] = []
     unknown: list[str] = []
@@ -375,13 +386,60 @@ def parse_phrases(text: str) -> CommandPlan:
             groups.append(tuple(group))
     if not groups:
         emoji = _emoji_actions(unicodedata.normalize("NFKC", text))
-        if emoji and not _meaningful(unknown):
+        if emoji and not (strict and _meaningful(unknown)):
             names = [DEFAULT_WINK if e == "wink" else e for e in dict.fromkeys(emoji)]
             return CommandPlan((tuple(Action(n, text=text.strip()) for n in names),), text)
         raise unknown_command_error(norm or text)
-    if unknown and _meaningful(unknown):
+    if strict and unknown and _meaningful(unknown):
         raise unknown_command_error(" ".join(unknown))
+    typo = _typo(norm)
+    if typo is not None:
+        raise unknown_command_error(typo)
     return CommandPlan(tuple(groups), text)
+
+
+def leftover_words(text: str) -> list[str]:
+    """The words of a normalised command that no lexicon entry matched (fillers, text, typos)."""
+    covered = [(m.start, m.end) for m in _scan(text)]
+    out = []
+    for m in re.finditer(r"\w+", text):
+        if not any(a <= m.start() and m.end() <= b for a, b in covered):
+            out.append(m.group(0))
+    return out
+
+
+def _near_miss(word: str, known: str) -> bool:
+    """Whether ``word`` is ``known`` typed with two letters swapped, or one letter extra or missing.
+
+    A substituted letter does not count: too many everyday words are one letter away from an action
+    word ("start"/"stare", "great"/"greet"). The first letter must match.
+    """
+    if word == known or word[0] != known[0]:
+        return False
+    if len(word) == len(known):
+        diff = [i for i, (a, b) in enumerate(zip(word, known, strict=True)) if a != b]
+        return len(diff) == 2 and word[diff[0]] == known[diff[1]] and word[diff[1]] == known[diff[0]]
+    longer, shorter = (word, known) if len(word) > len(known) else (known, word)
+    if len(longer) - len(shorter) != 1:
+        return False
+    return any(longer[:i] + longer[i + 1 :] == shorter for i in range(len(longer)))
+
+
+def _typo_targets() -> list[str]:
+    """Whole English action words (preset names and their one-word English names, not lexicon stems)."""
+    out = {w.lower() for p in PRESETS.values() for w in (p.name, *p.names_en)}
+    return sorted(w for w in out if w.isalpha() and w.isascii() and len(w) >= TYPO_MIN_CHARS)
+
+
+def _typo(norm: str) -> str | None:
+    """The first leftover English word that is a near-miss of an English action word ("blnik"), if any."""
+    words = _typo_targets()
+    for word in leftover_words(norm):
+        if len(word) < TYPO_MIN_CHARS or not re.fullmatch(r"[a-z]+", word) or _FILLER.match(word):
+            continue
+        if any(_near_miss(word, known) for known in words):
+            return word
+    return None
 
 
 # Parts with none of these are filler ("please", "해 주세요", "좀") and may be ignored.

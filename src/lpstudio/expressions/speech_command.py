@@ -92,7 +92,7 @@ def _is_commandish(tail: str) -> bool:
     if _modifiers_only(tail):
         return True
     try:
-        parse_command(tail)
+        parse_command(tail, strict=True)
     except Exception:  # noqa: BLE001  (any refusal means: not a command)
         return False
     return True
@@ -117,7 +117,7 @@ def _text_and_more(tail: str) -> tuple[str, str]:
         if not left.strip() or not right.strip():
             continue
         try:
-            parse_command(right)
+            parse_command(right, strict=True)
         except Exception:  # noqa: BLE001
             continue
         return left.strip(), tail[m.start() :].strip(" ,")

@@ -30,14 +30,25 @@ from starlette.middleware.cors import CORSMiddleware
 from ..errors import LPStudioError
 from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
+from ..speech.espeak import speech_available
 from .http import BodyLimitMiddleware, GuardMiddleware
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .limits import ServiceLimits
 from .live import register_live
 from .metrics import CONTENT_TYPE, AccessLogMiddleware
-from .plans import GenerateRequest, RenderRequest, clip_cache_key, plan_clip, sample_clip
+from .plans import (
+    MAX_SEED,
+    ClipPlan,
+    GenerateRequest,
+    RenderRequest,
+    clip_cache_key,
+    plan_clip,
+    sample_clip,
+    speech_plan,
+)
 from .sessions import Source, encode_jpeg
 from .settings import ServerSettings
+from .speech import SpeechMemo, check_audio_upload, uploaded_speech
 from .state import AppState, build_state
 from .streams import NDJSONResponse, Viewer
 from .worker import PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, RenderJob
@@ -65,6 +76,8 @@ BUTTONS: dict[str, tuple[str, str]] = {
     "sleepy": ("졸려봐", "😪"),
     "doubtful": ("갸우뚱", "🤨"),
 }
+GENERATE_AUDIO_PATH = "/generate-audio"
+"""Where the page uploads speech audio for the portrait to say."""
 MAX_FILENAME_CHARS = 200
 MAX_FACE_INDEX = 63
 VALIDATION_ERRORS_SHOWN = 5
@@ -83,11 +96,13 @@ def create_app(engine: Any, settings: ServerSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = build_state(engine, settings)
+        app.state.speech_available = await asyncio.to_thread(speech_available)  # loads eSpeak NG once
+        app.state.speech_memo = SpeechMemo(settings.limits.speech_memo_bytes)
         if settings.prerender:
             tasks: set[asyncio.Task] = set()
 
             def on_new_source(source: Source) -> None:
-                task = state.loop.create_task(_prerender(state, source))
+                task = state.loop.create_task(_prerender(state, source, app.state.speech_memo))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
 
@@ -121,7 +136,11 @@ def _middleware(app: FastAPI, settings: ServerSettings) -> None:
     limits = settings.limits
 
     def body_limit(path: str) -> int:
-        return limits.max_upload_body_bytes if path == "/source-image" else limits.max_json_bytes
+        if path == "/source-image":
+            return limits.max_upload_body_bytes
+        if path == GENERATE_AUDIO_PATH:
+            return limits.max_audio_upload_body_bytes
+        return limits.max_json_bytes
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     if settings.allowed_origins:
@@ -230,6 +249,8 @@ def _info_routes(app: FastAPI) -> None:
             "open_streams": admitted["streams"],
             "render_fps": state.worker.measured_fps,
             "max_clip_s": state.limits.max_clip_ms / 1000,
+            "speech": bool(getattr(request.app.state, "speech_available", False)),
+            "max_audio_upload_mb": state.limits.max_audio_upload_bytes / 2**20,
         }
         return JSONResponse(body, status_code=503 if admitted["draining"] else 200)
 
@@ -320,31 +341,78 @@ def _render_routes(app: FastAPI) -> None:
         fps = body.fps or state.settings.fps
         idle = state.settings.idle_default if body.idle is None else body.idle
         limits = state.limits
-        plan = await state.off_loop(lambda: plan_clip(body, fps=fps, idle=idle, limits=limits))
-        base = source.state.neutral_params()
-        key = await state.off_loop(lambda: clip_cache_key(source.digest, plan, base, state.settings_key()))
-        stream_ticket = state.admission.admit_stream()
+        memo = request.app.state.speech_memo
+        plan = await state.off_loop(lambda: plan_clip(body, fps=fps, idle=idle, limits=limits, memo=memo))
+        return await _stream(state, source, plan, received)
+
+    @app.post(
+        GENERATE_AUDIO_PATH,
+        summary="Upload speech audio (wav/mp3/m4a/ogg/flac) -> the portrait says it: frames streamed as NDJSON, "
+        "the audio in the start line",
+    )
+    async def generate_audio(
+        request: Request,
+        session: str = Form(..., max_length=256),
+        file: UploadFile = File(..., description="speech audio, at most the clip limit long"),
+        idle: bool | None = Form(None),
+        seed: int = Form(0, ge=0, le=MAX_SEED),
+        fps: float | None = Form(None, gt=0.0, le=120.0, allow_inf_nan=False),
+    ) -> NDJSONResponse:
+        received = time.perf_counter()
+        state = lp(request)
+        state.admission.check_open()
+        _, source = state.resolve(session)
+        limits = state.limits
+        rate = fps or state.settings.fps
+        limits.check_fps(rate)
+        with_idle = state.settings.idle_default if idle is None else idle
+        name = _clean_name(file.filename)
+        ticket = state.admission.admit_source()  # decoding is bounded like a photo's
         try:
-            clip, how = await _clip_for(state, key, source, plan, base)
-            h, w = source.display.shape[:2]
-            start = {**plan.start_info(), "width": w, "height": h}
-            viewer = Viewer(
-                clip, start, received, shared=how == "shared", on_first_frame=state.metrics.first_frame_ms.observe
-            )
-        except BaseException:
-            stream_ticket.release()
-            raise
-        state.metrics.streams.labels(how=how).inc()
-
-        def closed() -> None:
-            stream_ticket.release()
-            if viewer.stalled:
-                state.metrics.stalled.inc()
-
-        return NDJSONResponse(viewer, limits.stall_timeout_s, closed)
+            data = await file.read(limits.max_audio_upload_bytes + 1)
+            check_audio_upload(name, file.content_type, data, limits)
+            async with state.decode_slots:
+                clip = await state.off_loop(
+                    lambda payload=data: uploaded_speech(payload, name, idle=with_idle, seed=seed, limits=limits)
+                )
+            del data
+            plan = await state.off_loop(lambda: speech_plan(clip, rate, limits))
+        finally:
+            ticket.release()
+        return await _stream(state, source, plan, received)
 
 
-async def _clip_for(state: AppState, key: str, source: Source, plan, base: EditParams):  # noqa: ANN001
+async def _stream(state: AppState, source: Source, plan: ClipPlan, received: float) -> NDJSONResponse:
+    """The NDJSON stream of a planned clip: cached, joined to an identical render, or rendered now."""
+    base = source.state.neutral_params()
+    key = await state.off_loop(lambda: clip_cache_key(source.digest, plan, base, state.settings_key()))
+    stream_ticket = state.admission.admit_stream()
+    try:
+        clip, how = await _clip_for(state, key, source, plan, base)
+        h, w = source.display.shape[:2]
+        start = {**plan.start_info(), "width": w, "height": h}
+        viewer = Viewer(
+            clip,
+            start,
+            received,
+            shared=how == "shared",
+            on_first_frame=state.metrics.first_frame_ms.observe,
+            audio_json=plan.audio_json,
+        )
+    except BaseException:
+        stream_ticket.release()
+        raise
+    state.metrics.streams.labels(how=how).inc()
+
+    def closed() -> None:
+        stream_ticket.release()
+        if viewer.stalled:
+            state.metrics.stalled.inc()
+
+    return NDJSONResponse(viewer, state.limits.stall_timeout_s, closed)
+
+
+async def _clip_for(state: AppState, key: str, source: Source, plan: ClipPlan, base: EditParams):  # noqa: ANN202
     """The clip to stream and how it is served: ``cached``, ``shared`` (joined a render) or ``rendered``."""
     clip = state.hub.find(key)
     if clip is not None:
@@ -353,7 +421,7 @@ async def _clip_for(state: AppState, key: str, source: Source, plan, base: EditP
         state.hub.joined += 1
         state.hub.bump(clip, plan.priority)
         return clip, "shared"
-    job_ticket = state.admission.admit_job(plan.timeline.frame_count(plan.fps))
+    job_ticket = state.admission.admit_job(plan.frame_count)
     try:
         params = await state.off_loop(lambda: sample_clip(plan, base))
     except BaseException:
@@ -400,7 +468,7 @@ async def _render_one(state: AppState, source: Source, params: EditParams):  # n
     return frames[0]
 
 
-async def _prerender(state: AppState, source: Source) -> None:
+async def _prerender(state: AppState, source: Source, memo: SpeechMemo | None = None) -> None:
     """Render the button presets of a new photo at background priority, while the server has room.
 
     Their lines land in the clip cache under the keys ``/generate`` computes, so a click
@@ -413,19 +481,24 @@ async def _prerender(state: AppState, source: Source) -> None:
     def plans() -> list:
         out = []
         for name in names:
-            plan = plan_clip(
-                GenerateRequest(session="-", preset=name),
-                fps=settings.fps,
-                idle=settings.idle_default,
-                limits=settings.limits,
-            )
+            try:
+                plan = plan_clip(
+                    GenerateRequest(session="-", preset=name),
+                    fps=settings.fps,
+                    idle=settings.idle_default,
+                    limits=settings.limits,
+                    memo=memo,
+                )
+            except LPStudioError as exc:  # e.g. the talk button on a server without eSpeak NG
+                log.info("not pre-rendering %s: %s", name, exc.message)
+                continue
             out.append((clip_cache_key(source.digest, plan, base, state.settings_key()), plan))
         return out
 
     for key, plan in await state.off_loop(plans):
         if key in state.hub.cache or key in state.hub.clips:
             continue
-        ticket = state.admission.try_admit_background(plan.timeline.frame_count(plan.fps))
+        ticket = state.admission.try_admit_background(plan.frame_count)
         if ticket is None:
             return  # busy: users first
         params = await state.off_loop(lambda plan=plan: sample_clip(plan, base))

@@ -73,12 +73,16 @@ class ServiceLimits:
     """Page session ids remembered (a few hundred bytes each); many pages may share one photo."""
     clip_cache_bytes: int = 256 * MIB
     """Encoded frames of finished clips, replayed without rendering."""
+    speech_memo_bytes: int = 64 * MIB
+    """Audio (and start lines) of spoken requests remembered, so a repeated request replays its frames."""
 
     # --- bodies
     max_upload_bytes: int = 20 * MIB
     max_upload_pixels: int = 40_000_000
     max_json_bytes: int = 64 * 1024
     """Largest JSON request body."""
+    max_audio_upload_bytes: int = 10 * MIB
+    """Largest speech audio file the page may upload (its length is bounded by ``max_clip_ms`` too)."""
 
     # --- shutdown
     drain_timeout_s: float = 30.0
@@ -116,11 +120,16 @@ class ServiceLimits:
         """Largest multipart body: the file limit plus boundaries and fields."""
         return self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
 
+    @property
+    def max_audio_upload_body_bytes(self) -> int:
+        """Largest multipart body of an audio upload: the file limit plus boundaries and fields."""
+        return self.max_audio_upload_bytes + MULTIPART_OVERHEAD_BYTES
+
     def memory_bound_bytes(self, batch_size: int = 4) -> int:
         """Upper bound of the memory the service itself holds on top of the loaded model.
 
-        Prepared photos + clip cache + render history + per-stream buffers (rendered frames
-        and encoded lines) + the uploads being decoded + the worker's batch.
+        Prepared photos + clip cache + render history + remembered speech + per-stream buffers
+        (rendered frames and encoded lines) + the uploads being decoded + the worker's batch.
         """
         per_stream = self.stream_buffer_frames * (FRAME_BYTES + ENCODED_FRAME_BYTES)
         uploads = self.max_pending_sources * self.max_upload_bytes + self.max_decodes * self.max_upload_pixels * 3
@@ -128,6 +137,7 @@ class ServiceLimits:
             self.max_session_memory_bytes
             + self.clip_cache_bytes
             + self.max_history_bytes
+            + self.speech_memo_bytes
             + min(self.max_streams, self.max_jobs) * per_stream
             + uploads
             + 2 * batch_size * FRAME_BYTES

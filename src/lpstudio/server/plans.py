@@ -21,7 +21,10 @@ from ..expressions.language import Action
 from ..expressions.presets import get_preset
 from ..expressions.timeline import Timeline
 from ..params import EditParams
+from ..speech.clip import SpeechClip
+from ..speech.command import TALK
 from .limits import ServiceLimits
+from .speech import SpeechMemo, SpeechStart, audio_start, speaking_command, talk_preset
 from .worker import PRIORITY_BACKGROUND, PRIORITY_CLIP
 
 MAX_SEED = 2**32 - 1
@@ -54,21 +57,54 @@ class RenderRequest(BaseModel):
 
 @dataclass(frozen=True)
 class ClipPlan:
-    """What a request renders: the timeline, at which fps, with its step list for the page."""
+    """What a request renders: the timeline, at which fps, with its step list for the page.
+
+    A clip that speaks carries ``speech`` (its audio, on the clock of the frames): it is sampled at
+    ``k * 1000 / fps`` for ``speech.clip.frame_count(fps)`` frames, and its audio goes in the
+    ``start`` line.
+    """
 
     timeline: Timeline
     fps: float
     steps: list[dict]
     plan: dict | None
     priority: int
+    speech: SpeechStart | None = None
 
     def start_info(self) -> dict[str, Any]:
-        return {"fps": self.fps, "steps": self.steps, "plan": self.plan}
+        return {"fps": self.fps, "steps": self.steps, "plan": self.plan, "speaks": self.speech is not None}
+
+    @property
+    def frame_count(self) -> int:
+        """Frames this plan renders (what admission counts before sampling)."""
+        if self.speech is not None:
+            return self.speech.clip.frame_count(self.fps)
+        return self.timeline.frame_count(self.fps)
+
+    @property
+    def audio_json(self) -> bytes | None:
+        """The serialised ``audio`` object of the start line (None for a silent clip)."""
+        return None if self.speech is None else self.speech.audio_json
 
 
-def plan_clip(body: GenerateRequest, *, fps: float, idle: bool, limits: ServiceLimits) -> ClipPlan:
-    """The bounded timeline of a request (raises LimitError / CommandError before sampling anything)."""
+def plan_clip(
+    body: GenerateRequest, *, fps: float, idle: bool, limits: ServiceLimits, memo: SpeechMemo | None = None
+) -> ClipPlan:
+    """The bounded timeline of a request (raises LimitError / CommandError before sampling anything).
+
+    A request that speaks gets its audio from ``memo`` when the same request was spoken before.
+    """
     limits.check_fps(fps)
+    if not body.idle_loop and (body.preset or (body.command and body.command.strip())):
+        key = ("generate", body.preset, body.command, body.speed, body.seed, idle, fps, limits.max_clip_ms)
+
+        def make() -> SpeechStart | None:
+            clip = _speech(body, idle=idle, limits=limits)
+            return None if clip is None else audio_start(clip, fps)
+
+        speech = memo.get_or_make(key, make) if memo is not None else make()
+        if speech is not None:
+            return _speech_plan(speech, fps)
     if body.idle_loop:
         timeline = idle_timeline(min(IDLE_LOOP_MS, limits.max_clip_ms), body.seed)
         plan = None
@@ -92,11 +128,46 @@ def plan_clip(body: GenerateRequest, *, fps: float, idle: bool, limits: ServiceL
     return ClipPlan(timeline, fps, [s.to_json() for s in timeline.steps], plan, priority)
 
 
+def _speech(body: GenerateRequest, *, idle: bool, limits: ServiceLimits) -> SpeechClip | None:
+    """The speaking clip of a request (the talk preset, or a command that speaks), else None."""
+    if body.idle_loop:
+        return None
+    if body.preset:
+        if get_preset(body.preset).name != TALK:
+            return None
+        return talk_preset(speed=body.speed, idle=idle, seed=body.seed, limits=limits)
+    if body.command and body.command.strip():
+        return speaking_command(body.command, idle=idle, seed=body.seed, limits=limits)
+    return None
+
+
+def _speech_plan(speech: SpeechStart, fps: float) -> ClipPlan:
+    """The plan of a speaking clip (its audio serialised off the event loop)."""
+    clip = speech.clip
+    plan = clip.info.get("plan") if isinstance(clip.info.get("plan"), dict) else None
+    steps = [s.to_json() for s in clip.timeline.main_steps]
+    return ClipPlan(clip.timeline, fps, steps, plan, PRIORITY_CLIP, speech)
+
+
+def speech_plan(clip: SpeechClip, fps: float, limits: ServiceLimits) -> ClipPlan:
+    """The plan of an uploaded speech's clip (its length was bounded while decoding)."""
+    limits.check_fps(fps)
+    steps = [s.to_json() for s in clip.timeline.main_steps]
+    return ClipPlan(clip.timeline, fps, steps, None, PRIORITY_CLIP, audio_start(clip, fps))
+
+
 def clip_cache_key(digest: str, plan: ClipPlan, base: EditParams, settings_key: str) -> str:
-    """What determines a clip's lines: the photo, the timeline as sampled, the engine and display settings."""
-    return clip_key(digest, plan.timeline.key(plan.fps, base), {"engine": settings_key})
+    """What determines a clip's lines: the photo, the timeline as sampled, the audio it is spoken with (two
+    texts never share frames), the engine and display settings."""
+    extra = {"engine": settings_key}
+    if plan.speech is not None:
+        extra["audio"] = plan.speech.audio_key
+        extra["frames"] = str(plan.frame_count)
+    return clip_key(digest, plan.timeline.key(plan.fps, base), extra)
 
 
 def sample_clip(plan: ClipPlan, base: EditParams) -> list[EditParams]:
     """One parameter set per frame (bounded by the limits checked in :func:`plan_clip`)."""
+    if plan.speech is not None:
+        return plan.speech.clip.sample(plan.fps, base)
     return plan.timeline.sample(plan.fps, base)

@@ -49,6 +49,14 @@ def json_line(obj: dict) -> bytes:
     return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+def start_line(start: dict, audio_json: bytes | None = None) -> bytes:
+    """The ``start`` line; ``audio_json`` (an object serialised off the event loop) is spliced in as ``"audio"``."""
+    line = json_line(start)
+    if audio_json is None:
+        return line
+    return line[:-2] + b',"audio":' + audio_json + b"}\n"
+
+
 def frame_line(index: int, jpeg: bytes) -> bytes:
     """The ``frame`` line of one JPEG (built without a JSON round trip: base64 needs no escaping)."""
     return b'{"type":"frame","index":%d,"jpeg":"%s"}\n' % (index, base64.b64encode(jpeg))
@@ -268,7 +276,11 @@ class SharedClip:
 
 
 class Viewer:
-    """One client's stream of a :class:`SharedClip`: a ``start`` line, the frames in order, ``end`` or ``error``."""
+    """One client's stream of a :class:`SharedClip`: a ``start`` line, the frames in order, ``end`` or ``error``.
+
+    A speaking clip's ``start`` line carries its ``audio`` (``audio_json``, serialised off the loop).
+    Viewers share frames only: the audio is part of the clip's key, so it is the same for all of them.
+    """
 
     def __init__(
         self,
@@ -278,9 +290,11 @@ class Viewer:
         *,
         shared: bool = False,
         on_first_frame: Callable[[float], None] | None = None,
+        audio_json: bytes | None = None,
     ) -> None:
         self.clip = clip
         self.start = start
+        self.audio_json = audio_json
         self.received = received
         self.shared = shared
         self.on_first_frame = on_first_frame
@@ -292,7 +306,7 @@ class Viewer:
 
     async def lines(self) -> AsyncIterator[bytes]:
         clip = self.clip
-        yield json_line({**self.start, "type": "start", "frames": clip.n, "shared": self.shared})
+        yield start_line({**self.start, "type": "start", "frames": clip.n, "shared": self.shared}, self.audio_json)
         first_ms: float | None = None
         started = time.perf_counter()
         while True:

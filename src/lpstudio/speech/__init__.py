@@ -23,7 +23,7 @@ Nothing loads the speech library on import.
 from __future__ import annotations
 
 from .analyser import analyse, audio_track
-from .audio import AudioClip, is_audio_path, read_audio, wav_bytes, write_wav
+from .audio import AudioClip, decode_audio, is_audio_path, read_audio, wav_bytes, write_wav
 from .clip import SpeechClip, concat, iter_speech, sample_timeline_at, speak_audio, speak_text
 from .command import command_speech
 from .espeak import Phoneme, Utterance, speech_available, synthesize
@@ -41,6 +41,7 @@ __all__ = [
     "audio_track",
     "command_speech",
     "concat",
+    "decode_audio",
     "detect_language",
     "is_audio_path",
     "iter_speech",

@@ -37,6 +37,10 @@ MAX_AUDIO_SECONDS: float = 600.0
 MAX_CHANNELS: int = 2
 """More channels are mixed down to stereo."""
 PCM16_SCALE: float = 32767.0
+AV_TIME_BASE: int = 1_000_000
+"""Units per second of a container's ``duration`` (FFmpeg's ``AV_TIME_BASE``)."""
+DURATION_SLACK_S: float = 0.05
+"""A stated duration may exceed the limit by this much (containers round) before it is refused unread."""
 
 _HINT = "use a .wav, .mp3 or .m4a file with speech in it (or a video with an audio track)"
 
@@ -97,25 +101,45 @@ def read_audio(path: str | os.PathLike[str], max_seconds: float = MAX_AUDIO_SECO
     Raises:
         AudioError: missing file, no audio stream, undecodable, empty, or longer than ``max_seconds``.
     """
-    import av
-
     p = Path(path)
     if not p.is_file():
         raise AudioError(f"cannot read audio {p}: no such file", hint="check the path")
+    return _decode(str(p), str(p), max_seconds)
+
+
+def decode_audio(data: bytes, name: str, max_seconds: float = MAX_AUDIO_SECONDS) -> AudioClip:
+    """:func:`read_audio` of a file's bytes (an upload), named ``name`` in errors.
+
+    A file whose container states a duration over ``max_seconds`` is refused before decoding;
+    decoding stops as soon as it passes the limit otherwise.
+    """
+    if not data:
+        raise AudioError(f"{name} is empty", hint=_HINT)
+    return _decode(io.BytesIO(data), name, max_seconds)
+
+
+def _decode(what: str | io.BytesIO, name: str, max_seconds: float) -> AudioClip:
+    import av
+
     try:
-        container = av.open(str(p))
+        container = av.open(what)
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise AudioError(f"cannot read audio {p}: {exc}", hint=_HINT) from None
+        raise AudioError(f"cannot read audio {name}: {exc}", hint=_HINT) from None
     chunks: list[np.ndarray] = []
     total = 0
+    too_long = AudioError(
+        f"{name} is longer than {max_seconds:g} s", hint=f"cut it into pieces of at most {max_seconds:g} s"
+    )
     try:
         if not container.streams.audio:
-            raise AudioError(f"{p} has no audio track", hint=_HINT)
+            raise AudioError(f"{name} has no audio track", hint=_HINT)
+        if container.duration is not None and container.duration / AV_TIME_BASE > max_seconds + DURATION_SLACK_S:
+            raise too_long
         stream = container.streams.audio[0]
         rate = int(stream.codec_context.sample_rate or stream.rate or 0)
         channels = int(stream.codec_context.channels or 1)
         if rate <= 0:
-            raise AudioError(f"cannot read audio {p}: the audio track has no sample rate", hint=_HINT)
+            raise AudioError(f"cannot read audio {name}: the audio track has no sample rate", hint=_HINT)
         layout = "mono" if channels == 1 else "stereo"
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
         limit = int(max_seconds * rate)
@@ -127,18 +151,15 @@ def read_audio(path: str | os.PathLike[str], max_seconds: float = MAX_AUDIO_SECO
                     chunks.append(arr)
                     total += arr.shape[1]
                 if total > limit:
-                    raise AudioError(
-                        f"{p} is longer than {max_seconds:g} s",
-                        hint=f"cut it into pieces of at most {max_seconds:g} s",
-                    )
+                    raise too_long
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().astype(np.float32))
         except av.FFmpegError as exc:
-            raise AudioError(f"cannot decode the audio of {p}: {exc}", hint=_HINT) from None
+            raise AudioError(f"cannot decode the audio of {name}: {exc}", hint=_HINT) from None
     finally:
         container.close()
     if not chunks or sum(c.shape[1] for c in chunks) == 0:
-        raise AudioError(f"{p} has no audio samples", hint=_HINT)
+        raise AudioError(f"{name} has no audio samples", hint=_HINT)
     samples = np.concatenate(chunks, axis=1)
     samples = np.nan_to_num(np.clip(samples, -1.0, 1.0))
     return AudioClip(np.ascontiguousarray(samples[:MAX_CHANNELS]), rate)

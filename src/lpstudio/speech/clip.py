@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import LimitError
 from ..expressions.idle import with_idle
 from ..expressions.timeline import DEFAULT_FPS, Step, Timeline, check_fps, resolve_base
 from ..params import PARAM_NAMES, EditParams
@@ -250,9 +251,31 @@ def speak_text(
     pitch: int = DEFAULT_PITCH,
     idle: bool = True,
     seed: int = 0,
+    max_audio_ms: float | None = None,
 ) -> SpeechClip:
-    """``text`` spoken as one clip (all sentences joined; see :func:`iter_speech`)."""
-    return concat(list(iter_speech(text, voice, rate=rate, pitch=pitch, idle=idle, seed=seed)))
+    """``text`` spoken as one clip (all sentences joined; see :func:`iter_speech`).
+
+    ``max_audio_ms``: refuse (:class:`~lpstudio.errors.LimitError`) as soon as the sentences spoken so
+    far pass it, so an over-long text costs at most one sentence more than the limit.
+    """
+    clips: list[SpeechClip] = []
+    total = 0.0
+    for clip in iter_speech(text, voice, rate=rate, pitch=pitch, idle=idle, seed=seed):
+        clips.append(clip)
+        total += clip.audio_ms
+        if max_audio_ms is not None:
+            check_speech_ms(total, max_audio_ms, partial=len(clips) < len(split_sentences(text)))
+    return concat(clips)
+
+
+def check_speech_ms(duration_ms: float, max_ms: float, *, partial: bool = False) -> None:
+    """Refuse speech longer than ``max_ms`` with a :class:`~lpstudio.errors.LimitError` naming the limit."""
+    if duration_ms > max_ms:
+        more = " and more" if partial else ""
+        raise LimitError(
+            f"the speech lasts {duration_ms / 1000:.1f} s{more}; the limit is {max_ms / 1000:g} s",
+            hint="say a shorter text, or split it into several commands",
+        )
 
 
 def _audio_segments(an: Analysis) -> list[Phoneme]:

@@ -27,7 +27,7 @@ from ..expressions.presets import get_preset
 from ..expressions.speech_command import split_speech
 from ..expressions.timeline import Timeline
 from .audio import AudioClip
-from .clip import SpeechClip, speak_text
+from .clip import SpeechClip, check_speech_ms, speak_text
 from .espeak import DEFAULT_PITCH, DEFAULT_RATE_WPM, MAX_RATE_WPM, MIN_RATE_WPM, Phoneme
 from .text import DEFAULT_SENTENCES, detect_language, resolve_voice
 
@@ -72,12 +72,17 @@ def command_speech(
     idle: bool = True,
     seed: int = 0,
     tail_ms: float = IDLE_TAIL_MS,
+    max_ms: float | None = None,
 ) -> SpeechClip | None:
     """The speaking clip of a command, or None when the command does not speak (see the module doc).
+
+    ``max_ms`` bounds the whole clip (speech, other actions and the idle tail): synthesis stops
+    with a :class:`~lpstudio.errors.LimitError` as soon as it is certain to pass it.
 
     Raises:
         CommandError: the command is not understood; bad voice, rate or pitch.
         SpeechUnavailableError: eSpeak NG is not installed.
+        LimitError: the clip would be longer than ``max_ms``.
     """
     rest, text = split_speech(command)
     plan = _plan(rest, text)
@@ -92,7 +97,10 @@ def command_speech(
     spoken: dict[int, SpeechClip] = {}
     for a in plan.actions:  # speak first: the sample rate of every part comes from the voice
         if a.preset == TALK and rate_of(a) not in spoken:
-            spoken[rate_of(a)] = speak_text(say, voice, rate=rate_of(a), pitch=pitch, idle=False, seed=seed)
+            budget = None if max_ms is None else max(0.0, max_ms - (tail_ms if idle else 0.0))
+            spoken[rate_of(a)] = speak_text(
+                say, voice, rate=rate_of(a), pitch=pitch, idle=False, seed=seed, max_audio_ms=budget
+            )
     sample_rate = next(iter(spoken.values())).audio.sample_rate
 
     timeline = Timeline()
@@ -123,6 +131,8 @@ def command_speech(
         audio_parts.append(
             np.concatenate([audio, _silence(group_tl.duration_ms - speech_tl.duration_ms, sample_rate)], 1)
         )
+    if max_ms is not None:
+        check_speech_ms(timeline.duration_ms + (tail_ms if idle else 0.0), max_ms)
     if idle:
         timeline = with_idle(timeline, seed, tail_ms=tail_ms)
     samples = np.concatenate(audio_parts, axis=1)

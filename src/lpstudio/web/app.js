@@ -7,6 +7,10 @@ const PREVIEW_DEBOUNCE_MS = 120;
 const BUSY_RETRIES = 6;         // a busy server (429/503) is retried this many times
 const BUSY_BASE_MS = 1000;      // first back-off; doubles each time (the server's Retry-After wins if longer)
 const BUSY_MAX_MS = 15000;
+const VOICE_BUFFER_S = 0.5;     // a speaking clip buffers this much more video before its voice starts
+const NO_SPEECH_NOTE = "🔇 이 서버는 말을 못 해요: 말해봐는 음성 합성(eSpeak NG)이 필요해요. 음성 파일은 올릴 수 있어요.\n" +
+  "This server cannot speak (eSpeak NG is not installed); audio files still work.";
+const SPEECH_UNAVAILABLE = "🔇 이 서버는 말을 못 해요 (음성 합성 eSpeak NG 없음) / this server cannot speak: ";
 
 // An API key given as /#key=... is kept for this tab and sent with every request (never put in URLs).
 const API_KEY = (() => {
@@ -35,7 +39,10 @@ const app = {
   idleTimer: null,
   token: 0,
   fps: 25,
+  maxAudioBytes: 10 * 1024 * 1024,
+  speech: true,           // whether the server can speak (GET /health)
 };
+
 
 // ------------------------------------------------------------------ helpers
 function showError(err) {
@@ -155,11 +162,14 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ------------------------------------------------------------------ clips
 // Reads an NDJSON stream of frames; plays them at the clip's fps after a small jitter buffer.
+// A speaking clip (an "audio" object in its start line) plays its voice on the AudioContext's clock and
+// its frames follow that clock: frame k is shown when the audio heard is at k / fps.
 async function playStream(res, token, onStart) {
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
   const frames = [];
   let total = 0, fps = app.fps, done = false, endInfo = null, firstShown = null;
+  let audio = null, audioBuffer = null, audioSettled = true;
   let buffer = "";
   const t0 = performance.now();
 
@@ -173,7 +183,15 @@ async function playStream(res, token, onStart) {
         const line = buffer.slice(0, nl); buffer = buffer.slice(nl + 1);
         if (!line.trim()) continue;
         const msg = JSON.parse(line);
-        if (msg.type === "start") { total = msg.frames; fps = msg.fps; onStart && onStart(msg); }
+        if (msg.type === "start") {
+          total = msg.frames; fps = msg.fps; onStart && onStart(msg);
+          if (msg.audio) {
+            audio = msg.audio; audioSettled = false;
+            decodeVoice(msg.audio).then((b) => { audioBuffer = b; }, (err) => {
+              if (token === app.token) $("voiceNote").textContent = `소리를 재생할 수 없어요 / cannot play the voice: ${err.message}`;
+            }).finally(() => { audioSettled = true; });
+          }
+        }
         else if (msg.type === "frame") { frames.push(await bitmapFrom(b64ToBlob(msg.jpeg))); }
         else if (msg.type === "end") { endInfo = msg; }
         else if (msg.type === "error") { const e = new Error(msg.error + (msg.hint ? "\n→ " + msg.hint : "")); e.fromServer = true; throw e; }
@@ -185,22 +203,53 @@ async function playStream(res, token, onStart) {
   readLoop.catch(() => { done = true; });
   const interrupted = () => new Error("연결이 끊겼어요 / the stream was interrupted; the portrait is back");
 
-  // Playback: frame k at start + k/fps; on underrun wait, then re-anchor the clock.
-  let k = 0, start = null;
-  while (token === app.token) {
-    if (k < frames.length && (start !== null || frames.length >= Math.min(JITTER_FRAMES, total || JITTER_FRAMES) || done)) {
-      if (start === null) start = performance.now() - (k * 1000) / fps;
-      const due = start + (k * 1000) / fps;
-      const now = performance.now();
-      if (now < due) { await sleep(due - now); continue; }
-      draw(frames[k]);
-      if (firstShown === null) firstShown = performance.now() - t0;
-      k += 1;
-      continue;
+  // Playback: frame k at origin + k/fps on one clock (the voice's when it plays, else the page's);
+  // on underrun the voice stops and both restart together from frame k once frames are back.
+  let k = 0, origin = null, onAudioClock = false, skew = 0, dropped = 0;
+  const now = () => onAudioClock
+    ? (voice.ctx.currentTime - (voice.ctx.outputLatency || voice.ctx.baseLatency || 0) - origin) * 1000
+    : performance.now() - origin;
+  const need = () => Math.min(total || JITTER_FRAMES, audio ? Math.max(JITTER_FRAMES, Math.ceil(VOICE_BUFFER_S * fps)) : JITTER_FRAMES);
+  try {
+    while (token === app.token) {
+      if (origin === null) {
+        if (k < frames.length && (frames.length >= need() || done) && audioSettled) {
+          onAudioClock = !!(audioBuffer && voice.ctx && voice.ctx.state === "running");
+          if (audioBuffer && !onAudioClock) $("voiceNote").textContent = "소리를 켜려면 페이지를 한 번 누르고 다시 해 보세요 / " +
+            "the browser kept the page silent: click the page, then try again";
+          origin = onAudioClock ? startVoice(audioBuffer, k / fps, token) : performance.now() - (k * 1000) / fps;
+          if (audio) document.body.dataset.avClock = onAudioClock ? "audio" : "page";
+        } else {
+          if (done && k >= frames.length) break;
+          await sleep(10);
+          continue;
+        }
+      }
+      if (k < frames.length) {
+        const due = (k * 1000) / fps;
+        const t = now();
+        if (t < due) { await sleep(Math.min(due - t, 15)); continue; }
+        if (onAudioClock && k + 1 < frames.length && t >= due + 1000 / fps) {
+          frames[k].close(); frames[k] = null; k += 1; dropped += 1;   // late: the voice does not wait, skip to it
+          continue;
+        }
+        draw(frames[k]);
+        if (onAudioClock) skew = Math.max(skew, now() - due);
+        if (k > 0 && frames[k - 1]) { frames[k - 1].close(); frames[k - 1] = null; }   // bounded page memory
+        if (firstShown === null) firstShown = performance.now() - t0;
+        k += 1;
+        continue;
+      }
+      if (done) break;
+      if (k < total) { stopVoice(token); origin = null; }   // underrun: wait for more frames
+      await sleep(10);
     }
-    if (done && k >= frames.length) break;
-    if (start !== null && k < total) start = null;   // underrun: wait for more frames
-    await sleep(10);
+  } finally {
+    stopVoice(token);
+    if (audio) {
+      document.body.dataset.avSkewMs = String(Math.round(skew));
+      document.body.dataset.framesDropped = String(dropped);
+    }
   }
   try { await readLoop; }   // surfaces stream errors
   catch (err) { if (err.name === "AbortError" || err.fromServer) throw err; throw interrupted(); }
@@ -208,17 +257,22 @@ async function playStream(res, token, onStart) {
   return { endInfo, firstShown, frames };
 }
 
-async function runClip(body, label) {
+// Plays one clip: ``body`` for /generate, or ``send(signal)`` for another request (an audio upload).
+async function runClip(body, label, send = null) {
+  audioContext();   // created/resumed inside the click, so the browser lets the page play a voice
   stopIdle();
+  stopVoice();
   if (app.clip) app.clip.abort.abort();
   const token = ++app.token;
   const abort = new AbortController();
   app.clip = { abort, token };
   showError(null);
+  $("voiceNote").textContent = app.speech ? "" : NO_SPEECH_NOTE;
   canvas.dataset.state = "playing";
   setProgress(0, 1, `${label} …`);
   try {
-    const res = await postJSON("/generate", { session: app.session, idle: $("idle").checked, ...body }, { signal: abort.signal });
+    const res = send ? await send(abort.signal)
+      : await postJSON("/generate", { session: app.session, idle: $("idle").checked, ...body }, { signal: abort.signal });
     const { endInfo, firstShown } = await playStream(res, token);
     if (token !== app.token) return;
     if (endInfo) {
@@ -231,7 +285,9 @@ async function runClip(body, label) {
     await fadeTo(app.base, token);
     if (token === app.token) canvas.dataset.state = "neutral";
   } catch (err) {
+    stopVoice(token);
     if (err.name !== "AbortError" && token === app.token) {
+      if (err.kind === "SpeechUnavailableError") err.message = SPEECH_UNAVAILABLE + err.message;
       showError(err);
       setProgress(0, 1, "오류 / error");
       await fadeTo(app.base, token);
@@ -311,6 +367,7 @@ async function openSource(file, { keepView = false } = {}) {
 async function upload(file) {
   if (!file) return;
   stopIdle();
+  stopVoice();
   if (app.clip) { app.clip.abort.abort(); app.clip = null; }
   app.token += 1;
   showError(null);
@@ -352,6 +409,7 @@ async function preview() {
   if (previewBusy) { previewAgain = true; return; }
   const values = sliderValues();
   stopIdle();
+  stopVoice();
   if (app.clip) { app.clip.abort.abort(); app.clip = null; }
   const token = ++app.token;
   if (isNeutral(values)) { draw(app.base); canvas.dataset.state = "neutral"; return; }
@@ -431,9 +489,16 @@ async function init() {
     api("/params").then((r) => r.json()),
   ]);
   app.fps = health.fps;
+  app.speech = health.speech !== false;
+  if (health.max_audio_upload_mb) app.maxAudioBytes = health.max_audio_upload_mb * 1024 * 1024;
   $("idle").checked = health.idle_default;
   $("health").textContent = `모델 / model: ${health.device} · ${health.dtype} · ${health.backend}`;
   buildPresets(presets);
+  if (!app.speech) {
+    const talk = document.querySelector('button.preset[data-preset="talk"]');
+    if (talk) { talk.classList.add("no-voice"); talk.title = "음성 합성(eSpeak NG)이 설치되지 않았어요 / eSpeak NG is not installed"; }
+    $("voiceNote").textContent = NO_SPEECH_NOTE;
+  }
   buildSliders(specs);
   try {
     await openSource(null);
@@ -449,6 +514,10 @@ async function init() {
   $("reset").addEventListener("click", () => resetSliders(true));
   $("idle").addEventListener("change", () => { if ($("idle").checked) startIdle(); else { stopIdle(); if (!app.clip) draw(app.base); } });
   $("uploadButton").addEventListener("click", () => $("upload").click());
+  applyMute();
+  $("muteButton").addEventListener("click", toggleMute);
+  $("audioButton").addEventListener("click", () => $("audioUpload").click());
+  $("audioUpload").addEventListener("change", () => { const f = $("audioUpload").files[0]; $("audioUpload").value = ""; sayAudioFile(f); });
   $("upload").addEventListener("change", () => upload($("upload").files[0]));
   const drop = $("drop");
   drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("dragging"); $("dropHint").hidden = false; });

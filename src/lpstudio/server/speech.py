@@ -1,0 +1,166 @@
+"""The web app's voice: commands that speak, the talk button, and speech audio the user uploads.
+
+Everything here is a plain function (run it off the event loop) that another front end can reuse:
+
+* :func:`speaking_command` / :func:`talk_preset` — a ``/generate`` request that speaks -> a
+  :class:`~lpstudio.speech.clip.SpeechClip` (eSpeak NG), bounded by the clip limit *while* it is
+  synthesised (a text over the limit costs at most one sentence more than the limit);
+* :func:`check_audio_upload` / :func:`uploaded_speech` — an uploaded audio file -> the same kind of
+  clip through the audio analyser (loudness + formants), bounded in bytes before decoding and in
+  seconds while decoding;
+* :func:`audio_start` — the ``audio`` object of the stream's ``start`` line, serialised once (off the
+  loop): base64 WAV padded to exactly ``n_frames / fps`` s, and the frame clock (frame ``k`` is shown
+  ``k * frame_ms`` after the audio's first sample), plus the key shared renders are told apart by;
+* :class:`SpeechMemo` — spoken requests remembered (bounded in bytes): eSpeak NG's output varies
+  by a few samples from one call to the next (its generator carries state between utterances), so
+  the same request is answered with the same audio, and so the same frames, from the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..errors import AudioError, PayloadTooLargeError
+from ..expressions.compose import IDLE_TAIL_MS
+from ..speech.audio import AudioClip, decode_audio, resample
+from ..speech.clip import SpeechClip, speak_audio
+from ..speech.command import TALK, command_speech
+from ..speech.espeak import DEFAULT_RATE_WPM, MAX_RATE_WPM, MIN_RATE_WPM
+from ..speech.payload import audio_payload
+from .limits import ServiceLimits
+
+TALK_COMMAND: str = "말해봐"
+"""What the talk button asks for: the default (Korean) sentence."""
+PAGE_AUDIO_MAX_RATE: int = 24_000
+"""Uploaded audio is sent back to the page mono at no more than this rate (speech needs far less),
+so 30 s is at most ~1.4 MB of WAV in the start line."""
+AUDIO_UPLOAD_SUFFIXES: tuple[str, ...] = (".wav", ".mp3", ".m4a", ".ogg", ".oga", ".opus", ".flac", ".aac", ".webm")
+"""File names the audio upload takes (the browser's picker offers these)."""
+AUDIO_CONTENT_PREFIXES: tuple[str, ...] = ("audio/", "video/webm", "video/ogg", "video/mp4", "application/ogg")
+GENERIC_CONTENT_TYPES: frozenset[str] = frozenset({"", "application/octet-stream"})
+"""Content types that say nothing: the file name decides."""
+UPLOAD_HINT = "upload a .wav, .mp3, .m4a, .ogg or .flac file with speech in it"
+SPEECH_MEMO_BYTES: int = 64 * 2**20
+"""Default bound of a :class:`SpeechMemo` (a server takes ``ServiceLimits.speech_memo_bytes``)."""
+
+
+@dataclass(frozen=True)
+class SpeechStart:
+    """A speaking clip with its ``start``-line audio object (JSON bytes) and the key of that audio."""
+
+    clip: SpeechClip
+    audio_json: bytes
+    audio_key: str
+
+
+def _talk_rate(speed: float) -> int:
+    return int(min(MAX_RATE_WPM, max(MIN_RATE_WPM, round(DEFAULT_RATE_WPM * speed))))
+
+
+def speaking_command(command: str, *, idle: bool, seed: int, limits: ServiceLimits) -> SpeechClip | None:
+    """The speaking clip of a command, or None when it does not speak (render it the usual way).
+
+    Raises CommandError (not understood), LimitError (longer than the clip limit) and
+    SpeechUnavailableError (no eSpeak NG here: the server answers 501).
+    """
+    limits.check_command(command)
+    return command_speech(command, idle=idle, seed=seed, tail_ms=IDLE_TAIL_MS, max_ms=limits.max_clip_ms)
+
+
+def talk_preset(*, speed: float, idle: bool, seed: int, limits: ServiceLimits) -> SpeechClip:
+    """The talk button: the default sentence, spoken at ``speed`` times the default rate."""
+    clip = command_speech(
+        TALK_COMMAND,
+        rate=_talk_rate(speed),
+        idle=idle,
+        seed=seed,
+        tail_ms=IDLE_TAIL_MS,
+        max_ms=limits.max_clip_ms,
+    )
+    if clip is None:  # pragma: no cover - the talk command always speaks
+        raise AssertionError(f"{TALK_COMMAND!r} did not parse as {TALK!r}")
+    return clip
+
+
+def check_audio_upload(name: str, content_type: str | None, data: bytes, limits: ServiceLimits) -> None:
+    """Refuse an empty file, one over the size limit, or one that is plainly not audio (before decoding)."""
+    if len(data) > limits.max_audio_upload_bytes:
+        raise PayloadTooLargeError(
+            f"{name} is larger than {limits.max_audio_upload_bytes / 2**20:g} MB",
+            hint=f"upload at most {limits.max_clip_ms / 1000:g} s of speech (a compressed .mp3 or .m4a is smaller)",
+        )
+    if not data:
+        raise AudioError(f"{name} is empty", hint=UPLOAD_HINT)
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype in GENERIC_CONTENT_TYPES:
+        if Path(name).suffix.lower() not in AUDIO_UPLOAD_SUFFIXES:
+            raise AudioError(f"{name} does not look like an audio file", hint=UPLOAD_HINT)
+    elif not ctype.startswith(AUDIO_CONTENT_PREFIXES):
+        raise AudioError(f"{name}: files of type {ctype[:80]} are not audio", hint=UPLOAD_HINT)
+
+
+def page_audio(clip: AudioClip) -> AudioClip:
+    """Mono, at most :data:`PAGE_AUDIO_MAX_RATE`: what the analyser hears and the page plays."""
+    rate = min(clip.sample_rate, PAGE_AUDIO_MAX_RATE)
+    return AudioClip.from_mono(resample(clip.mono(), clip.sample_rate, rate), rate)
+
+
+def uploaded_speech(data: bytes, name: str, *, idle: bool, seed: int, limits: ServiceLimits) -> SpeechClip:
+    """Decode an uploaded audio file (at most the clip limit long) and lip-sync to it.
+
+    Raises AudioError: not decodable, no audio track, no samples, or longer than the clip limit.
+    """
+    audio = page_audio(decode_audio(data, name, max_seconds=limits.max_clip_ms / 1000.0))
+    clip = speak_audio(audio, idle=idle, seed=seed)
+    return replace(clip, text=None, info={"voice": None, "upload": name})
+
+
+def audio_start(clip: SpeechClip, fps: float) -> SpeechStart:
+    """The ``audio`` object of the ``start`` line (serialised once) and the digest of its WAV."""
+    payload = audio_payload(clip, fps)
+    key = hashlib.sha256(payload["wav_base64"].encode("ascii")).hexdigest()
+    payload["key"] = key[:16]
+    return SpeechStart(clip, json.dumps(payload, ensure_ascii=False).encode("utf-8"), key)
+
+
+class SpeechMemo:
+    """Spoken requests' :class:`SpeechStart` by request key, at most ``max_bytes`` (thread-safe)."""
+
+    def __init__(self, max_bytes: int = SPEECH_MEMO_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[Hashable, tuple[SpeechStart, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key: Hashable, make: Callable[[], SpeechStart | None]) -> SpeechStart | None:
+        """The remembered start of ``key``, else ``make()`` (remembered when it fits; None is not)."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+                return item[0]
+        made = make()  # outside the lock: synthesis takes a while, other requests go on
+        if made is None:
+            return None
+        size = int(made.clip.audio.samples.nbytes) + len(made.audio_json)
+        with self._lock:
+            if size <= self.max_bytes and key not in self._items:
+                self._items[key] = (made, size)
+                self.bytes += size
+                while self.bytes > self.max_bytes:
+                    _, (_, dropped) = self._items.popitem(last=False)
+                    self.bytes -= dropped
+            item = self._items.get(key)
+        return item[0] if item is not None else made
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._items
