@@ -262,3 +262,18 @@ def test_over_capacity_is_refused_at_once(client: httpx.Client, session: str) ->
     assert "busy" in refused.json()["error"]
     assert preview.status_code == 429
     assert elapsed < 10.0  # refused at once, not queued
+
+
+def test_deploy_config_is_a_valid_serve_config_with_valid_args() -> None:
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    path = Path(__file__).resolve().parents[2] / "deploy" / "lpstudio-serve.yaml"
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    validate = getattr(ServeDeploySchema, "model_validate", None) or ServeDeploySchema.parse_obj
+    schema = validate(config)  # raises on a config Serve would refuse
+    assert schema.applications[0].import_path == "lpstudio.server.ray_app:build_app"
+    opts = RayOptions.from_args(config["applications"][0]["args"])
+    assert opts.replicas == "auto" and opts.service_limits().max_streams == 512
+    render = deployment_options(opts, cluster_gpus=8.0)
+    assert render["autoscaling_config"]["max_replicas"] == 8 and render["ray_actor_options"]["num_gpus"] == 1.0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ INGRESS_EXTRA_REQUESTS = 32
 INGRESS_MAX_QUEUED = 64
 """Requests Serve's proxy queues for the ingress before it answers 503."""
 AUTO = "auto"
+ENV_API_KEY = "LPSTUDIO_API_KEY"
+"""Read in the ingress replica when ``api_key`` is not given (keys stay out of configs)."""
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
 
@@ -127,7 +130,7 @@ class RayOptions:
             idle_default=not self.no_idle,
             default_source=Path(self.source) if self.source else None,
             prerender=self.prerender,
-            api_key=self.api_key,
+            api_key=self.api_key or os.environ.get(ENV_API_KEY) or None,
             allowed_origins=tuple(self.allow_origin),
             limits=self.service_limits(),
         )
