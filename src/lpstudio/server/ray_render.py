@@ -350,11 +350,6 @@ def replica_registry() -> Any:
     ).remote()
 
 
-async def live_replicas() -> list[dict[str, Any]]:
-    """The replicas heard from in the last :data:`STALE_AFTER_S` seconds."""
-    return await replica_registry().live.remote()
-
-
 def _identity(engine: Any) -> dict[str, Any]:
     """Replica id, actor name, node, pid and the devices it was given."""
     import ray

@@ -47,6 +47,8 @@ INFLIGHT_PER_JOB = 2
 CALL_TIMEOUT_S = 120.0
 """Longest wait for one chunk (a batch of frames) or one preparation."""
 FIRST_CHUNK_FRAMES = 1
+HEALTH_TIMEOUT_S = 5.0
+"""``/health`` waits this long for the replica registry, then lists no replicas."""
 REASON_REPLICAS = "replicas"
 
 
@@ -165,6 +167,7 @@ class RayRenderWorker:
         self._tasks: set[asyncio.Task] = set()
         self._seq = itertools.count()
         self._loop_thread: int | None = None
+        self._registry: Any = None
         self.frames_rendered = 0
         self.render_seconds = 0.0
         self.batch_failures = 0
@@ -231,12 +234,15 @@ class RayRenderWorker:
 
     async def health_info(self) -> dict[str, Any]:
         """The replicas (from the registry their heartbeats fill) and what this front end sent each."""
-        from .ray_render import live_replicas
+        from .ray_render import replica_registry
 
         try:
-            replicas = await asyncio.wait_for(live_replicas(), timeout=5.0)
+            if self._registry is None:  # a GCS lookup: off the event loop, once
+                self._registry = await asyncio.to_thread(replica_registry)
+            replicas = await asyncio.wait_for(self._registry.live.remote(), timeout=HEALTH_TIMEOUT_S)
         except Exception as exc:  # the registry is best effort: /health must answer
             log.warning("replica registry unavailable: %r", exc)
+            self._registry = None
             replicas = []
         for info in replicas:
             info["chunks_from_here"] = self.served_by.get(info["replica"], 0)
