@@ -76,6 +76,15 @@ def test_options_parse_serve_run_strings_and_autoscale() -> None:
         RayOptions.from_args({"no_crop": "maybe"})
 
 
+def test_cli_refuses_bad_replicas_before_starting_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    from lpstudio.cli import main
+
+    assert main(["serve", "--ray", "--replicas", "0", "--no-crop"]) == 2
+    err = capsys.readouterr().err
+    assert "replicas must be a positive number or 'auto', got 0" in err and "Traceback" not in err
+    assert not ray.is_initialized()
+
+
 def test_ray_errors_become_service_errors() -> None:
     from ray.serve.exceptions import BackPressureError
 

@@ -204,14 +204,12 @@ def _run_on_ray(args: argparse.Namespace, limits, api_key: str | None) -> int:  
     """``serve --ray``: the same options, passed to :func:`lpstudio.server.ray_app.build_app`."""
     import dataclasses
 
-    from ..server.ray_app import serve_on_ray
+    from ..server.ray_app import RayOptions, serve_on_ray
     from .common import weights_dir_for
 
-    weights = args.weights_dir if args.engine_factory else weights_dir_for(args)  # downloads once, here
     options = {
         "replicas": args.replicas,
         "gpus_per_replica": args.gpus_per_replica,
-        "weights_dir": str(weights) if weights else None,
         "device": args.device,
         "dtype": args.dtype,
         "backend": args.backend,
@@ -228,4 +226,7 @@ def _run_on_ray(args: argparse.Namespace, limits, api_key: str | None) -> int:  
         "allow_origin": tuple(args.allow_origin),
         "limits": {f.name: getattr(limits, f.name) for f in dataclasses.fields(limits)},
     }
+    RayOptions.from_args(options)  # bad --replicas / --gpus-per-replica before any download or Ray start
+    weights = args.weights_dir if args.engine_factory else weights_dir_for(args)  # downloads once, here
+    options["weights_dir"] = str(weights) if weights else None
     return serve_on_ray(options, host=args.host, port=args.port, address=args.ray_address)
