@@ -96,6 +96,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="advanced: build the engine with CALLABLE(crop=...) instead of loading the weights "
         "(benchmarks/standin_server.py gives a stand-in renderer for load tests of the service)",
     )
+    dist = p.add_argument_group("many GPUs (Ray Serve; pip install 'liveportrait-studio[ray]')")
+    dist.add_argument("--ray", action="store_true", help="serve on Ray Serve: one render replica per GPU")
+    dist.add_argument(
+        "--replicas", default="1", help="render replicas: a number, or auto (autoscaling up to the GPUs; default 1)"
+    )
+    dist.add_argument(
+        "--gpus-per-replica", default="auto", help="GPUs per replica (default auto: 1 with GPUs, else CPU replicas)"
+    )
+    dist.add_argument("--ray-address", default=None, help="an existing cluster (e.g. auto, or ray://HEAD:10001)")
     add_engine_options(p)
     p.set_defaults(handler=run)
 
@@ -156,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
     warning = access_warning(args.host, api_key)
     if warning:
         print(warning, file=sys.stderr)
+    if args.ray:
+        return _run_on_ray(args, limits, api_key)
     print("loading the model...", file=sys.stderr)
     crop = not args.no_crop
     engine = _factory_engine(args.engine_factory, crop) if args.engine_factory else load_engine(args, face=crop)
@@ -187,3 +198,35 @@ def run(args: argparse.Namespace) -> int:
         ws_max_size=WS_MAX_SIZE,
     )
     return 0
+
+
+def _run_on_ray(args: argparse.Namespace, limits, api_key: str | None) -> int:  # noqa: ANN001
+    """``serve --ray``: the same options, passed to :func:`lpstudio.server.ray_app.build_app`."""
+    import dataclasses
+
+    from ..server.ray_app import RayOptions, serve_on_ray
+    from .common import weights_dir_for
+
+    options = {
+        "replicas": args.replicas,
+        "gpus_per_replica": args.gpus_per_replica,
+        "device": args.device,
+        "dtype": args.dtype,
+        "backend": args.backend,
+        "backend_dtype": args.backend_dtype,
+        "face_models": args.face_models,
+        "engine_factory": args.engine_factory,
+        "no_crop": args.no_crop,
+        "fps": args.fps,
+        "batch_size": args.batch_size,
+        "no_idle": args.no_idle,
+        "prerender": args.prerender == "on",
+        "source": str(args.source) if args.source else None,
+        "api_key": api_key,
+        "allow_origin": tuple(args.allow_origin),
+        "limits": {f.name: getattr(limits, f.name) for f in dataclasses.fields(limits)},
+    }
+    RayOptions.from_args(options)  # bad --replicas / --gpus-per-replica before any download or Ray start
+    weights = args.weights_dir if args.engine_factory else weights_dir_for(args)  # downloads once, here
+    options["weights_dir"] = str(weights) if weights else None
+    return serve_on_ray(options, host=args.host, port=args.port, address=args.ray_address)

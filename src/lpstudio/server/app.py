@@ -49,7 +49,7 @@ from .plans import (
 from .sessions import Source, encode_jpeg
 from .settings import ServerSettings
 from .speech import SpeechMemo, check_audio_upload, uploaded_speech
-from .state import AppState, build_state
+from .state import AppState, WorkerFactory, build_state
 from .streams import NDJSONResponse, Viewer
 from .worker import PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, RenderJob
 
@@ -89,13 +89,20 @@ def lp(request: Request) -> AppState:
 
 
 # ---------------------------------------------------------------------- app
-def create_app(engine: Any, settings: ServerSettings | None = None) -> FastAPI:
-    """The app around a loaded engine (the CLI loads it before serving, so bad weights never start a server)."""
+def create_app(
+    engine: Any, settings: ServerSettings | None = None, *, make_worker: WorkerFactory | None = None
+) -> FastAPI:
+    """The app around a loaded engine (the CLI loads it before serving, so bad weights never start a server).
+
+    ``make_worker`` makes the render part pluggable: by default one local worker thread owns
+    ``engine``; :mod:`lpstudio.server.ray_app` passes one that sends frames to Ray Serve replicas
+    (``engine`` then only describes them), so routes, limits and the NDJSON protocol stay the same.
+    """
     settings = settings or ServerSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = build_state(engine, settings)
+        state = build_state(engine, settings, make_worker)
         app.state.speech_available = await asyncio.to_thread(speech_available)  # loads eSpeak NG once
         app.state.speech_memo = SpeechMemo(settings.limits.speech_memo_bytes)
         if settings.prerender:
@@ -252,6 +259,9 @@ def _info_routes(app: FastAPI) -> None:
             "speech": bool(getattr(request.app.state, "speech_available", False)),
             "max_audio_upload_mb": state.limits.max_audio_upload_bytes / 2**20,
         }
+        extra = getattr(state.worker, "health_info", None)  # a distributed renderer lists its replicas
+        if extra is not None:
+            body.update(await extra())
         return JSONResponse(body, status_code=503 if admitted["draining"] else 200)
 
     @app.get("/expressions", summary="Presets with Korean and English names")
@@ -455,7 +465,9 @@ async def _render_one(state: AppState, source: Source, params: EditParams):  # n
 
         loop.call_soon_threadsafe(settle)
 
-    job = RenderJob(source.state, [params], on_frame, on_done, priority=PRIORITY_INTERACTIVE, ticket=ticket)
+    job = RenderJob(
+        source.state, [params], on_frame, on_done, priority=PRIORITY_INTERACTIVE, ticket=ticket, digest=source.digest
+    )
     source.active += 1
     try:
         state.worker.submit(job)

@@ -101,8 +101,9 @@ async def open_source(state: AppState, rgb: np.ndarray, digest: str, face_index:
 
 async def _prepare(state: AppState, rgb: np.ndarray, digest: str, face_index: int | None) -> Source:
     crop = state.settings.crop
-    engine = state.engine
-    prepared = await state.on_worker(lambda: engine.prepare_source(rgb, crop=crop, face_index=face_index))
+    prepared = await asyncio.wrap_future(
+        state.worker.prepare_source(rgb, digest=digest, crop=crop, face_index=face_index)
+    )
     source = await state.off_loop(lambda: make_source(prepared, rgb, digest))
     state.sources.add(source)
     if state.on_new_source is not None:

@@ -484,6 +484,10 @@ async def _serve(ws: WebSocket, lp: Any, config: LiveConfig, hub: LiveHub) -> No
     try:
         if not session_id:
             raise ParamError("the live socket needs ?session=ID", hint="open a session with POST /session first")
+        if not getattr(lp.worker, "supports_live", True):
+            raise ParamError(
+                "the live mirror runs on the single-process server only", hint="use `lpstudio serve` without --ray"
+            )
         _, source = lp.resolve(session_id)
         settings = parse_settings(query, DriveSettings())
         driver = LiveDriver(lp.engine, source.state, settings, precropped=not lp.settings.crop,

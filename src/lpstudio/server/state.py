@@ -21,6 +21,10 @@ from .streams import ClipHub, FrameEncoder
 from .worker import RenderWorker
 
 T = TypeVar("T")
+WorkerFactory = Callable[[Any, ServerSettings], Any]
+"""Builds an app's render worker from ``(engine, settings)``: a :class:`RenderWorker`, or an object with
+its interface (``submit``, ``prepare_source``, ``call``, ``notify``, ``fail_all``, ``close``, counters) that
+renders elsewhere, e.g. on Ray Serve replicas (:mod:`lpstudio.server.ray_worker`)."""
 
 
 @dataclass
@@ -73,14 +77,17 @@ class AppState:
         )
 
 
-def build_state(engine: Any, settings: ServerSettings) -> AppState:
-    """Start the worker, encoder and stores for ``engine``; call from inside the running event loop."""
+def build_state(engine: Any, settings: ServerSettings, make_worker: WorkerFactory | None = None) -> AppState:
+    """Start the worker, encoder and stores for ``engine``; call from inside the running event loop.
+
+    ``make_worker``: the render part (default: a local :class:`RenderWorker` on ``engine``).
+    """
     from .streams import HistoryBudget, LineCache
 
     limits = settings.limits
     loop = asyncio.get_running_loop()
     metrics = ServiceMetrics()
-    worker = RenderWorker(engine, settings.batch_size)
+    worker = make_worker(engine, settings) if make_worker is not None else RenderWorker(engine, settings.batch_size)
     worker.on_batch = metrics.on_batch
     admission = Admission(limits, render_fps=lambda: worker.measured_fps, on_reject=metrics.reject)
     encoder = FrameEncoder(settings.encode_threads)

@@ -400,7 +400,9 @@ class ClipHub:
             loop.call_soon_threadsafe(self._job_done, clip, exc)
 
         window = None if keep else self.buffer_frames
-        clip.job = RenderJob(source.state, params, on_frame, on_done, priority, window_end=window, ticket=ticket)
+        clip.job = RenderJob(
+            source.state, params, on_frame, on_done, priority, window_end=window, ticket=ticket, digest=source.digest
+        )
         source.active += 1
         self.clips[key] = clip
         self.worker.submit(clip.job)

@@ -72,6 +72,7 @@ class RenderJob:
     stitching: bool = True
     window_end: int | None = None
     ticket: Any = None
+    digest: str | None = None  # the photo's digest: routes the job to any replica of a distributed renderer
     seq: int = 0
     cancelled: threading.Event = field(default_factory=threading.Event)
     cancel_reason: BaseException | None = None
@@ -140,6 +141,12 @@ class RenderWorker:
             self._calls.append((fn, future))
             self._cond.notify()
         return future
+
+    def prepare_source(
+        self, rgb: np.ndarray, *, digest: str, crop: bool, face_index: int | None
+    ) -> concurrent.futures.Future[SourceState]:
+        """Prepare a photo (RGB uint8 (H,W,3)) on the worker thread; ``digest`` names it (unused locally)."""
+        return self.call(lambda: self.engine.prepare_source(rgb, crop=crop, face_index=face_index))
 
     def submit(self, job: RenderJob) -> RenderJob:
         job.seq = next(self._seq)

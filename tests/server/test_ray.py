@@ -1,0 +1,316 @@
+"""lpstudio on Ray Serve: same routes and frames as the single-process server, spread, faults, back-pressure.
+
+One local Ray instance for the module (2 CPUs, a small object store, no dashboard) runs the
+app of :func:`lpstudio.server.ray_app.build_app` with 2 CPU render replicas on the synthetic
+weights in pre-cropped mode (``--no-crop``). Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+ray = pytest.importorskip("ray", reason="Ray Serve is not installed: pip install -e '.[ray]' runs these tests")
+serve = pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install -e '.[ray]'")
+
+from service_helpers import free_port  # noqa: E402
+
+import lpstudio  # noqa: E402
+from lpstudio.errors import LPStudioError, OverloadedError  # noqa: E402
+from lpstudio.server import ServerSettings, ServiceLimits, create_app  # noqa: E402
+from lpstudio.server.ray_app import RayOptions, build_app, deployment_options  # noqa: E402
+from lpstudio.server.ray_worker import PriorityGate, ReplicaLostError, _ray_error  # noqa: E402
+
+OBJECT_STORE_BYTES = 200 * 1024**2
+START_TIMEOUT_S = 180.0
+REQUEST_TIMEOUT_S = 90.0
+RECOVER_TIMEOUT_S = 120.0
+FPS = 2.0
+REPLICAS = 2
+MAX_JOBS = 3
+PARAMS = {"smile": 0.6, "head_yaw": 8.0, "eyeball_x": 3.0}
+LONG_CLIP = "smile=1000:1000"  # 6 frames at 2 fps
+SHORT_CLIP = "smile=300:0"  # 3 frames at 2 fps
+JPEG_TOLERANCE = 2
+SPREAD_ROUNDS = 3
+
+
+def _image(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.int16)
+
+
+def _lines(response: httpx.Response) -> list[dict]:
+    return [json.loads(line) for line in response.iter_lines() if line.strip()]
+
+
+def _limits() -> ServiceLimits:
+    return ServiceLimits(max_jobs=MAX_JOBS, max_sessions=4)
+
+
+# ---------------------------------------------------------------------- without a cluster
+def test_options_parse_serve_run_strings_and_autoscale() -> None:
+    opts = RayOptions.from_args({"replicas": "auto", "max_replicas": "8", "no_crop": "true", "max_jobs": "5"})
+    assert opts.replicas == "auto" and opts.no_crop is True and opts.service_limits().max_jobs == 5
+    gpu = deployment_options(opts, cluster_gpus=8.0)
+    assert gpu["ray_actor_options"]["num_gpus"] == 1.0
+    assert gpu["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 8, "target_ongoing_requests": 2.0}
+    cpu = deployment_options(RayOptions.from_args({"replicas": "3"}), cluster_gpus=0.0)
+    assert cpu["num_replicas"] == 3 and "num_gpus" not in cpu["ray_actor_options"]
+    with pytest.raises(LPStudioError, match="unknown option 'replica'"):
+        RayOptions.from_args({"replica": "2"})
+    with pytest.raises(LPStudioError, match="not valid"):
+        RayOptions.from_args({"no_crop": "maybe"})
+
+
+def test_cli_refuses_bad_replicas_before_starting_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    from lpstudio.cli import main
+
+    assert main(["serve", "--ray", "--replicas", "0", "--no-crop"]) == 2
+    err = capsys.readouterr().err
+    assert "replicas must be a positive number or 'auto', got 0" in err and "Traceback" not in err
+    assert not ray.is_initialized()
+
+
+def test_ray_errors_become_service_errors() -> None:
+    from ray.serve.exceptions import BackPressureError
+
+    busy = _ray_error(BackPressureError(num_queued_requests=9, max_queued_requests=8), retry_after_s=3.0)
+    assert isinstance(busy, OverloadedError) and busy.http_status == 429 and busy.retry_after_s == 3.0
+    died = _ray_error(ray.exceptions.ActorDiedError(), retry_after_s=1.0)
+    assert isinstance(died, ReplicaLostError) and died.http_status == 503
+    own = LPStudioError("bad photo", hint="another one")
+    assert _ray_error(own, 1.0) is own
+
+
+def test_priority_gate_serves_previews_before_clips() -> None:
+    async def scenario() -> list[str]:
+        gate = PriorityGate(1)
+        order: list[str] = []
+        await gate.acquire(0)  # held
+
+        async def take(name: str, priority: int) -> None:
+            await gate.acquire(priority)
+            order.append(name)
+            gate.release()
+
+        tasks = [asyncio.create_task(take("background", 2)), asyncio.create_task(take("clip", 1))]
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(take("preview", 0)))
+        await asyncio.sleep(0)
+        gate.release()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return order
+
+    assert asyncio.run(scenario()) == ["preview", "clip", "background"]
+
+
+# ---------------------------------------------------------------------- on a local cluster
+@pytest.fixture(scope="module")
+def ray_url(synthetic_weights_dir: Path):
+    """The Ray Serve app on a free loopback port: 2 CPU replicas, synthetic weights, pre-cropped photos."""
+    src = str(Path(lpstudio.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(
+        num_cpus=2,
+        object_store_memory=OBJECT_STORE_BYTES,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": path}},
+        log_to_driver=False,
+    )
+    port = free_port()
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        app = build_app(
+            {
+                "replicas": str(REPLICAS),
+                "cpus_per_replica": "0.5",
+                "weights_dir": str(synthetic_weights_dir),
+                "device": "cpu",
+                # the test process's thread count: the same reduction order, so the same pixels
+                "torch_threads": str(torch.get_num_threads()),
+                "no_crop": "true",
+                "no_idle": "true",
+                "fps": str(FPS),
+                "batch_size": "2",
+                "max_jobs": str(MAX_JOBS),
+                "max_sessions": "4",
+            }
+        )
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                serve.run(app, name="lpstudio", route_prefix="/")
+            except BaseException as exc:  # reported below
+                failure.append(exc)
+
+        starter = threading.Thread(target=run, daemon=True)
+        starter.start()
+        starter.join(START_TIMEOUT_S)
+        if starter.is_alive() or failure:
+            pytest.fail(f"the Ray Serve app did not start within {START_TIMEOUT_S:g} s: {failure}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def client(ray_url: str):
+    with httpx.Client(base_url=ray_url, timeout=REQUEST_TIMEOUT_S) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def session(client: httpx.Client) -> str:
+    response = client.post("/session", json={})
+    assert response.status_code == 200, response.text
+    return response.json()["session"]
+
+
+def _replicas(client: httpx.Client) -> list[dict]:
+    body = client.get("/health").json()
+    assert body["distributed"] == "ray"
+    return body["replicas"]
+
+
+def _wait_replicas(client: httpx.Client, n: int, timeout_s: float, without: str | None = None) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        replicas = _replicas(client)
+        if len(replicas) == n and all(r["replica"] != without for r in replicas):
+            return replicas
+        time.sleep(1.0)
+    pytest.fail(f"{n} live replicas (without {without}) were not listed within {timeout_s:g} s: {replicas}")
+
+
+def test_health_lists_replicas_and_devices(client: httpx.Client) -> None:
+    replicas = _wait_replicas(client, REPLICAS, 30.0)
+    assert {r["device"] for r in replicas} == {"cpu"} and len({r["replica"] for r in replicas}) == REPLICAS
+    assert all(r["actor_name"].startswith("SERVE_REPLICA::") and r["backend"] == "eager" for r in replicas)
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+
+
+def test_render_equals_the_single_process_server(client: httpx.Client, session: str, engine) -> None:
+    response = client.post("/render", json={"session": session, "params": PARAMS})
+    assert response.status_code == 200, response.text
+    settings = ServerSettings(crop=False, fps=FPS, idle_default=False, limits=_limits())
+    with TestClient(create_app(engine, settings)) as local:
+        sid = local.post("/session", json={}).json()["session"]
+        expected = local.post("/render", json={"session": sid, "params": PARAMS})
+    assert expected.status_code == 200
+    a, b = _image(response.content), _image(expected.content)
+    assert a.shape == b.shape == (512, 512, 3)
+    assert int(np.abs(a - b).max()) <= JPEG_TOLERANCE
+    source = _image(client.get("/source-image", params={"session": session}).content)
+    assert np.abs(source - a).mean() > 1.0  # the parameters changed the picture
+
+
+def test_generate_streams_a_clip_spread_over_both_replicas(client: httpx.Client, session: str) -> None:
+    """The clip's chunks (first frame alone, then batches, two in flight) go to both replicas."""
+    before = {r["replica"]: r["chunks_from_here"] for r in _wait_replicas(client, REPLICAS, 30.0)}
+    with client.stream("POST", "/generate", json={"session": session, "command": SHORT_CLIP}) as response:
+        assert response.status_code == 200
+        lines = _lines(response)
+    kinds = [line["type"] for line in lines]
+    assert kinds[0] == "start" and kinds[-1] == "end", kinds
+    frames = [line for line in lines if line["type"] == "frame"]
+    assert [f["index"] for f in frames] == list(range(lines[0]["frames"])) and len(frames) == 3
+    assert _image(base64.b64decode(frames[-1]["jpeg"])).shape == (512, 512, 3)
+    served = _served_since(client, before)
+    # Serve's router picks between replicas by their queue lengths, which it may see late: when the two
+    # chunks went to one replica, concurrent previews (a bounded number of rounds) must reach the other.
+    for attempt in range(SPREAD_ROUNDS):
+        if len(served) == REPLICAS and all(n >= 1 for n in served.values()):
+            break
+        smiles = [0.1 * (REPLICAS * attempt + k + 1) for k in range(REPLICAS)]
+        assert _previews_at_once(client, session, smiles) == [200] * REPLICAS
+        served = _served_since(client, before)
+    assert len(served) == REPLICAS and all(n >= 1 for n in served.values()), served
+
+
+def _previews_at_once(client: httpx.Client, session: str, smiles: list[float]) -> list[int]:
+    """Status codes of concurrent ``/render`` calls, one per smile value."""
+    codes: list[int] = []
+
+    def preview(value: float) -> None:
+        codes.append(client.post("/render", json={"session": session, "params": {"smile": value}}).status_code)
+
+    threads = [threading.Thread(target=preview, args=(v,)) for v in smiles]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(REQUEST_TIMEOUT_S)
+    return codes
+
+
+def _served_since(client: httpx.Client, before: dict[str, int]) -> dict[str, int]:
+    """Render calls this ingress sent each live replica since ``before``."""
+    return {r["replica"]: r["chunks_from_here"] - before.get(r["replica"], 0) for r in _replicas(client)}
+
+
+def test_killed_replica_ends_the_stream_with_an_error_line_and_comes_back(client: httpx.Client, session: str) -> None:
+    replicas = _wait_replicas(client, REPLICAS, 30.0)
+    victim = replicas[0]
+    lines: list[dict] = []
+    with client.stream("POST", "/generate", json={"session": session, "command": LONG_CLIP}) as response:
+        assert response.status_code == 200
+        for raw in response.iter_lines():
+            if not raw.strip():
+                continue
+            lines.append(json.loads(raw))
+            if lines[-1]["type"] == "frame" and len(lines) == 2:
+                # the first frame is here: both replicas hold a chunk of this clip now
+                ray.kill(ray.get_actor(victim["actor_name"], namespace="serve"), no_restart=True)
+    assert lines[-1]["type"] == "error", [x["type"] for x in lines]
+    assert "replica" in lines[-1]["error"] and lines[-1]["kind"] == "ReplicaLostError"
+    again = client.post("/render", json={"session": session, "params": PARAMS})
+    assert again.status_code == 200, again.text
+    back = _wait_replicas(client, REPLICAS, RECOVER_TIMEOUT_S, without=victim["replica"])
+    assert victim["replica"] not in {r["replica"] for r in back}
+
+
+def test_over_capacity_is_refused_at_once(client: httpx.Client, session: str) -> None:
+    with ExitStack() as streams:
+        for i in range(MAX_JOBS):
+            body = {"session": session, "command": f"smile={1100 + 100 * i}:1000"}  # distinct: no shared render
+            response = streams.enter_context(client.stream("POST", "/generate", json=body))
+            assert response.status_code == 200
+        started = time.monotonic()
+        refused = client.post("/generate", json={"session": session, "command": "smile=1900:1000"}, timeout=20)
+        preview = client.post("/render", json={"session": session, "params": {"smile": 0.3}}, timeout=20)
+        elapsed = time.monotonic() - started
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert "busy" in refused.json()["error"]
+    assert preview.status_code == 429
+    assert elapsed < 10.0  # refused at once, not queued
+
+
+def test_deploy_config_is_a_valid_serve_config_with_valid_args() -> None:
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    path = Path(__file__).resolve().parents[2] / "deploy" / "lpstudio-serve.yaml"
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    validate = getattr(ServeDeploySchema, "model_validate", None) or ServeDeploySchema.parse_obj
+    schema = validate(config)  # raises on a config Serve would refuse
+    assert schema.applications[0].import_path == "lpstudio.server.ray_app:build_app"
+    opts = RayOptions.from_args(config["applications"][0]["args"])
+    assert opts.replicas == "auto" and opts.service_limits().max_streams == 512
+    render = deployment_options(opts, cluster_gpus=8.0)
+    assert render["autoscaling_config"]["max_replicas"] == 8 and render["ray_actor_options"]["num_gpus"] == 1.0
