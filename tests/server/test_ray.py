@@ -264,9 +264,11 @@ def _served_since(client: httpx.Client, before: dict[str, int]) -> dict[str, int
     return {r["replica"]: r["chunks_from_here"] - before.get(r["replica"], 0) for r in _replicas(client)}
 
 
-def test_killed_replica_ends_the_stream_with_an_error_line_and_comes_back(client: httpx.Client, session: str) -> None:
-    replicas = _wait_replicas(client, REPLICAS, 30.0)
-    victim = replicas[0]
+KILL_ATTEMPTS = 3  # Serve's router may place every in-flight chunk of the clip on the replica left alive
+
+
+def _stream_killing(client: httpx.Client, session: str, victim: dict) -> list[dict]:
+    """Lines of a clip during which ``victim`` is killed, right after the first frame arrives."""
     lines: list[dict] = []
     with client.stream("POST", "/generate", json={"session": session, "command": LONG_CLIP}) as response:
         assert response.status_code == 200
@@ -275,14 +277,28 @@ def test_killed_replica_ends_the_stream_with_an_error_line_and_comes_back(client
                 continue
             lines.append(json.loads(raw))
             if lines[-1]["type"] == "frame" and len(lines) == 2:
-                # the first frame is here: both replicas hold a chunk of this clip now
+                # the first frame is here: the clip's next chunks are in flight on the replicas
                 ray.kill(ray.get_actor(victim["actor_name"], namespace="serve"), no_restart=True)
-    assert lines[-1]["type"] == "error", [x["type"] for x in lines]
-    assert "replica" in lines[-1]["error"] and lines[-1]["kind"] == "ReplicaLostError"
-    again = client.post("/render", json={"session": session, "params": PARAMS})
-    assert again.status_code == 200, again.text
-    back = _wait_replicas(client, REPLICAS, RECOVER_TIMEOUT_S, without=victim["replica"])
-    assert victim["replica"] not in {r["replica"] for r in back}
+    return lines
+
+
+def test_killed_replica_ends_the_stream_with_an_error_line_and_comes_back(client: httpx.Client, session: str) -> None:
+    outcomes: list[list[str]] = []
+    for _ in range(KILL_ATTEMPTS):
+        victim = _wait_replicas(client, REPLICAS, RECOVER_TIMEOUT_S)[0]
+        lines = _stream_killing(client, session, victim)
+        outcomes.append([x["type"] for x in lines])
+        # the victim held none of this clip's chunks: the clip must have ended normally
+        assert lines[-1]["type"] in ("error", "end"), outcomes
+        again = client.post("/render", json={"session": session, "params": PARAMS})
+        assert again.status_code == 200, again.text
+        back = _wait_replicas(client, REPLICAS, RECOVER_TIMEOUT_S, without=victim["replica"])
+        assert victim["replica"] not in {r["replica"] for r in back}
+        if lines[-1]["type"] == "error":
+            assert "replica" in lines[-1]["error"] and lines[-1]["kind"] == "ReplicaLostError"
+            break
+    else:
+        pytest.fail(f"no kill landed on a replica holding the clip in {KILL_ATTEMPTS} tries: {outcomes}")
 
 
 def test_over_capacity_is_refused_at_once(client: httpx.Client, session: str) -> None:
