@@ -153,14 +153,27 @@ function fadeTo(bitmap, token = app.token) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// ------------------------------------------------------------------ slow renderers
+// Seconds to wait before playing from frame `next` so the clip runs to its end without a stall:
+// the `total - have` frames still to come arrive at the render rate measured from `arrivals`
+// (ms timestamps), frame i is due (i - next)/fps after the start. 0: start now.
+const ETA_MARGIN = 1.15;   // the render rate wobbles: keep a safety margin
+function bufferWaitS(next, have, total, fps, arrivals) {
+  if (!total || have >= total || arrivals.length < 2) return 0;
+  const renderFps = ((arrivals.length - 1) * 1000) / (arrivals[arrivals.length - 1] - arrivals[0]);
+  if (!(renderFps > 0) || renderFps >= fps * ETA_MARGIN) return 0;
+  return Math.max(0, ((total - have) / renderFps) * ETA_MARGIN - (total - 1 - next) / fps);
+}
+
 // ------------------------------------------------------------------ clips
-// Reads an NDJSON stream of frames; plays them at the clip's fps after a small jitter buffer.
+// Reads an NDJSON stream of frames; plays them at the clip's fps after a small jitter buffer,
+// or, on a slow renderer, once the rest of the clip will arrive in time (bufferWaitS).
 async function playStream(res, token, onStart) {
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
-  const frames = [];
+  const frames = [], arrivals = [];
   let total = 0, fps = app.fps, done = false, endInfo = null, firstShown = null;
-  let buffer = "";
+  let buffer = "", k = 0, start = null;
   const t0 = performance.now();
 
   const readLoop = (async () => {
@@ -174,10 +187,12 @@ async function playStream(res, token, onStart) {
         if (!line.trim()) continue;
         const msg = JSON.parse(line);
         if (msg.type === "start") { total = msg.frames; fps = msg.fps; onStart && onStart(msg); }
-        else if (msg.type === "frame") { frames.push(await bitmapFrom(b64ToBlob(msg.jpeg))); }
+        else if (msg.type === "frame") { frames.push(await bitmapFrom(b64ToBlob(msg.jpeg))); arrivals.push(performance.now()); }
         else if (msg.type === "end") { endInfo = msg; }
         else if (msg.type === "error") { const e = new Error(msg.error + (msg.hint ? "\n→ " + msg.hint : "")); e.fromServer = true; throw e; }
-        if (token === app.token) setProgress(frames.length, total, `렌더링 / rendering ${frames.length}/${total}`);
+        const wait = start === null ? bufferWaitS(k, frames.length, total, fps, arrivals) : 0;
+        const eta = wait > 0 ? ` · 약 ${Math.ceil(wait)}초 후 재생 / plays in about ${Math.ceil(wait)} s` : "";
+        if (token === app.token) setProgress(frames.length, total, `렌더링 / rendering ${frames.length}/${total}${eta}`);
       }
     }
     done = true;
@@ -186,9 +201,10 @@ async function playStream(res, token, onStart) {
   const interrupted = () => new Error("연결이 끊겼어요 / the stream was interrupted; the portrait is back");
 
   // Playback: frame k at start + k/fps; on underrun wait, then re-anchor the clock.
-  let k = 0, start = null;
+  const canStart = () => done || (frames.length >= Math.min(JITTER_FRAMES, total || JITTER_FRAMES) &&
+    bufferWaitS(k, frames.length, total, fps, arrivals) === 0);
   while (token === app.token) {
-    if (k < frames.length && (start !== null || frames.length >= Math.min(JITTER_FRAMES, total || JITTER_FRAMES) || done)) {
+    if (k < frames.length && (start !== null || canStart())) {
       if (start === null) start = performance.now() - (k * 1000) / fps;
       const due = start + (k * 1000) / fps;
       const now = performance.now();
