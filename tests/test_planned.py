@@ -61,6 +61,7 @@ def test_plan_maps_every_batch_onto_a_planned_size() -> None:
         ShapePlan((4, 2))
     with pytest.raises(ValueError, match=">= 1"):
         ShapePlan.for_batch_size(0)
+    assert plan.with_size(8).sizes == (1, 2, 4, 8) and plan.with_size(3).sizes == (1, 2, 3, 4)
 
 
 def test_padded_inputs_keep_real_rows_and_are_contiguous() -> None:

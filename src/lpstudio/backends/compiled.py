@@ -4,7 +4,7 @@
 norm, modulation, activations) and, with ``freezing``, pre-packs the weights
 for oneDNN. Compiling is slow (about a minute per module on a 2-core CPU) and
 happens once per batch shape, so both backends run every batch at a size of their
-:class:`~.planned.ShapePlan` (padded, or split when larger) and
+:class:`~.planned.ShapePlan` (padded; a larger batch adds its size) and
 :meth:`prepare` compiles or captures a size ahead of use (``serve`` does that for
 every size its worker uses before it reports ready). Each new shape is recorded
 in :attr:`events` (a :class:`~.planned.ShapeEvents`), so a compile or capture
@@ -106,6 +106,8 @@ class CompiledBackend(FusedBackend):
     @torch.inference_mode()
     def warp_decode(self, feature_3d: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
         """Any batch (B frames, one or several sources) at the plan's sizes -> (B,3,512,512) float32."""
+        if x_d.shape[0] > self.plan.max_batch:  # outside the plan (never in serve): one more size
+            self.plan = self.plan.with_size(x_d.shape[0])
         outs = []
         for start, stop, size in self.plan.chunks(x_d.shape[0]):
             f, s, d = padded_inputs(feature_3d[start:stop], x_s[start:stop], x_d[start:stop], size)
@@ -180,6 +182,8 @@ class CudaGraphBackend(FusedBackend):
         """Any batch (B frames, one or several sources) replayed from the captured graphs -> (B,3,512,512)."""
         if self._volume is None:
             self._volume = (tuple(feature_3d.shape[1:]), feature_3d.dtype)
+        if x_d.shape[0] > self.plan.max_batch:  # outside the plan (never in serve): one more size
+            self.set_plan(self.plan.with_size(x_d.shape[0]))
         return self.graphs.run(feature_3d, x_s, x_d)
 
     @torch.inference_mode()

@@ -7,7 +7,9 @@ sizes, a :class:`ShapePlan`, and maps every batch onto it:
 * a batch of ``n`` frames runs at the smallest planned size ``>= n``; the extra rows
   are padding whose outputs are dropped (every row is computed independently, so the
   padding never changes a real frame);
-* a batch larger than the largest planned size is split into chunks.
+* a batch larger than the largest planned size adds its size to the plan (a compile or
+  capture then; never in ``serve``, whose worker never exceeds the planned ``--batch-size``);
+  :meth:`ShapePlan.chunks` splits one for callers that want a fixed plan.
 
 The server's worker takes batches of 1 to ``--batch-size`` frames (a new job's first
 frame goes out in a batch of first frames), so ``ShapePlan.for_batch_size(4)`` is
@@ -56,6 +58,10 @@ class ShapePlan:
         while sizes[-1] * 2 < max_batch:
             sizes.append(sizes[-1] * 2)
         return cls(tuple(sorted({*sizes, max_batch})))
+
+    def with_size(self, n: int) -> ShapePlan:
+        """This plan with batch size ``n`` added."""
+        return ShapePlan(tuple(sorted({*self.sizes, n})))
 
     @property
     def max_batch(self) -> int:
