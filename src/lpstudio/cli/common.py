@@ -129,8 +129,9 @@ def load_engine(args: argparse.Namespace, *, face: bool):
         backend_options=options if args.backend == AUTO_BACKEND else None,
         face_models=getattr(args, "face_models", "auto"),
     )
-    if engine.backend_choice is not None:
-        print(engine.backend_choice.summary(), file=sys.stderr)
+    choice = getattr(engine, "backend_choice", None)
+    if choice is not None:
+        print(choice.summary(), file=sys.stderr)
     set_plan = getattr(engine.backend, "set_plan", None)
     batch_size = getattr(args, "batch_size", None)
     if set_plan is not None and isinstance(batch_size, int) and batch_size >= 1:
