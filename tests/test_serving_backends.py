@@ -190,3 +190,24 @@ def test_rendering_commands_default_to_auto(monkeypatch) -> None:
     assert parser.parse_args(["serve", "--backend", "eager"]).backend == "eager"
     monkeypatch.setenv("LPSTUDIO_BACKEND", "fused")
     assert build_parser().parse_args(["serve"]).backend == "fused"
+
+
+def test_load_engine_with_auto_uses_the_cached_choice(engine, synthetic_weights_dir, monkeypatch, tmp_path, capsys):
+    """The CLI path of --backend auto: a cached choice for this machine is used without calibrating."""
+    import argparse
+
+    from lpstudio.backends import auto
+    from lpstudio.cli.common import load_engine
+    from lpstudio.export import weights_fingerprint
+
+    monkeypatch.setenv(auto.ENV_CACHE_DIR, str(tmp_path))
+    key = auto.calibration_key(CPU, weights_fingerprint(engine.networks), torch.float32)
+    auto.write_cache(tmp_path / auto.CACHE_FILE, key, auto.Choice("fused", "bfloat16", 100.0, 400.0, 12.0))
+    monkeypatch.setattr(auto, "calibrate", lambda *a, **k: pytest.fail("calibrated although a choice was cached"))
+    args = argparse.Namespace(weights_dir=synthetic_weights_dir, device="cpu", dtype="float32", backend="auto",
+                              backend_dtype=None, face_models="auto", no_download=True, recalibrate=False,
+                              batch_size=2)  # fmt: skip
+    loaded = load_engine(args, face=False)
+    assert (loaded.backend.name, loaded.backend.dtype) == ("fused", torch.bfloat16)
+    assert loaded.backend_choice.cached
+    assert "auto backend: fused bfloat16 (cached calibration, 4.00x float32 eager)" in capsys.readouterr().err
