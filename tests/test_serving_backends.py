@@ -211,3 +211,19 @@ def test_load_engine_with_auto_uses_the_cached_choice(engine, synthetic_weights_
     assert (loaded.backend.name, loaded.backend.dtype) == ("fused", torch.bfloat16)
     assert loaded.backend_choice.cached
     assert "auto backend: fused bfloat16 (cached calibration, 4.00x float32 eager)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_compile_after_warm_up_does_not_recompile(engine, two_sources) -> None:
+    """torch.compile for real (minutes on a small CPU): after warm_up(2), the worker's batches of 1 and 2
+    mixed sources compile no new graph (dynamo's own counter) and record no new shape event."""
+    from torch._dynamo.utils import counters
+
+    compiled = LivePortrait(engine.networks, "cpu", "float32", backend="compile", backend_dtype="bfloat16")
+    compiled.warm_up(2)
+    graphs, events = counters["stats"]["unique_graphs"], compiled.backend.events.count
+    first, mirrored = two_sources
+    render_through_worker(compiled, [(first, EditParams(smile=0.4)), (mirrored, EditParams(wink=10.0))], 2)
+    render_through_worker(compiled, [(mirrored, EditParams(head_pitch=5.0))], 2)
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert compiled.backend.events.count == events
