@@ -7,7 +7,6 @@ from pathlib import Path
 
 from ..errors import ImageError
 
-BACKEND_CHOICES = ("auto", "eager", "fused", "compile", "cudagraph", "onnxruntime", "tensorrt")
 ENV_BACKEND = "LPSTUDIO_BACKEND"
 """Overrides the ``auto`` default of --backend (e.g. ``eager`` in CI, where a calibration is not wanted)."""
 
