@@ -140,6 +140,7 @@ class LivePortrait:
         self.render_lock = threading.RLock()
         self.nonfinite_events = 0  # frames whose network output held NaN/Inf (see to_uint8)
         self.backend_choice: Any = None  # the calibration result when built with backend="auto"
+        self.backend: Backend
         if isinstance(backend, str) and backend == AUTO_BACKEND:
             bdtype_auto = None if backend_dtype is None else resolve_dtype(backend_dtype)
             self.backend = self._auto_backend(bdtype_auto, dict(backend_options or {}))
