@@ -29,6 +29,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def reference_backend_and_private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """CLI runs in tests default to the eager reference (no first-use calibration; tests of
+    ``--backend auto`` ask for it) and the calibration cache is a temporary folder, never ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LPSTUDIO_BACKEND", "eager")
+        mp.setenv("LPSTUDIO_CACHE_DIR", str(tmp_path_factory.mktemp("lpstudio_cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def golden() -> dict[str, np.ndarray]:
     """The official implementation's outputs ($LPSTUDIO_GOLDEN, else tests/data/golden.npz)."""

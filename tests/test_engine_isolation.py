@@ -81,3 +81,21 @@ def test_another_engine_and_an_export_leave_the_networks_as_they_were(engine, go
         export_stage(engine.networks, "stitching", tmp_path / "stitching.onnx", check=False)
     assert engine_state(engine) == before
     assert_golden_render(engine, golden)
+
+
+def test_auto_calibration_leaves_the_eager_engine_golden(engine, golden, monkeypatch, tmp_path) -> None:
+    """--backend auto builds and runs the reference and its candidates on the engine's networks:
+    the engine's modules, and its golden numerics, stay as they were."""
+    from lpstudio.backends.auto import ENV_CACHE_DIR, calibrate, choose_backend
+
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))
+    before = engine_state(engine)
+    inputs = tuple(torch.from_numpy(golden[k]) for k in ("feature_3d", "x_s", "warp_x_d"))
+    choice = calibrate(engine.networks, CPU, inputs, candidates=[("fused", torch.bfloat16)], budget_s=600.0)
+    assert [t.backend for t in choice.trials] == ["eager", "fused"]
+    cached = choose_backend(engine.networks, CPU, lambda: inputs, weights="isolation", engine_dtype=torch.float32,
+                            candidates=[], progress=False)  # fmt: skip
+    assert cached.backend == "eager"  # no candidates: the reference, built on the same networks
+    assert engine_state(engine) == before
+    assert engine.backend.warping is engine.networks.warping
+    assert_golden_render(engine, golden)

@@ -36,6 +36,10 @@ from .weights import resolve_weights_dir
 
 log = logging.getLogger(__name__)
 
+AUTO_BACKEND = "auto"
+CALIBRATION_FRAMES = 2
+"""Frames per calibration batch: two sources mixed, as the server batches them (a planned size)."""
+
 
 @dataclass(frozen=True, eq=False)
 class SourceState:
@@ -96,8 +100,12 @@ class LivePortrait:
     ``backend`` picks the implementation of the per-frame work (warping W + decoder G,
     see :mod:`lpstudio.backends`): ``"eager"`` (default, the golden-parity path),
     ``"fused"``, ``"compile"``, ``"cudagraph"``, ``"onnxruntime"``, ``"tensorrt"``,
+    ``"auto"`` (the fastest one that holds 40 dB on this machine, calibrated on first use
+    and cached: :mod:`lpstudio.backends.auto`; :attr:`backend_choice` says what and why),
     or a ready :class:`~lpstudio.backends.Backend`. ``backend_dtype`` is its compute
-    dtype (default: ``dtype``); ``backend_options`` go to its constructor.
+    dtype (default: ``dtype``; with ``auto`` it limits the candidates to that dtype);
+    ``backend_options`` go to its constructor (with ``auto``: to
+    :func:`~lpstudio.backends.auto.choose_backend`, e.g. ``budget_s``, ``progress``).
     The engine converts (device, dtype, eval mode) a copy of ``networks``, so the
     caller's modules are never changed; ``take_ownership=True`` converts them in place
     instead (no second copy in memory: :func:`load_model` does this for the networks it built).
@@ -131,8 +139,34 @@ class LivePortrait:
         self.face = face
         self.render_lock = threading.RLock()
         self.nonfinite_events = 0  # frames whose network output held NaN/Inf (see to_uint8)
-        bdtype = self.dtype if backend_dtype is None else resolve_dtype(backend_dtype)
-        self.backend: Backend = build_backend(backend, networks, self.device, bdtype, **dict(backend_options or {}))
+        self.backend_choice: Any = None  # the calibration result when built with backend="auto"
+        self.backend: Backend
+        if isinstance(backend, str) and backend == AUTO_BACKEND:
+            bdtype_auto = None if backend_dtype is None else resolve_dtype(backend_dtype)
+            self.backend = self._auto_backend(bdtype_auto, dict(backend_options or {}))
+        else:
+            bdtype = self.dtype if backend_dtype is None else resolve_dtype(backend_dtype)
+            self.backend = build_backend(backend, networks, self.device, bdtype, **dict(backend_options or {}))
+
+    def _auto_backend(self, dtype: torch.dtype | None, options: dict[str, Any]) -> Backend:
+        """``backend="auto"``: the calibrated choice for this machine (see :mod:`lpstudio.backends.auto`)."""
+        from .backends.auto import choose_backend
+        from .export import weights_fingerprint
+
+        choice = choose_backend(
+            self.networks,
+            self.device,
+            lambda: self.example_inputs(CALIBRATION_FRAMES),
+            weights=weights_fingerprint(self.networks),
+            engine_dtype=self.dtype,
+            dtype=dtype,
+            **options,
+        )
+        self.backend_choice = choice
+        log.info("%s", choice.summary())
+        if choice.backend_instance is not None:
+            return choice.backend_instance
+        return build_backend(choice.backend, self.networks, self.device, choice.torch_dtype)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -225,6 +259,19 @@ class LivePortrait:
             if lmk203 is None and self.face is not None:
                 lmk203 = self.face.landmarks203(rgb)
 
+        return self._state_from_256(image_256, lmk203, face=face, photo=photo, paster=paster)
+
+    @torch.inference_mode()
+    def _state_from_256(
+        self,
+        image_256: np.ndarray,
+        lmk203: np.ndarray | None,
+        *,
+        face: Any = None,
+        photo: Any = None,
+        paster: Any = None,
+    ) -> SourceState:
+        """F and M on a (256,256,3) uint8 network input, and the source keypoints and ratios."""
         x = self._to_input(image_256)
         feature = self.appearance(x)
         raw = self.motion(x)
@@ -389,6 +436,64 @@ class LivePortrait:
         with self.render_lock:
             return self._checked_uint8(self.backend.warp_decode(feature, x_s, x_d))
 
+    @torch.inference_mode()
+    def example_inputs(self, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A realistic mixed-source batch for calibration and warm-up.
+
+        The bundled sample portrait and its mirror image (two sources, alternating
+        rows, as the server mixes sessions), each frame with a different edit.
+        Returns ``feature_3d`` (frames,32,16,64,64) in the engine dtype, ``x_s`` and
+        ``x_d`` (frames,21,3) float32.
+        """
+        from importlib import resources
+
+        path = Path(str(resources.files("lpstudio").joinpath("assets/astronaut.png")))
+        image = to_network_input(load_image(path).rgb, self.cfg.input_size)
+        states = [self._state_from_256(image, None), self._state_from_256(np.ascontiguousarray(image[:, ::-1]), None)]
+        rows = []
+        for i in range(frames):
+            state = states[i % len(states)]
+            params = EditParams(smile=(i % 3) * 0.5, head_yaw=-10.0 + 7.0 * (i % 4), eyebrow=5.0 * (i % 2))
+            rows.append((state, self.edited_keypoints(state, [params])[0]))
+        feature = torch.cat([s.feature_3d for s, _ in rows])
+        x_s = torch.cat([s.x_s for s, _ in rows])
+        return feature, x_s, torch.stack([k for _, k in rows])
+
+    def warm_up(self, max_batch: int, *, progress: bool = False) -> float:
+        """Prepare every batch size a worker with ``--batch-size max_batch`` uses; returns the seconds it took.
+
+        Sets the backend's shape plan (:class:`~lpstudio.backends.planned.ShapePlan`:
+        1, 2, 4, ... up to ``max_batch``; other batches are padded to them), then runs each
+        planned size once so a compiled backend compiles and a graph backend captures
+        now, not in the render thread while a user waits. Backends with nothing to
+        prepare (eager, fused) return at once.
+        """
+        import time
+
+        from .backends.planned import ShapePlan
+
+        plan = ShapePlan.for_batch_size(max_batch)
+        set_plan = getattr(self.backend, "set_plan", None)
+        if set_plan is not None:
+            set_plan(plan)
+        if not getattr(self.backend, "needs_warm_up", False):
+            return 0.0
+        start = time.perf_counter()
+        inputs = self.example_inputs(plan.max_batch)
+        sizes = plan.sizes
+        if progress:
+            import sys
+
+            from tqdm import tqdm
+
+            sizes = tqdm(sizes, desc=f"preparing {self.backend.name}", unit="batch size", file=sys.stderr)
+        for size in sizes:
+            with self.render_lock:
+                self.backend.prepare(size, *inputs)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start
+
     def render_iter(
         self, state: SourceState, params: Sequence[EditParams], *, batch_size: int = 4, stitching: bool = True
     ) -> Iterator[np.ndarray]:
@@ -423,6 +528,7 @@ def load_model(
     face: bool = False,
     backend: str | Backend = "eager",
     backend_dtype: str | torch.dtype | None = None,
+    backend_options: Mapping[str, Any] | None = None,
     face_models: str = "auto",
 ) -> LivePortrait:
     """Load the official weights (from ``weights_dir``, ``$LPSTUDIO_WEIGHTS_DIR`` or the cache).
@@ -432,7 +538,7 @@ def load_model(
     load the face detection and landmark models so sources can be full photos;
     ``face_models`` says which (``auto``, ``insightface``, ``mediapipe``: see
     :mod:`lpstudio.face.models`).
-    ``backend``/``backend_dtype``: the render backend (see :class:`LivePortrait`).
+    ``backend``/``backend_dtype``/``backend_options``: the render backend (see :class:`LivePortrait`).
     """
     root = resolve_weights_dir(weights_dir)
     checkpoints, sources = read_official_checkpoints(root)
@@ -445,5 +551,12 @@ def load_model(
 
         face_pipeline = open_face_pipeline(face_models, root)
     return LivePortrait(
-        networks, device, dtype, face=face_pipeline, backend=backend, backend_dtype=backend_dtype, take_ownership=True
+        networks,
+        device,
+        dtype,
+        face=face_pipeline,
+        backend=backend,
+        backend_dtype=backend_dtype,
+        backend_options=backend_options,
+        take_ownership=True,
     )

@@ -18,10 +18,14 @@ Backends (see :data:`BACKENDS`):
 ``compile``
     ``torch.compile`` of the fused modules (needs a C++ compiler on CPU).
 ``cudagraph``
-    The fused modules captured in CUDA graphs, one per batch size (CUDA only).
+    The fused modules captured in CUDA graphs, one per planned batch size, with
+    static buffers for mixed-source batches (CUDA only; see :mod:`.planned`).
 ``onnxruntime`` / ``tensorrt``
     ONNX exports of W and G run by ONNX Runtime (CPU or CUDA provider), or by its
     TensorRT provider with an engine cache on disk. Optional installs.
+
+``auto`` (:mod:`.auto`, not a backend of its own) calibrates the available ones on
+this machine and picks the fastest that holds 40 dB against float32 eager.
 
 A backend that cannot run here is reported by :func:`available_backends` with the
 reason; :func:`build_backend` raises :class:`~lpstudio.errors.BackendUnavailableError`.
@@ -73,10 +77,17 @@ class BackendBase:
     """Shared plumbing: ``warp_decode`` is ``decode(warp(...))``."""
 
     name = "base"
+    needs_warm_up = False
+    """True when the first batch of a shape is slow (a compile, a graph capture, allocations):
+    ``serve`` then runs every batch size it will use once before it reports ready."""
 
     def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
         self.device = device
         self.dtype = dtype
+
+    def prepare(self, batch: int, feature_3d: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor) -> None:
+        """Get ready for batches of ``batch`` frames: by default render one on the example inputs (B,...)."""
+        self.warp_decode(feature_3d[:batch], x_s[:batch], x_d[:batch])
 
     def warp(self, feature_3d: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

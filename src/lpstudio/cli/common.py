@@ -7,9 +7,22 @@ from pathlib import Path
 
 from ..errors import ImageError
 
+ENV_BACKEND = "LPSTUDIO_BACKEND"
+"""Overrides the ``auto`` default of --backend (e.g. ``eager`` in CI, where a calibration is not wanted)."""
 
-def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """--weights-dir, --device, --dtype."""
+
+def add_engine_options(parser: argparse.ArgumentParser, *, default_backend: str = "eager") -> None:
+    """--weights-dir, --device, --dtype, --backend (default ``default_backend``), --backend-dtype, ...
+
+    ``serve``, ``animate``, ``speak`` and ``drive`` default to ``auto`` (fast by default);
+    one-frame commands (``edit``, ``params``) keep the ``eager`` reference, where a
+    first-use calibration would cost more than it saves. ``$LPSTUDIO_BACKEND`` replaces
+    an ``auto`` default.
+    """
+    import os
+
+    if default_backend == "auto":
+        default_backend = os.environ.get(ENV_BACKEND) or default_backend
     group = parser.add_argument_group("engine")
     group.add_argument(
         "--weights-dir",
@@ -24,9 +37,15 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--backend",
-        default="eager",
-        help="render backend for warping+decoding: eager (default, the reference), fused, compile, cudagraph, "
-        "onnxruntime, tensorrt (see `lpstudio bench`)",
+        default=default_backend,
+        help=f"render backend for warping+decoding (default {default_backend}): auto (the fastest that holds "
+        "40 dB against float32 eager on this machine, calibrated on first use and cached), eager (the reference), "
+        "fused, compile, cudagraph, onnxruntime, tensorrt (see `lpstudio bench`)",
+    )
+    group.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="with --backend auto: calibrate again instead of using the cached choice",
     )
     group.add_argument(
         "--backend-dtype",
@@ -94,14 +113,28 @@ def sample_portrait() -> Path:
 
 def load_engine(args: argparse.Namespace, *, face: bool):
     """The engine for a sub-command, from the shared engine options (downloads on first use)."""
-    from ..engine import load_model
+    import sys
 
-    return load_model(
+    from ..engine import AUTO_BACKEND, load_model
+
+    options = {"progress": True, "recalibrate": bool(getattr(args, "recalibrate", False))}
+    engine = load_model(
         weights_dir_for(args),
         device=args.device,
         dtype=args.dtype,
         face=face,
         backend=args.backend,
         backend_dtype=args.backend_dtype,
+        backend_options=options if args.backend == AUTO_BACKEND else None,
         face_models=getattr(args, "face_models", "auto"),
     )
+    choice = getattr(engine, "backend_choice", None)
+    if choice is not None:
+        print(choice.summary(), file=sys.stderr)
+    set_plan = getattr(engine.backend, "set_plan", None)
+    batch_size = getattr(args, "batch_size", None)
+    if set_plan is not None and isinstance(batch_size, int) and batch_size >= 1:
+        from ..backends.planned import ShapePlan
+
+        set_plan(ShapePlan.for_batch_size(batch_size))  # compiled/graph backends prepare the sizes it uses
+    return engine

@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import LPStudioError
 from .common import add_engine_options, load_engine
@@ -105,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--gpus-per-replica", default="auto", help="GPUs per replica (default auto: 1 with GPUs, else CPU replicas)"
     )
     dist.add_argument("--ray-address", default=None, help="an existing cluster (e.g. auto, or ray://HEAD:10001)")
-    add_engine_options(p)
+    add_engine_options(p, default_backend="auto")
     p.set_defaults(handler=run)
 
 
@@ -148,6 +149,28 @@ def access_warning(host: str, api_key: str | None) -> str | None:
     )
 
 
+def warm_up(engine: Any, batch_size: int) -> float:
+    """Compile/capture every batch size the worker will use before the server reports ready; returns seconds.
+
+    The worker renders batches of 1 to ``batch_size`` frames (first frames go out in small
+    batches), which the backend maps onto its planned sizes; each is prepared here with
+    a progress bar on stderr, so no user waits for a compile. Engines without
+    ``warm_up`` (a stand-in from --engine-factory) are left as they are.
+    """
+    prepare = getattr(engine, "warm_up", None)
+    if prepare is None:
+        return 0.0
+    if getattr(engine.backend, "needs_warm_up", False):
+        name = engine.backend.name
+        print(f"preparing the {name} backend for batches of 1 to {batch_size} frames...", file=sys.stderr)
+    seconds = float(prepare(batch_size, progress=True))
+    if seconds > 0:
+        sizes = getattr(getattr(engine.backend, "plan", None), "sizes", None)
+        planned = f" (batch sizes {', '.join(map(str, sizes))})" if sizes else ""
+        print(f"warm-up done in {seconds:.1f} s{planned}", file=sys.stderr)
+    return seconds
+
+
 def run(args: argparse.Namespace) -> int:
     from ..imageio import load_image
     from ..server import ServerSettings, create_app
@@ -170,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     print("loading the model...", file=sys.stderr)
     crop = not args.no_crop
     engine = _factory_engine(args.engine_factory, crop) if args.engine_factory else load_engine(args, face=crop)
+    warm_up(engine, args.batch_size)
     print(
         f"model ready: device {engine.device}, dtype {str(engine.dtype).replace('torch.', '')}, "
         f"backend {engine.backend.name} ({str(engine.backend.dtype).replace('torch.', '')})",

@@ -172,6 +172,9 @@ class RenderReplica:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = EngineSpec(**spec)
         self.engine = self.spec.build()
+        warm_up = getattr(self.engine, "warm_up", None)  # compile/capture each batch size before taking requests
+        if warm_up is not None:
+            warm_up(self.spec.batch_size)
         self.worker = RenderWorker(self.engine, self.spec.batch_size)
         self.cache = StateCache(self.spec.cache_sources, self.spec.cache_bytes)
         self._preparing: dict[str, asyncio.Future] = {}

@@ -160,17 +160,31 @@ function fadeTo(bitmap, token = app.token) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// ------------------------------------------------------------------ slow renderers
+// Seconds to wait before playing from frame `next` so the clip runs to its end without a stall:
+// the `total - have` frames still to come arrive at the render rate measured from `arrivals`
+// (ms timestamps), frame i is due (i - next)/fps after the start. 0: start now.
+const ETA_MARGIN = 1.15;   // the render rate wobbles: keep a safety margin
+function bufferWaitS(next, have, total, fps, arrivals) {
+  if (!total || have >= total || arrivals.length < 2) return 0;
+  const renderFps = ((arrivals.length - 1) * 1000) / (arrivals[arrivals.length - 1] - arrivals[0]);
+  if (!(renderFps > 0) || renderFps >= fps * ETA_MARGIN) return 0;
+  return Math.max(0, ((total - have) / renderFps) * ETA_MARGIN - (total - 1 - next) / fps);
+}
+
 // ------------------------------------------------------------------ clips
 // Reads an NDJSON stream of frames; plays them at the clip's fps after a small jitter buffer.
 // A speaking clip (an "audio" object in its start line) plays its voice on the AudioContext's clock and
 // its frames follow that clock: frame k is shown when the audio heard is at k / fps.
+// On a slow renderer it waits until the rest of the clip will arrive in time (bufferWaitS).
 async function playStream(res, token, onStart) {
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
-  const frames = [];
+  const frames = [], arrivals = [];
   let total = 0, fps = app.fps, done = false, endInfo = null, firstShown = null;
   let audio = null, audioBuffer = null, audioSettled = true;
   let buffer = "";
+  let k = 0, origin = null;   // playback position and clock origin (below)
   const t0 = performance.now();
 
   const readLoop = (async () => {
@@ -192,10 +206,12 @@ async function playStream(res, token, onStart) {
             }).finally(() => { audioSettled = true; });
           }
         }
-        else if (msg.type === "frame") { frames.push(await bitmapFrom(b64ToBlob(msg.jpeg))); }
+        else if (msg.type === "frame") { frames.push(await bitmapFrom(b64ToBlob(msg.jpeg))); arrivals.push(performance.now()); }
         else if (msg.type === "end") { endInfo = msg; }
         else if (msg.type === "error") { const e = new Error(msg.error + (msg.hint ? "\n→ " + msg.hint : "")); e.fromServer = true; throw e; }
-        if (token === app.token) setProgress(frames.length, total, `렌더링 / rendering ${frames.length}/${total}`);
+        const wait = origin === null ? bufferWaitS(k, frames.length, total, fps, arrivals) : 0;
+        const eta = wait > 0 ? ` · 약 ${Math.ceil(wait)}초 후 재생 / plays in about ${Math.ceil(wait)} s` : "";
+        if (token === app.token) setProgress(frames.length, total, `렌더링 / rendering ${frames.length}/${total}${eta}`);
       }
     }
     done = true;
@@ -205,7 +221,7 @@ async function playStream(res, token, onStart) {
 
   // Playback: frame k at origin + k/fps on one clock (the voice's when it plays, else the page's);
   // on underrun the voice stops and both restart together from frame k once frames are back.
-  let k = 0, origin = null, onAudioClock = false, skew = 0, dropped = 0;
+  let onAudioClock = false, skew = 0, dropped = 0;
   const now = () => onAudioClock
     ? (voice.ctx.currentTime - (voice.ctx.outputLatency || voice.ctx.baseLatency || 0) - origin) * 1000
     : performance.now() - origin;
@@ -213,7 +229,7 @@ async function playStream(res, token, onStart) {
   try {
     while (token === app.token) {
       if (origin === null) {
-        if (k < frames.length && (frames.length >= need() || done) && audioSettled) {
+        if (k < frames.length && (done || (frames.length >= need() && bufferWaitS(k, frames.length, total, fps, arrivals) === 0)) && audioSettled) {
           onAudioClock = !!(audioBuffer && voice.ctx && voice.ctx.state === "running");
           if (audioBuffer && !onAudioClock) $("voiceNote").textContent = "소리를 켜려면 페이지를 한 번 누르고 다시 해 보세요 / " +
             "the browser kept the page silent: click the page, then try again";
