@@ -161,3 +161,22 @@ def test_golden_mask_conv_as_depth_taps(engine, golden):
     pred = seen["prediction"].contiguous(memory_format=torch.channels_last_3d)
     with torch.no_grad():
         assert_golden_close(DepthTapConv3d(dm.mask.weight, dm.mask.bias)(pred), dm.mask(pred))
+
+
+def test_golden_fused_warping_single_and_mixed_sources(engine, golden):
+    """W with one grid_sample over stacked keypoint grids and the softmax-sum-to-1 flow: golden parity,
+    with the source expanded over a batch and with distinct sources in one batch (the server's path)."""
+    from lpstudio.backends.fused_modules import FusedWarping
+
+    f, xs, xd = (torch.from_numpy(golden[k]) for k in ("feature_3d", "x_s", "warp_x_d"))
+    ref = torch.from_numpy(golden["warp_out"])
+    warping = FusedWarping(engine.networks.warping).eval()
+    with torch.no_grad():
+        assert_golden_close(warping(f, xs, xd), ref)
+        other = engine.networks.warping(f * 0.5, xs, xd + 0.02).out
+        mixed = warping(torch.cat([f, f * 0.5]), xs.expand(2, -1, -1), torch.cat([xd, xd + 0.02]))
+        expanded = warping(f.expand(2, *f.shape[1:]), xs.expand(2, -1, -1), torch.cat([xd, xd + 0.02]))
+    assert_golden_close(mixed[:1], ref)
+    assert_golden_close(mixed[1:], other)
+    assert_golden_close(expanded[:1], ref)
+    assert not torch.allclose(expanded[0], expanded[1])

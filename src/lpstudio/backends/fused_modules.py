@@ -130,6 +130,21 @@ class FusedWarping(nn.Module):
             out = torch.cat([F.relu(conv(upsample_hw(out))), skips.pop()], dim=1)
         return F.relu(self.final(out))
 
+    @staticmethod
+    def _sample_per_keypoint(comp: torch.Tensor, sparse_motion: torch.Tensor) -> torch.Tensor:
+        """comp (1|B,C,D,H,W), sparse_motion (B,K+1,D,H,W,3) -> (B,D,H,W,K+1,C) view of the samples.
+
+        One ``grid_sample`` with the K+1 grids stacked along depth instead of K+1 copies of the
+        volume: each output voxel still samples the same input at the same point (exact).
+        """
+        n, c, d, h, w = comp.shape
+        b, k1 = sparse_motion.shape[:2]
+        if n == 1:  # one source for the whole batch: batch and keypoints both go along depth
+            out = F.grid_sample(comp, sparse_motion.reshape(1, b * k1 * d, h, w, 3), align_corners=False)
+            return out.view(c, b, k1, d, h, w).permute(1, 3, 4, 5, 2, 0)
+        out = F.grid_sample(comp, sparse_motion.reshape(b, k1 * d, h, w, 3), align_corners=False)
+        return out.view(b, c, k1, d, h, w).permute(0, 3, 4, 5, 2, 1)
+
     def forward(self, feature_3d: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
         dtype = self.dtype
         b = x_d.shape[0]
@@ -143,21 +158,26 @@ class FusedWarping(nn.Module):
         grid = coordinate_grid(d, h, w, x_s)  # (D,H,W,3)
         shift = (x_s - x_d)[:, :, None, None, None, :]
         sparse_motion = torch.cat([grid.expand(b, 1, d, h, w, 3), grid[None, None] + shift], dim=1)
-        comp = comp.expand(b, c, d, h, w)
-        repeated = comp.unsqueeze(1).expand(b, k1, c, d, h, w).reshape(b * k1, c, d, h, w)
-        deformed = F.grid_sample(repeated, sparse_motion.reshape(b * k1, d, h, w, 3), align_corners=False)
+        deformed = self._sample_per_keypoint(comp, sparse_motion)  # (B,D,H,W,K+1,4) view
         heat = keypoint_heatmaps(x_d, grid, self.kp_variance) - keypoint_heatmaps(x_s, grid, self.kp_variance)
-        heat = torch.cat([heat.new_zeros(b, 1, d, h, w), heat], dim=1)
-        hg_in = torch.cat([heat.unsqueeze(2), deformed.view(b, k1, c, d, h, w)], dim=2).view(b, k1 * (c + 1), d, h, w)
-        hg_in = hg_in.to(dtype).contiguous(memory_format=torch.channels_last_3d)
+        # The hourglass input, written once in its channels-last layout: (B,D,H,W,K+1,1+4), heatmap first.
+        hg = torch.empty(b, d, h, w, k1, c + 1, dtype=dtype, device=comp.device)
+        hg[..., 0, 0] = 0  # the background has no heatmap
+        hg[..., 1:, 0] = heat.permute(0, 2, 3, 4, 1)
+        hg[..., 1:] = deformed
+        hg_in = hg.view(b, d, h, w, k1 * (c + 1)).permute(0, 4, 1, 2, 3)  # (B,110,D,H,W), NDHWC memory
         prediction = self.hourglass(hg_in)  # (B,142,D,H,W)
         mask = torch.softmax(self.mask(prediction).float(), dim=1)  # (B,K+1,D,H,W)
-        deformation = (sparse_motion * mask.unsqueeze(-1)).sum(dim=1)  # (B,D,H,W,3)
+        # sum_k mask_k * (grid + shift_k), shift_0 = 0, is grid + sum_k>0 mask_k * shift_k as the
+        # softmax sums to 1: a (K x 3) contraction instead of a (B,K+1,D,H,W,3) product.
+        flow = torch.einsum("bkdhw,bkc->bdhwc", mask[:, 1:], (x_s - x_d))
+        deformation = grid + flow  # (B,D,H,W,3)
         warped = F.grid_sample(feature.expand(b, *feature.shape[1:]), deformation, align_corners=False)
         warped = warped.view(b, -1, h, w).to(dtype).contiguous(memory_format=torch.channels_last)
         out = self.fourth(F.leaky_relu(self.third(warped), CONV_LEAKY_SLOPE))
         if self.occlusion is not None:
-            pred2d = prediction.contiguous().view(b, -1, h, w).contiguous(memory_format=torch.channels_last)
+            # (B,142,D,H,W) -> (B,142*D,H,W) channels-last (channel c*D + d) in one copy.
+            pred2d = prediction.permute(0, 3, 4, 1, 2).contiguous().view(b, h, w, -1).permute(0, 3, 1, 2)
             out = out * torch.sigmoid(self.occlusion(pred2d).float()).to(dtype)
         return out
 

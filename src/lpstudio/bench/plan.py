@@ -1,9 +1,9 @@
 """What ``lpstudio bench`` runs: the default and ``--full`` plans, the time budget and the progress bar.
 
 The default plan is sized to finish in a few minutes on a 2-core CPU: the
-reference, the fused backend in float32 and (where the CPU has native bfloat16
-kernels) bfloat16, batch sizes 1 and 4, two iterations, plus the server's path
-(several distinct sources in one batch). ``--full`` is the long sweep: every
+reference and the fused backend in bfloat16 (float32 where the CPU has no
+native bfloat16 kernels), batch sizes 1 and 4, two iterations, plus the
+server's path (two distinct sources in one batch). ``--full`` is the long sweep: every
 registered backend in each of its dtypes, batch sizes 1, 4 and 8, three
 iterations. A time budget bounds either: a step whose predicted time would go
 past it is skipped and listed in the report, never started.
@@ -24,7 +24,7 @@ from ..backends import BACKENDS, available_backends
 from .report import REFERENCE
 
 DEFAULT_PLANS: dict[str, tuple[tuple[str, torch.dtype], ...]] = {
-    "cpu": (("fused", torch.float32), ("fused", torch.bfloat16)),
+    "cpu": (("fused", torch.bfloat16),),
     "cuda": (
         ("fused", torch.float16),
         ("fused", torch.bfloat16),
@@ -34,6 +34,10 @@ DEFAULT_PLANS: dict[str, tuple[tuple[str, torch.dtype], ...]] = {
     "mps": (("fused", torch.float32), ("fused", torch.float16)),
 }
 """Backends besides the reference that the default plan times, per device type."""
+DEFAULT_FALLBACK: dict[str, tuple[str, torch.dtype]] = {"cpu": ("fused", torch.float32)}
+"""Timed instead when none of the device's default plan can run (a CPU without native bfloat16)."""
+DEFAULT_MIXED_BATCH: dict[str, int] = {"cpu": 2}
+"""Batch size of the mixed-sources mode by default (elsewhere: the largest batch size)."""
 DEFAULT_BATCH_SIZES: dict[str, tuple[int, ...]] = {"cpu": (1, 4), "cuda": (1, 4, 8), "mps": (1, 4)}
 FULL_BATCH_SIZES = (1, 4, 8)
 DEFAULT_ITERS = 2
@@ -106,7 +110,9 @@ def resolve(opts: BenchOptions, device: torch.device) -> Plan:
     iters = opts.iters if opts.iters is not None else (FULL_ITERS if opts.full else DEFAULT_ITERS)
     if not batch_sizes or batch_sizes[0] < 1 or iters < 1:
         raise ValueError("batch sizes and iterations must be at least 1")
-    mixed = opts.mixed_batch if opts.mixed_batch is not None else batch_sizes[-1]
+    mixed = opts.mixed_batch
+    if mixed is None:
+        mixed = batch_sizes[-1] if opts.full or opts.quick else DEFAULT_MIXED_BATCH.get(kind, batch_sizes[-1])
     if mixed is not None and mixed < 2:
         mixed = None
     budget = opts.budget_s if opts.budget_s is not None else (None if opts.full else DEFAULT_BUDGET_S)
@@ -137,6 +143,10 @@ def resolve(opts: BenchOptions, device: torch.device) -> Plan:
             continue
         dropped = dict(a.dropped_dtypes)
         out.append((name, dt, a.reason if a.reason is not None else dropped.get(dt)))
+    fallback = DEFAULT_FALLBACK.get(kind)
+    default_plan = opts.backends is None and not opts.full and opts.dtypes is None
+    if default_plan and fallback and all(r is not None for _, _, r in out[1:]):
+        out.append((fallback[0], fallback[1], avail[fallback[0]].reason))
     return Plan(tuple(out), batch_sizes, iters, mixed, budget)
 
 
