@@ -68,6 +68,14 @@ def test_upsampled_conv_equals_conv_of_upsampled(scale, channels_last):
     assert_golden_close(UpsampledConv2d(w, b, scale)(x), ref)
 
 
+def test_upsampled_conv_in_bfloat16_convolves_the_upsampled_map():
+    torch.manual_seed(4)
+    x, w, b = torch.randn(1, 5, 6, 6), torch.randn(4, 5, 3, 3), torch.randn(4)
+    m = UpsampledConv2d(w, b, 2).to(torch.bfloat16)
+    ref = F.conv2d(up(x, 2), w, b, padding=1)
+    torch.testing.assert_close(m(x.bfloat16()).float(), ref, atol=0.15, rtol=0.05)
+
+
 def test_upsampled_conv_is_not_a_plain_swap():
     """Guards the test above: conv-then-upsample differs, so the polyphase form is doing the work."""
     torch.manual_seed(0)
