@@ -159,9 +159,11 @@ def test_default_cpu_plan_is_small_and_bounded():
         assert keys(plan) == ["eager/float32", "fused/bfloat16", "fused/float32"]
     assert plan.batch_sizes == (1, 4) and plan.iters == 2 and plan.mixed_batch == 2
     assert plan.budget_s == DEFAULT_BUDGET_S
-    # per backend: build + first frame, batch 1 x2, batch 4 warm-up + x2, mixed warm-up + x2
-    assert plan.steps(1) == 1 + 2 + (1 + 2) + (1 + 2)
-    assert plan.steps(3) == 3 * plan.steps(1)
+    # eager/fused compile nothing per shape: build + first frame, batch 1 x2, batch 4 x2, mixed x2
+    assert plan.steps_for("fused") == plan.steps_for("eager") == 1 + 2 + 2 + 2
+    # compiled backends get a warm-up call per new shape (batch 4, mixed)
+    assert plan.steps_for("compile") == 1 + 2 + (1 + 2) + (1 + 2)
+    assert plan.steps() == sum(plan.steps_for(n) for n, _, r in plan.candidates if r is None)
 
 
 def test_full_plan_sweeps_every_backend_without_a_budget():

@@ -138,11 +138,11 @@ def _error(exc: BaseException) -> str:
 class _Run:
     """One benchmark run's state: the engine, inputs, plan, budget and progress."""
 
-    def __init__(self, opts: BenchOptions, plan: Plan, engine: Any, device: torch.device) -> None:
+    def __init__(self, opts: BenchOptions, plan: Plan, engine: Any, device: torch.device, budget: Budget) -> None:
         from ..params import EditParams
 
         self.plan, self.engine, self.device = plan, engine, device
-        self.budget = Budget(plan.budget_s)
+        self.budget = budget
         self.skipped: list[str] = []
         rng = np.random.default_rng(opts.seed)
         size = engine.cfg.input_size
@@ -207,6 +207,7 @@ def run_bench(opts: BenchOptions, engine: Any = None) -> dict[str, Any]:
     device = resolve_device(opts.device)
     plan = resolve(opts, device)
     wall0 = time.perf_counter()
+    budget = Budget(plan.budget_s)  # the whole run, engine build included
     t0 = time.perf_counter()
     if engine is None:
         log("building the reference engine on synthetic weights")
@@ -216,7 +217,7 @@ def run_bench(opts: BenchOptions, engine: Any = None) -> dict[str, Any]:
     engine_ms = (time.perf_counter() - t0) * 1000
     engine_mb = _allocated_mb(device)
 
-    run = _Run(opts, plan, engine, device)
+    run = _Run(opts, plan, engine, device, budget)
     image = run.images[0]
     x = engine._to_input(image)
     stage_ms: dict[str, list[float]] = {"F": [], "M": [], "stitching": [], "prepare_source": []}
@@ -230,8 +231,7 @@ def run_bench(opts: BenchOptions, engine: Any = None) -> dict[str, Any]:
     startup_ms = engine_ms + min(stage_ms["prepare_source"])
     run.prepare_mixed()
 
-    runnable = sum(reason is None for _, _, reason in plan.candidates)
-    progress = run.progress = Progress(plan.steps(runnable), enabled=opts.progress, log=log)
+    progress = run.progress = Progress(plan.steps(), enabled=opts.progress, log=log)
     try:
         results, frames = _measure(run, opts, engine_mb)
     finally:
@@ -286,7 +286,6 @@ def _measure(
     assert progress is not None
     reuse_cold = opts.quick and plan.iters == 1 and plan.batch_sizes == (1,)
     frames: dict[str, torch.Tensor] = {}
-    per_backend = plan.steps(1)
 
     def split_call(m: Measurement, backend: Backend) -> tuple[float, torch.Tensor]:
         tw, warped = _timed(device, lambda: backend.warp(*run.inputs(1)))
@@ -308,6 +307,7 @@ def _measure(
             m.status, m.reason = "unavailable", reason
             progress.note(f"{key}: unavailable ({reason})")
             continue
+        per_backend = plan.steps_for(name)
         if m is not ref_m and not run.allow(f"{key}: build", run.estimate_s(m, ref_m, 1), per_backend):
             m.status, m.reason = "skipped", run.skipped[-1]
             continue
@@ -361,12 +361,12 @@ def _measure(
                 m.status, m.reason = "failed", _error(exc)
 
     # Timed runs, interleaved across backends. Batch sizes other than the first frame's (1) get one
-    # untimed warm-up call each: compiled backends specialise (and CUDA graphs capture) per shape.
+    # untimed warm-up call each where the backend specialises (compiles, captures) per shape.
     for b in plan.batch_sizes:
         ready: set[int] = set()
         for m, backend in live:
             key = label(m.name, m.dtype)
-            if b != 1:
+            if b != 1 and plan.warms_up(m.name):
                 if m.status != "ok":
                     progress.skip(1, "")
                     continue
@@ -420,19 +420,21 @@ def _measure_mixed(
     engines: dict[int, Any] = {}
     for m, backend in live:
         key = label(m.name, m.dtype)
+        warm = plan.warms_up(m.name)
         if m.status != "ok":
-            progress.skip(1 + plan.iters, "")
+            progress.skip(warm + plan.iters, "")
             continue
-        if not run.allow(f"{key}: mixed batch {mb} warm-up", run.estimate_s(m, ref_m, mb), 1 + plan.iters):
+        if not run.allow(f"{key}: mixed batch {mb} warm-up", run.estimate_s(m, ref_m, mb), warm + plan.iters):
             continue
-        with progress.step(f"{key}: mixed sources, batch {mb}, warm-up"):
-            try:
-                engines[id(m)] = _engine_for(run.engine, backend)
-                engines[id(m)].render_mixed(run.mixed_items)
-            except Exception as exc:
-                m.status, m.reason = "failed", f"mixed sources: {_error(exc)}"
-                engines.pop(id(m), None)
-                progress.skip(plan.iters, "")
+        try:
+            engines[id(m)] = _engine_for(run.engine, backend)
+            if warm:
+                with progress.step(f"{key}: mixed sources, batch {mb}, warm-up"):
+                    engines[id(m)].render_mixed(run.mixed_items)
+        except Exception as exc:
+            m.status, m.reason = "failed", f"mixed sources: {_error(exc)}"
+            engines.pop(id(m), None)
+            progress.skip(plan.iters, "")
     for it in range(plan.iters):
         for m, _ in live:
             key = label(m.name, m.dtype)

@@ -47,6 +47,8 @@ DEFAULT_BUDGET_S = 600.0
 """Default time budget of a run (not of ``--full``, which has none unless given)."""
 MIXED_SOURCES = 4
 """Distinct sources cycled over the batch in the server-path (mixed) mode."""
+SHAPE_AGNOSTIC = frozenset({"eager", "fused"})
+"""Backends that neither compile nor capture per input shape: no untimed warm-up call per batch size."""
 REPLICA_BATCH = 8
 """Batch size at which memory per replica is reported (the largest measured, if smaller)."""
 
@@ -86,12 +88,22 @@ class Plan:
     mixed_batch: int | None
     budget_s: float | None
 
-    def steps(self, runnable: int) -> int:
-        """Steps for ``runnable`` backends (reference included): build + first frame, warm-ups, timed calls."""
-        per_backend = 1 + sum((b != 1) + self.iters for b in self.batch_sizes)
+    @staticmethod
+    def warms_up(name: str) -> bool:
+        """Whether backend ``name`` gets an untimed warm-up call per new shape (it compiles or captures)."""
+        return name not in SHAPE_AGNOSTIC
+
+    def steps_for(self, name: str) -> int:
+        """Steps of one backend: build + first frame, warm-ups (if :meth:`warms_up`), timed calls."""
+        warm = self.warms_up(name)
+        steps = 1 + sum((b != 1 and warm) + self.iters for b in self.batch_sizes)
         if self.mixed_batch:
-            per_backend += 1 + self.iters
-        return runnable * per_backend
+            steps += warm + self.iters
+        return steps
+
+    def steps(self) -> int:
+        """Steps of every runnable candidate (reference included)."""
+        return sum(self.steps_for(name) for name, _, reason in self.candidates if reason is None)
 
 
 def _resolve_dtypes(names: Sequence[str]) -> tuple[torch.dtype, ...]:
