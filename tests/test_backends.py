@@ -14,8 +14,12 @@ import pytest
 import torch
 
 from lpstudio.backends import BACKENDS, Backend, available_backends, build_backend
+from lpstudio.backends.cpu_support import cpu_bfloat16_unavailable_reason
 from lpstudio.bench import psnr_db
 from lpstudio.errors import BackendUnavailableError
+
+NO_NATIVE_BF16 = cpu_bfloat16_unavailable_reason()
+native_bf16 = pytest.mark.skipif(NO_NATIVE_BF16 is not None, reason=f"bfloat16 refused on this CPU: {NO_NATIVE_BF16}")
 
 REL_TOL = 1e-4
 MIN_PSNR_DB = 40.0
@@ -75,6 +79,7 @@ def test_fused_leaves_the_engine_untouched(engine, fused32):
     assert all(p.is_contiguous() for p in engine.networks.decoder.parameters())
 
 
+@native_bf16
 def test_fused_bfloat16_cpu_psnr(engine, golden_inputs, golden):
     backend = build_backend("fused", engine.networks, CPU, torch.bfloat16)
     warped = backend.warp(*golden_inputs)
@@ -92,6 +97,7 @@ def test_fused_handles_a_batch_of_one_source(fused32, golden_inputs, golden):
     assert not torch.allclose(out[0], out[1])
 
 
+@native_bf16
 def test_engine_builds_with_a_backend(engine):
     from lpstudio.engine import LivePortrait
 
@@ -123,6 +129,7 @@ def test_compile_failure_is_loud(engine, monkeypatch):
 
 
 @pytest.mark.slow
+@native_bf16
 def test_compile_bfloat16_cpu_psnr(engine, golden_inputs, golden):
     backend = build_backend("compile", engine.networks, CPU, torch.bfloat16)
     with warnings.catch_warnings():

@@ -11,6 +11,10 @@ import pytest
 import torch
 
 from lpstudio.backends import available_backends, build_backend
+from lpstudio.backends.cpu_support import cpu_bfloat16_unavailable_reason
+
+NO_NATIVE_BF16 = cpu_bfloat16_unavailable_reason()
+native_bf16 = pytest.mark.skipif(NO_NATIVE_BF16 is not None, reason=f"bfloat16 refused on this CPU: {NO_NATIVE_BF16}")
 
 pytestmark = pytest.mark.golden
 
@@ -68,6 +72,7 @@ def test_building_every_backend_leaves_the_eager_engine_golden(engine, golden, o
     assert_golden_render(engine, golden)
 
 
+@native_bf16
 def test_another_engine_and_an_export_leave_the_networks_as_they_were(engine, golden, tmp_path) -> None:
     from lpstudio.engine import LivePortrait
 

@@ -7,7 +7,11 @@ import copy
 import numpy as np
 import pytest
 
+from lpstudio.backends.cpu_support import cpu_bfloat16_unavailable_reason
 from lpstudio.engine import LivePortrait
+
+NO_NATIVE_BF16 = cpu_bfloat16_unavailable_reason()
+native_bf16 = pytest.mark.skipif(NO_NATIVE_BF16 is not None, reason=f"bfloat16 refused on this CPU: {NO_NATIVE_BF16}")
 
 MIN_PSNR_DB = 40.0
 
@@ -17,6 +21,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
+@native_bf16
 @pytest.mark.parametrize("dtype", ["bfloat16"])
 def test_reduced_precision_engine_matches_float32(engine, golden, dtype):
     low = LivePortrait(copy.deepcopy(engine.networks), device="cpu", dtype=dtype)  # never touch the shared engine

@@ -123,11 +123,26 @@ class BackendSpec:
         reason = self.check(device)
         if reason is not None:
             raise BackendUnavailableError(f"backend {self.name!r} is not available on {device}: {reason}")
+        reason = dtype_unavailable_reason(device, dtype)
+        if reason is not None:
+            raise BackendUnavailableError(
+                f"backend {self.name!r} in {str(dtype).removeprefix('torch.')} on {device}: {reason}",
+                hint="use --backend-dtype float32",
+            )
         factory = getattr(importlib.import_module(self.module, __name__), self.factory)
         return factory(networks, device, dtype, **options)
 
 
 def _always(device: torch.device) -> str | None:
+    return None
+
+
+def dtype_unavailable_reason(device: torch.device, dtype: torch.dtype) -> str | None:
+    """Why ``dtype`` cannot run at speed on ``device`` (None: it can): bfloat16 on a CPU without native kernels."""
+    if device.type == "cpu" and dtype == torch.bfloat16:
+        from .cpu_support import cpu_bfloat16_unavailable_reason
+
+        return cpu_bfloat16_unavailable_reason()
     return None
 
 
@@ -222,12 +237,17 @@ BACKENDS: dict[str, BackendSpec] = {
 
 @dataclass(frozen=True)
 class BackendAvailability:
-    """Whether one backend can run on a device, and if not, why."""
+    """Whether one backend can run on a device, and if not, why.
+
+    ``dtypes``: those worth running there; ``dropped_dtypes``: dtype -> why it was left out
+    (bfloat16 on a CPU without native bfloat16 kernels).
+    """
 
     name: str
     available: bool
     reason: str | None
     dtypes: tuple[torch.dtype, ...]
+    dropped_dtypes: tuple[tuple[torch.dtype, str], ...] = ()
 
 
 def available_backends(device: str | torch.device = "cpu") -> list[BackendAvailability]:
@@ -239,7 +259,14 @@ def available_backends(device: str | torch.device = "cpu") -> list[BackendAvaila
             reason = spec.check(dev)
         except Exception as exc:  # a broken optional install is a reason, not a crash
             reason = f"{type(exc).__name__}: {exc}"
-        out.append(BackendAvailability(spec.name, reason is None, reason, spec.dtypes.get(dev.type, ())))
+        dtypes, dropped = [], []
+        for dt in spec.dtypes.get(dev.type, ()):
+            why = dtype_unavailable_reason(dev, dt)
+            if why is None:
+                dtypes.append(dt)
+            else:
+                dropped.append((dt, why))
+        out.append(BackendAvailability(spec.name, reason is None, reason, tuple(dtypes), tuple(dropped)))
     return out
 
 

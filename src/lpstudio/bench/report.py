@@ -12,7 +12,10 @@ from typing import Any
 
 import torch
 
-SCHEMA = "lpstudio.bench/1"
+SCHEMA = "lpstudio.bench/2"
+"""Version 2 added the mixed-sources mode, memory per batch and per replica, peak RSS, the plan's
+budget and skipped steps, and the ``skipped`` status."""
+STATUSES = ("ok", "unavailable", "failed", "skipped")
 REFERENCE = ("eager", torch.float32)
 """The backend and dtype every other one is compared with: the golden-parity path."""
 
@@ -32,7 +35,7 @@ class Measurement:
 
     name: str
     dtype: str
-    status: str = "ok"  # ok | unavailable | failed
+    status: str = "ok"  # ok | unavailable | failed | skipped (time budget)
     reason: str | None = None
     build_ms: float | None = None
     first_render_ms: float | None = None  # first (cold) batch-1 call: includes lazy compiling
@@ -40,8 +43,13 @@ class Measurement:
     decode_ms: list[float] = field(default_factory=list)  # batch 1
     render_ms: dict[int, list[float]] = field(default_factory=dict)  # batch size -> per-call times
     peak_memory_mb: float | None = None
+    memory_mb_by_batch: dict[int, float] = field(default_factory=dict)  # peak during calls at that batch
+    activation_mb_by_batch: dict[int, float] = field(default_factory=dict)  # CUDA: peak above the call's start
+    replica_memory_mb: float | None = None
+    mixed_ms: list[float] = field(default_factory=list)  # render_mixed calls (whole batch)
     psnr_db: float | None = None
     max_abs_err: float | None = None
+    mixed_psnr_db: float | None = None
 
 
 def _ratio(ref: float | None, ours: float | None) -> float | None:
@@ -84,6 +92,12 @@ def build_report(
         return (startup or 0) + (m.build_ms or 0) + m.first_render_ms
 
     ref_first = first_frame(ref_m)
+    mixed_batch = config.get("mixed_batch")
+
+    def mixed(m: Measurement) -> float | None:
+        return min(m.mixed_ms) / mixed_batch if m.mixed_ms and mixed_batch else None
+
+    ref_mixed = mixed(ref_m)
 
     entries = []
     best: tuple[float, str, int] | None = None
@@ -110,6 +124,11 @@ def build_report(
             "first_render_ms": m.first_render_ms,
             "time_to_first_frame_ms": first,
             "peak_memory_mb": m.peak_memory_mb,
+            "memory_mb_by_batch": {str(b): v for b, v in sorted(m.memory_mb_by_batch.items())},
+            "replica_memory_mb": m.replica_memory_mb,
+            "mixed_render_ms": mixed(m),
+            "mixed_fps": None if mixed(m) is None else 1000.0 / mixed(m),
+            "mixed_psnr_db": m.mixed_psnr_db,
             "psnr_db": m.psnr_db,
             "max_abs_err": m.max_abs_err,
             "vs_reference": {
@@ -121,6 +140,7 @@ def build_report(
                 "best_render": _ratio(ref_best, own_best),
                 "time_to_first_frame": _ratio(ref_first, first),
                 "peak_memory": _ratio(ref_m.peak_memory_mb, m.peak_memory_mb),
+                "mixed_render": _ratio(ref_mixed, mixed(m)),
             },
         }
         entries.append(entry)
@@ -136,6 +156,9 @@ def build_report(
         "engine_build_ms": common.get("engine_build_ms"),
         "startup_ms": startup,
         "stages_ms": common.get("stages_ms", {}),
+        "peak_rss_mb": common.get("peak_rss_mb"),
+        "wall_s": common.get("wall_s"),
+        "skipped": list(common.get("skipped", [])),
         "reference": ref_key,
         "reference_render_ms": ref_best,
         "best_render_ms": None if best is None else best[0],
@@ -158,11 +181,13 @@ REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
     "best_backend": str,
     "best_speedup": (float, int),
     "psnr_db": dict,
+    "skipped": list,
     "backends": list,
 }
 ENTRY_KEYS = (
     "key backend dtype status reason is_reference stages_ms render_ms fps best_render_ms build_ms "
-    "first_render_ms time_to_first_frame_ms peak_memory_mb psnr_db max_abs_err vs_reference"
+    "first_render_ms time_to_first_frame_ms peak_memory_mb memory_mb_by_batch replica_memory_mb mixed_render_ms "
+    "mixed_fps mixed_psnr_db psnr_db max_abs_err vs_reference"
 ).split()
 
 
@@ -177,10 +202,13 @@ def validate_report(report: dict[str, Any]) -> None:
         missing = [k for k in ENTRY_KEYS if k not in entry]
         if missing:
             raise ValueError(f"backend entry {entry.get('key')} lacks {missing}")
-        if entry["status"] not in ("ok", "unavailable", "failed"):
+        if entry["status"] not in STATUSES:
             raise ValueError(f"backend entry {entry['key']} has status {entry['status']!r}")
     if report["best_backend"] not in report["psnr_db"]:
         raise ValueError("best_backend is not among the backends that ran")
+    for key in ("batch_sizes", "iters", "budget_s", "mixed_batch", "replica_batch", "steps"):
+        if key not in report["config"]:
+            raise ValueError(f"report['config'] lacks {key!r}")
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -197,12 +225,16 @@ def format_report(report: dict[str, Any]) -> str:
         f"{report['threads']} threads); synthetic weights, times in ms, ratios vs {report['reference']}",
         "stages once per source: "
         + ", ".join(f"{k} {ms(v)}" for k, v in report["stages_ms"].items())
-        + f"; engine build {ms(report['engine_build_ms'])}",
+        + f"; engine build {ms(report['engine_build_ms'])}; peak RSS {ms(report['peak_rss_mb'])} MB; "
+        f"run {ms(report['wall_s'])} s",
     ]
     bs = report["config"]["batch_sizes"]
     head = f"{'backend':<22}{'W':>8}{'G':>8}"
     head += "".join(f"{'b=' + str(b) + '/frame':>14}" for b in bs)
-    head += f"{'fps':>8}{'first':>10}{'peak MB':>9}{'PSNR dB':>9}"
+    mb = report["config"].get("mixed_batch")
+    if mb:
+        head += f"{'mixed b=' + str(mb):>14}"
+    head += f"{'fps':>8}{'first':>10}{'peak MB':>9}{'replica':>9}{'PSNR dB':>9}"
     lines += [head]
     for e in report["backends"]:
         if e["status"] != "ok":
@@ -212,11 +244,15 @@ def format_report(report: dict[str, Any]) -> str:
         for b in bs:
             v = e["render_ms"].get(str(b))
             row += f"{ms(v) + ' ' + ratio(e['vs_reference']['render'].get(str(b))):>14}"
+        if mb:
+            row += f"{ms(e['mixed_render_ms']) + ' ' + ratio(e['vs_reference']['mixed_render']):>14}"
         best_fps = max(e["fps"].values()) if e["fps"] else None
         row += f"{'-' if best_fps is None else f'{best_fps:.2f}':>8}{ms(e['time_to_first_frame_ms']):>10}"
         psnr = "-" if e["psnr_db"] is None else f"{e['psnr_db']:.1f}"
-        row += f"{ms(e['peak_memory_mb']):>9}{psnr:>9}"
+        row += f"{ms(e['peak_memory_mb']):>9}{ms(e['replica_memory_mb']):>9}{psnr:>9}"
         lines.append(row)
+    for why in report["skipped"]:
+        lines.append(f"skipped {why}")
     lines.append(
         f"reference {ms(report['reference_render_ms'])} ms/frame; best {report['best_backend']} at batch "
         f"{report['best_batch_size']}: {ms(report['best_render_ms'])} ms/frame ({ratio(report['best_speedup'])})"
