@@ -51,7 +51,7 @@ from .settings import ServerSettings
 from .speech import SpeechMemo, check_audio_upload, uploaded_speech
 from .state import AppState, WorkerFactory, build_state
 from .streams import NDJSONResponse, Viewer
-from .worker import PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, RenderJob
+from .worker import PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, render_frames
 
 __all__ = ["BUTTONS", "AppState", "ServerSettings", "ServiceLimits", "create_app"]
 
@@ -451,32 +451,19 @@ async def _clip_for(state: AppState, key: str, source: Source, plan: ClipPlan, b
 async def _render_one(state: AppState, source: Source, params: EditParams):  # noqa: ANN202
     """One interactive frame through the worker (admitted as a one-frame job)."""
     ticket = state.admission.admit_job(1)
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future = loop.create_future()
-    frames: dict[int, Any] = {}
-
-    def on_frame(i: int, frame: Any) -> None:
-        frames[i] = frame
-
-    def on_done(exc: BaseException | None) -> None:
-        def settle() -> None:
-            if not done.done():
-                done.set_exception(exc) if exc is not None else done.set_result(None)
-
-        loop.call_soon_threadsafe(settle)
-
-    job = RenderJob(
-        source.state, [params], on_frame, on_done, priority=PRIORITY_INTERACTIVE, ticket=ticket, digest=source.digest
-    )
     source.active += 1
     try:
-        state.worker.submit(job)
-        await done
+        frames = await render_frames(
+            state.worker,
+            source.state,
+            [params],
+            priority=PRIORITY_INTERACTIVE,
+            what="preview",
+            ticket=ticket,
+            digest=source.digest,
+        )
     finally:
         source.active -= 1
-        job.cancel()
-    if 0 not in frames:
-        raise LPStudioError("the preview was cancelled", hint="try again")
     return frames[0]
 
 

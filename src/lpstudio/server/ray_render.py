@@ -36,7 +36,7 @@ from ..engine import SourceState
 from ..errors import LPStudioError
 from ..params import EditParams
 from .sessions import nbytes_of
-from .worker import PRIORITY_CLIP, RenderJob, RenderWorker
+from .worker import PRIORITY_CLIP, RenderWorker, render_frames
 
 log = logging.getLogger(__name__)
 
@@ -279,29 +279,7 @@ class RenderReplica:
         return state
 
     async def _render_worker(self, state: SourceState, params: Sequence[EditParams], priority: int) -> list:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future = loop.create_future()
-        frames: dict[int, np.ndarray] = {}
-
-        def on_frame(i: int, frame: np.ndarray) -> None:
-            frames[i] = frame
-
-        def on_done(exc: BaseException | None) -> None:
-            def settle() -> None:
-                if not done.done():
-                    done.set_exception(exc) if exc is not None else done.set_result(None)
-
-            loop.call_soon_threadsafe(settle)
-
-        job = RenderJob(state, list(params), on_frame, on_done, priority=priority)
-        self.worker.submit(job)
-        try:
-            await done
-        finally:
-            job.cancel()  # the caller went away (or it finished): no frame is rendered for nobody
-        if len(frames) != len(params):
-            raise LPStudioError("the render was cancelled", hint="try again")
-        return [frames[i] for i in range(len(params))]
+        return await render_frames(self.worker, state, params, priority=priority)
 
     async def _render_batched(self, request: tuple[SourceState, list[EditParams]]) -> list[np.ndarray]:
         return await self._serve_batch(request)

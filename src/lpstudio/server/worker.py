@@ -20,6 +20,7 @@ Bounded and fault tolerant:
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import itertools
 import logging
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from ..engine import LivePortrait, SourceState
-from ..errors import NonFiniteOutputError, RenderError
+from ..errors import LPStudioError, NonFiniteOutputError, RenderError
 from ..params import EditParams
 
 T = TypeVar("T")
@@ -344,3 +345,44 @@ class RenderWorker:
                     self._finish(job, failed[id(job)])
                 elif job.remaining == 0 and not job.cancelled.is_set():
                     self._finish(job, None)
+
+
+async def render_frames(
+    worker: Any,
+    state: SourceState,
+    params: Sequence[EditParams],
+    *,
+    priority: int,
+    what: str = "render",
+    **job_options: Any,
+) -> list[np.ndarray]:
+    """Render ``params`` on ``worker`` (anything with ``submit(job)``) from the event loop, without blocking it.
+
+    The frames (H,W,3) uint8 come back in order. The job is cancelled when the caller goes
+    away (or it finished), so no frame is rendered for nobody; ``job_options`` go to
+    :class:`RenderJob` (``ticket``, ``digest``). A job that ends short raises an
+    :class:`~lpstudio.errors.LPStudioError` saying the ``what`` was cancelled.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future = loop.create_future()
+    frames: dict[int, np.ndarray] = {}
+
+    def on_frame(i: int, frame: np.ndarray) -> None:
+        frames[i] = frame
+
+    def on_done(exc: BaseException | None) -> None:
+        def settle() -> None:
+            if not done.done():
+                done.set_exception(exc) if exc is not None else done.set_result(None)
+
+        loop.call_soon_threadsafe(settle)
+
+    job = RenderJob(state, list(params), on_frame, on_done, priority=priority, **job_options)
+    try:
+        worker.submit(job)
+        await done
+    finally:
+        job.cancel()
+    if len(frames) != len(params):
+        raise LPStudioError(f"the {what} was cancelled", hint="try again")
+    return [frames[i] for i in range(len(params))]
