@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from standin_models import empty_det_outputs, put_face, write_detector
 
 from lpstudio.face.detect import (
     DET_SCORE_THRESH,
@@ -20,6 +19,7 @@ from lpstudio.face.detect import (
     order_by_area,
     to_blob,
 )
+from standin_models import empty_det_outputs, put_face, write_detector
 
 
 def _detector(tmp_path: Path, outs: list[np.ndarray]) -> FaceDetector:
@@ -114,8 +114,9 @@ def test_detector_no_faces(tmp_path: Path) -> None:
 
 
 def test_not_a_scrfd_model(tmp_path: Path) -> None:
-    import standin_models
     from onnx import TensorProto, helper
+
+    import standin_models
 
     inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from standin_models import canonical_face_106, canonical_face_203, write_landmark106, write_landmark203
 
 from lpstudio.face.crop import crop_matrix, invert, transform_points
 from lpstudio.face.landmarks import (
@@ -18,6 +17,7 @@ from lpstudio.face.landmarks import (
     lip_close_ratio,
     rounded_ratios,
 )
+from standin_models import canonical_face_106, canonical_face_203, write_landmark106, write_landmark203
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden.npz"
 CPU = ["CPUExecutionProvider"]

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from standin_models import canonical_face_106, empty_det_outputs, put_face
 
 from lpstudio.errors import ImageError
 from lpstudio.face import FacePipeline, PasteBack, feather_mask, load_image, paste_back
 from lpstudio.face.crop import crop_face, crop_matrix, invert
 from lpstudio.face.pasteback import photo_edge_weight
+from standin_models import canonical_face_106, empty_det_outputs, put_face
 
 CPU = ["CPUExecutionProvider"]
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from standin_models import canonical_face_106, canonical_face_203, empty_det_outputs, put_face
 
 from lpstudio.errors import FaceNotFoundError, ImageError, WeightsError
 from lpstudio.face import FaceCrop, FacePipeline
 from lpstudio.face.crop import crop_matrix, transform_points
 from lpstudio.face.landmarks import eye_close_ratio, lip_close_ratio
+from standin_models import canonical_face_106, canonical_face_203, empty_det_outputs, put_face
 
 CPU = ["CPUExecutionProvider"]
 
