@@ -374,11 +374,5 @@ class RayRenderWorker:
     def _finish(self, job: RenderJob, exc: BaseException | None) -> None:
         if job.finished:
             return
-        job.finished = True
         self._jobs.pop(job, None)
-        if job.ticket is not None:
-            job.ticket.release()
-        try:
-            job.on_done(exc)
-        except Exception:
-            log.exception("ray render worker: on_done of a job failed")
+        job.end(exc)

@@ -85,6 +85,22 @@ class RenderJob:
     finished: bool = False
     _worker: RenderWorker | None = None
 
+    def end(self, exc: BaseException | None) -> None:
+        """Mark the job finished (once): release its admission ticket, then call ``on_done(exc)``.
+
+        The renderer that holds the job drops it from its queue first; a failing ``on_done``
+        is logged, never raised into the renderer.
+        """
+        if self.finished:
+            return
+        self.finished = True
+        if self.ticket is not None:
+            self.ticket.release()
+        try:
+            self.on_done(exc)
+        except Exception:
+            log.exception("on_done of a render job failed")
+
     def cancel(self, reason: BaseException | None = None) -> None:
         """Stop rendering this job; ``on_done(reason)`` follows on the worker thread."""
         if not self.cancelled.is_set():
@@ -225,15 +241,9 @@ class RenderWorker:
         """End a job once: release its ticket, then ``on_done``. Call with the lock held."""
         if job.finished:
             return
-        job.finished = True
         if job in self._jobs:
             self._jobs.remove(job)
-        if job.ticket is not None:
-            job.ticket.release()
-        try:
-            job.on_done(exc)
-        except Exception:
-            log.exception("render worker: on_done of a job failed")
+        job.end(exc)
 
     def _drop_finished(self) -> None:
         for job in [j for j in self._jobs if j.cancelled.is_set()]:
