@@ -10,11 +10,12 @@ import pytest
 
 from lpstudio.errors import VideoError
 from lpstudio.speech.audio import AudioClip
-from lpstudio.speech.mux import SpeechVideoWriter, stream_durations
+from lpstudio.speech.mux import stream_durations
+from lpstudio.video import VideoWriter
 
 
 def _write(path: Path, clips: list[AudioClip], fps: float, n_frames: int, channels: int = 1) -> dict[str, float]:
-    with SpeechVideoWriter(path, fps, channels=channels) as w:
+    with VideoWriter(path, fps, audio_channels=channels) as w:
         per = math.ceil(n_frames / len(clips))
         k = 0
         for clip in clips:  # audio of a part, then its frames (the streaming order)
@@ -52,7 +53,7 @@ def test_streamed_parts_join_on_one_clock(tmp_path: Path) -> None:
 def test_stereo_and_odd_frame_sizes(tmp_path: Path) -> None:
     rate = 48000
     clip = AudioClip(np.zeros((2, rate), np.float32), rate)
-    with SpeechVideoWriter(tmp_path / "s.mkv", 10, channels=2) as w:
+    with VideoWriter(tmp_path / "s.mkv", 10, audio_channels=2) as w:
         w.add_audio(clip)
         for _ in range(10):
             w.write(np.zeros((31, 33, 3), np.uint8))
@@ -64,12 +65,47 @@ def test_stereo_and_odd_frame_sizes(tmp_path: Path) -> None:
 
 
 def test_bad_outputs(tmp_path: Path) -> None:
-    with pytest.raises(VideoError, match="unsupported video extension"):
-        SpeechVideoWriter(tmp_path / "x.gif", 25)
-    with pytest.raises(VideoError, match="folder exists"):
-        SpeechVideoWriter(tmp_path / "no" / "such" / "x.mp4", 25)
+    with pytest.raises(VideoError, match="carries no sound"):
+        VideoWriter(tmp_path / "x.gif", 25, audio_channels=1)
+    with pytest.raises(VideoError, match="3-channel"):
+        VideoWriter(tmp_path / "x.mp4", 25, audio_channels=3)
     out = tmp_path / "partial.mp4"
-    with pytest.raises(RuntimeError), SpeechVideoWriter(out, 25) as w:
+    with pytest.raises(RuntimeError), VideoWriter(out, 25, audio_channels=1) as w:
         w.write(np.zeros((32, 32, 3), np.uint8))
         raise RuntimeError("boom")
     assert not out.exists()  # a failed render leaves no half-written file
+    assert list(tmp_path.iterdir()) == []  # and no partial either
+
+
+def test_speak_keeps_the_old_clip_when_interrupted_and_replaces_it_when_done(tmp_path: Path, monkeypatch) -> None:
+    """`lpstudio speak --audio` (the muxed-audio path): Ctrl+C mid-render leaves yesterday's clip as it was."""
+    from speech_helpers import StandInEngine, encode_audio
+
+    from lpstudio.cli import main
+
+    rate = 16_000
+    wav = encode_audio(tmp_path / "speech.wav", np.full((1, rate), 0.1, np.float32), rate)
+    out = tmp_path / "talk.mp4"
+    engine = StandInEngine()
+    monkeypatch.setattr("lpstudio.cli.speak.load_engine", lambda args, face: engine)
+    args = ["speak", "--audio", str(wav), "-o", str(out), "--no-progress", "--no-crop"]
+    assert main(args) == 0
+    before = out.read_bytes()
+    frames_before = stream_durations(out)["video_frames"]
+
+    real_render = engine.render
+
+    def interrupted(state, params, batch_size=4):  # one batch out, then Ctrl+C
+        yield from real_render(state, params[:1], batch_size)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "render", interrupted)
+    assert main(args) == 130
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav", "talk.mp4"]  # no partial left
+
+    monkeypatch.setattr(engine, "render", real_render)
+    out.write_bytes(b"yesterday's clip, to be replaced")
+    assert main(args) == 0
+    assert stream_durations(out)["video_frames"] == frames_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav", "talk.mp4"]

@@ -94,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     report = run_bench(opts)
     text = json.dumps(report, indent=2)
     if args.out is not None:
-        args.out.write_text(text + "\n", encoding="utf-8")
+        from ..atomic import atomic_output
+
+        with atomic_output(args.out) as partial:  # an earlier report survives a failed write
+            partial.write_text(text + "\n", encoding="utf-8")
     print(text if args.json else format_report(report))
     return 0

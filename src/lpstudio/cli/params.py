@@ -43,10 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sheet(args: argparse.Namespace) -> int:
-    from PIL import Image
-
     from ..expressions.guide import contact_sheet
-    from ..imageio import load_image
+    from ..imageio import load_image, save_image
 
     engine = load_engine(args, face=not args.no_crop)
     image = load_image(args.image if args.image else sample_portrait()).rgb
@@ -54,6 +52,6 @@ def _sheet(args: argparse.Namespace) -> int:
     sheet = contact_sheet(lambda ps: engine.render(state, ps), state.neutral_params())
     out = Path(args.sheet)
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(out)
+    save_image(out, sheet)
     print(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]})")
     return 0

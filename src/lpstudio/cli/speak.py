@@ -202,7 +202,8 @@ def render_speech(
     """
     from ..imageio import load_image
     from ..speech.clip import sample_timeline_at
-    from ..speech.mux import DEFAULT_CRF, SpeechVideoWriter
+    from ..speech.mux import DEFAULT_CRF
+    from ..video import VideoWriter
 
     it = iter(clips)
     first = next(it)
@@ -220,7 +221,7 @@ def render_speech(
     start = time.perf_counter()
     frames, t0, audio_ms, language = 0, 0.0, 0.0, first.language
     chunk = max(1, batch_size * FRAMES_PER_CALL_BATCHES)
-    writer = SpeechVideoWriter(output, fps, channels=first.audio.channels, crf=DEFAULT_CRF if crf is None else crf)
+    writer = VideoWriter(output, fps, audio_channels=first.audio.channels, crf=DEFAULT_CRF if crf is None else crf)
     try:
         with writer:
             clip = first

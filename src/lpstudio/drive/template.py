@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .. import keypoints as K
+from ..atomic import atomic_output
 from ..errors import VideoError
 from .driving_motion import DrivingMotion
 
@@ -94,7 +95,10 @@ class MotionTrack:
 
 # ---------------------------------------------------------------------- our format
 def save_motion(path: str | os.PathLike[str], track: MotionTrack) -> Path:
-    """Write a track as ``.npz`` (plain arrays + JSON metadata, no pickle)."""
+    """Write a track as ``.npz`` (plain arrays + JSON metadata, no pickle).
+
+    The template replaces ``path`` only once complete; a failure leaves an earlier template there as it was.
+    """
     path = Path(path)
     if path.suffix.lower() != ".npz":
         raise MotionTemplateError(f"cannot write {path}: motion templates are saved as .npz", hint="name it *.npz")
@@ -107,7 +111,7 @@ def save_motion(path: str | os.PathLike[str], track: MotionTrack) -> Path:
         "faceless_frames": int((~track.face_found).sum()),
     }
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in track.arrays.items()}
-    with open(path, "wb") as fh:
+    with atomic_output(path, error=MotionTemplateError) as partial, open(partial, "wb") as fh:
         np.savez_compressed(fh, **arrays, **{FACE_FOUND_KEY: track.face_found, META_KEY: np.array(json.dumps(meta))})
     return path
 
