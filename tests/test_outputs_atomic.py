@@ -106,6 +106,47 @@ def test_success_replaces_the_output_whole_and_leaves_no_partial(existing) -> No
     assert names(path.parent) == [path.name]
 
 
+def test_ctrl_c_while_the_finished_file_moves_in_keeps_the_old_one(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "out.mp4"
+    write_frames(target, OLD_FRAMES, 200)
+    before = snapshot(tmp_path)
+
+    def interrupted_replace(src, dst) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.os, "replace", interrupted_replace)
+    with pytest.raises(KeyboardInterrupt):
+        write_frames(target, NEW_FRAMES, 40)  # every frame written; Ctrl+C as the file is finished
+    assert snapshot(tmp_path) == before
+
+
+def test_a_bad_audio_source_fails_before_the_output_is_touched(tmp_path: Path) -> None:
+    target = tmp_path / "out.mp4"
+    write_frames(target, OLD_FRAMES, 200)
+    before = snapshot(tmp_path)
+    with pytest.raises(VideoError, match="no such file"):
+        VideoWriter(target, FPS, audio_from=tmp_path / "missing.wav")
+    assert snapshot(tmp_path) == before
+
+
+def test_the_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "out.gif"
+    write_frames(target, OLD_FRAMES, 200)
+    target.chmod(0o640)
+    write_frames(target, NEW_FRAMES, 40)
+    assert target.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_the_current_folder_is_never_a_frame_folder(tmp_path: Path, monkeypatch, name: str) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with pytest.raises(VideoError, match="replaces the whole folder"):
+        VideoWriter(name, FPS, "png")
+    assert names(tmp_path) == ["work"] and names(work) == []
+
+
 def test_partial_keeps_the_extension_beside_the_target(tmp_path: Path) -> None:
     target = tmp_path / "clip.webm"
     with pytest.raises(Boom), VideoWriter(target, FPS) as writer:

@@ -7,7 +7,8 @@ benchmark reports) goes through here, so one policy holds everywhere:
   move is a rename on one file system): ``.NAME.partial-RANDOM.EXT`` for a file, keeping the
   extension so a muxer or Pillow still infers the format from the name, and
   ``.NAME.partial-RANDOM`` for a folder;
-* on success the partial is moved over the target with :func:`os.replace` (atomic for a file);
+* on success the partial (a file: flushed to disk, given the old file's permissions) is moved
+  over the target with :func:`os.replace` (atomic for a file);
   a folder is swapped in (the old folder is renamed aside, the new one renamed in, the old one
   deleted; if the second rename fails the old folder is put back);
 * on any failure, ``KeyboardInterrupt`` included, only the partial is removed: an output that
@@ -22,6 +23,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,7 +104,10 @@ def commit(partial: Path, target: Path, *, error: type[LPStudioError] = LPStudio
         if partial.is_dir():
             _swap_folder(partial, target)
         else:
+            _keep_mode(partial, target)
+            _sync(partial)
             os.replace(partial, target)
+            _sync(target.parent)
     except OSError as exc:
         discard(partial)
         raise error(
@@ -111,6 +116,35 @@ def commit(partial: Path, target: Path, *, error: type[LPStudioError] = LPStudio
     except BaseException:
         discard(partial)
         raise
+
+
+def _keep_mode(partial: Path, target: Path) -> None:
+    """Give the new file the permissions of the file it replaces (as writing in place would)."""
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        return
+    os.chmod(partial, mode)
+
+
+def _sync(path: Path) -> None:
+    """Flush a file's data (or a folder's entries) to the disk, so a crash after the move finds it whole.
+
+    Best effort for folders: some file systems refuse to open or sync one.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if path.is_dir():
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
 
 
 def _swap_folder(partial: Path, target: Path) -> None:

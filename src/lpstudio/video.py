@@ -401,6 +401,11 @@ class VideoWriter:
 
     def _check_frame_folder(self) -> None:
         """Refuse a folder holding anything but frames: it is replaced as a whole on success."""
+        if self.path.name in ("", ".", ".."):
+            raise VideoError(
+                f"cannot write frames into {self.path}: a finished render replaces the whole folder",
+                hint="name a new folder for the frames, e.g. -o frames/",
+            )
         if not self.path.is_dir():
             return
         others = sorted(p.name for p in self.path.iterdir() if not _FRAME_NAME.fullmatch(p.name))
