@@ -275,3 +275,27 @@ def test_atomic_output_refuses_a_folder_where_a_file_goes(tmp_path: Path) -> Non
         with atomic.atomic_output(tmp_path / "report.json"):
             pass
     assert names(tmp_path) == ["report.json"]
+
+
+# ------------------------------------------------------------------------------ ONNX exports
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), Boom("the exporter failed while saving")])
+def test_existing_onnx_export_survives_a_failed_export(tmp_path: Path, monkeypatch, exc: BaseException) -> None:
+    """`lpstudio export onnx --out DIR` over an earlier export: a failure keeps the earlier file."""
+    import torch
+
+    from lpstudio.export import export_stage
+    from lpstudio.nets import Networks
+
+    target = tmp_path / "stitching.onnx"
+    target.write_bytes(b"an earlier, complete export")
+    before = snapshot(tmp_path)
+
+    class HalfSaved:
+        def save(self, path: str) -> None:
+            Path(path).write_bytes(b"half a model")
+            raise exc
+
+    monkeypatch.setattr(torch.onnx, "export", lambda *args, **kwargs: HalfSaved())
+    with pytest.raises(type(exc)):
+        export_stage(Networks(), "stitching", target, check=False)
+    assert snapshot(tmp_path) == before

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from .atomic import atomic_output
 from .errors import BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -136,11 +137,12 @@ def export_stage(
             external_data=False,
             verbose=False,
         )
-    program.save(str(path))
-    if check:
-        import onnx
+    with atomic_output(path) as partial:  # an existing export survives a failed or interrupted one
+        program.save(str(partial))
+        if check:
+            import onnx
 
-        onnx.checker.check_model(str(path))
+            onnx.checker.check_model(str(partial))
     return path
 
 
