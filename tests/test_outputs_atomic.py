@@ -299,3 +299,28 @@ def test_existing_onnx_export_survives_a_failed_export(tmp_path: Path, monkeypat
     with pytest.raises(type(exc)):
         export_stage(Networks(), "stitching", target, check=False)
     assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------------------------ CLI reports
+def test_bench_report_file_survives_an_interrupted_write(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`lpstudio bench --out FILE`: Ctrl+C while the report is written keeps the previous report."""
+    from lpstudio import bench
+    from lpstudio.cli import main
+
+    report = tmp_path / "bench.json"
+    report.write_text('{"previous": "report"}\n')
+    before = snapshot(tmp_path)
+    monkeypatch.setattr(bench, "run_bench", lambda opts: {"fake": "report"})
+    real_write_text = Path.write_text
+
+    def interrupted_write_text(self: Path, data: str, *args, **kwargs) -> int:
+        real_write_text(self, data[: len(data) // 2], *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", interrupted_write_text)
+    assert main(["bench", "--json", "--quiet", "--out", str(report)]) == 130  # the CLI's "interrupted"
+    assert snapshot(tmp_path) == before
+    monkeypatch.setattr(Path, "write_text", real_write_text)
+    assert main(["bench", "--json", "--quiet", "--out", str(report)]) == 0
+    assert report.read_text() == '{\n  "fake": "report"\n}\n' and names(tmp_path) == ["bench.json"]
+    capsys.readouterr()
