@@ -388,7 +388,13 @@ class VideoWriter:
         self._audio: _AudioCopy | _AudioSamples | None = None
         if self.format == "png":
             self._check_frame_folder()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VideoError(
+                f"cannot write {self.path}: cannot create its folder ({exc.strerror or type(exc).__name__})",
+                hint="check the path and that its parent folder is writable",
+            ) from None
         self._partial: Path | None = reserve_partial(self.path, folder=self.format == "png", error=VideoError)
         try:
             if audio_from is not None:

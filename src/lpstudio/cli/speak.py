@@ -221,9 +221,10 @@ def render_speech(
     start = time.perf_counter()
     frames, t0, audio_ms, language = 0, 0.0, 0.0, first.language
     chunk = max(1, batch_size * FRAMES_PER_CALL_BATCHES)
-    writer = VideoWriter(output, fps, audio_channels=first.audio.channels, crf=DEFAULT_CRF if crf is None else crf)
     try:
-        with writer:
+        with VideoWriter(
+            output, fps, audio_channels=first.audio.channels, crf=DEFAULT_CRF if crf is None else crf
+        ) as writer:  # the clip replaces `output` only once complete
             clip = first
             while clip is not None:
                 writer.add_audio(clip.audio)
