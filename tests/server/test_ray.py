@@ -232,6 +232,20 @@ def test_public_bind_without_a_key_is_refused_unless_insecure_no_key(
     assert ingress_app({}, insecure, object(), 4, host="0.0.0.0", api_key=None) is not None
 
 
+def test_api_key_option_cannot_reach_an_existing_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--api-key`` with ``--ray-address``: the nodes would not have it, so it is refused before Ray starts."""
+    from lpstudio.server.ray_app import serve_on_ray
+
+    monkeypatch.delenv(ENV_API_KEY, raising=False)
+    options = {"no_crop": True}
+    with pytest.raises(LPStudioError, match="cannot reach the nodes") as refused:
+        serve_on_ray(options, host="127.0.0.1", port=1, address="ray://head:10001", api_key=TEST_KEY)
+    assert ENV_API_KEY in (refused.value.hint or "")
+    with pytest.raises(InsecureBindError):
+        serve_on_ray(options, host="0.0.0.0", port=1, address=None, api_key=None)
+    assert not ray.is_initialized() and ENV_API_KEY not in os.environ
+
+
 # ---------------------------------------------------------------------- on a local cluster
 @pytest.fixture(scope="module")
 def ray_url(synthetic_weights_dir: Path):
