@@ -1,4 +1,10 @@
-"""Crop geometry parity with the official implementation (tests/data/crop_golden.npz)."""
+"""Crop geometry parity with the official implementation (tests/data/crop_golden.npz).
+
+The matrices must match to 1e-5; the pixels may differ by the bilinear rounding of the OpenCV
+release users get (``opencv-python-headless`` is not pinned): at most :data:`MAX_LEVELS` levels
+on at most :data:`MAX_DIFFERING_FRACTION` of the channels. A crop off by 0.05 pixel already puts
+a sixth of the channels off and some by 6 or more levels, so the tolerance hides no wrong crop.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,14 @@ import pytest
 from lpstudio.face.crop import crop_face, to_network_input
 
 DEFAULT_GOLDEN = Path(__file__).resolve().parents[1] / "data" / "crop_golden.npz"
+MAX_LEVELS = 2
+"""Largest per-channel difference: OpenCV 5.0 matches the golden exactly, 5.1 is one level off on 79-83 channels
+of a 512x512 crop (its bilinear rounding); 2 leaves room for one more such change and none for a wrong crop."""
+MAX_DIFFERING_FRACTION = 0.001
+"""At most 0.1% of the channels may differ (786 of a 512x512x3 crop; OpenCV 5.1 needs about 0.01%)."""
+WRONG_SHIFTS_PX = (0.05, 0.5, 1.0)
+"""Horizontal shifts of the crop matrix the image check must refuse (0.05 px: the smallest tried that changes
+about 17% of the channels)."""
 
 
 def _golden_path() -> Path:
@@ -34,8 +48,9 @@ def _cases(golden: dict[str, np.ndarray]) -> list[int]:
 def _assert_image_close(ours: np.ndarray, ref: np.ndarray, what: str) -> None:
     assert ours.shape == ref.shape and ours.dtype == ref.dtype, what
     diff = np.abs(ours.astype(np.int16) - ref.astype(np.int16))
-    assert diff.max() <= 1, f"{what}: max diff {diff.max()}"
-    assert np.count_nonzero(diff) <= 20, f"{what}: {np.count_nonzero(diff)} channels differ"
+    assert diff.max() <= MAX_LEVELS, f"{what}: max diff {diff.max()} levels (at most {MAX_LEVELS})"
+    allowed = int(MAX_DIFFERING_FRACTION * diff.size)
+    assert np.count_nonzero(diff) <= allowed, f"{what}: {np.count_nonzero(diff)} channels differ (at most {allowed})"
 
 
 @pytest.mark.golden
@@ -53,6 +68,20 @@ def test_crop_matches_official(golden: dict[str, np.ndarray], case: int) -> None
     np.testing.assert_allclose(res.points, golden[p + "pt_crop"], rtol=0, atol=1e-3)
     _assert_image_close(res.image, golden[p + "img_crop"], f"case {case} crop")
     _assert_image_close(to_network_input(res.image), golden[p + "img_crop_256"], f"case {case} 256 input")
+
+
+@pytest.mark.golden
+@pytest.mark.parametrize("shift", WRONG_SHIFTS_PX)
+def test_image_tolerance_refuses_a_shifted_crop(golden: dict[str, np.ndarray], shift: float) -> None:
+    """The pixel tolerance alone (matrices aside) catches a crop matrix moved by a fraction of a pixel."""
+    from lpstudio.face.crop import warp_to_crop
+
+    for case in _cases(golden)[:3]:
+        p = f"case{case}_"
+        wrong = golden[p + "M_o2c"].astype(np.float64).copy()
+        wrong[0, 2] += shift
+        with pytest.raises(AssertionError, match="max diff|channels differ"):
+            _assert_image_close(warp_to_crop(golden["image"], wrong), golden[p + "img_crop"], f"case {case}")
 
 
 def test_strong_downscale_is_antialiased_and_aligned() -> None:

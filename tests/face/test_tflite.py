@@ -1,11 +1,15 @@
 """The TFLite reader, its ONNX conversion, BlazeFace decoding and the mesh -> 106/203 mapping.
 
-The parts that need no model file run always; the comparisons of the PyTorch
-interpreter with the ONNX conversion on the real MediaPipe files are skipped
-when ``mediapipe==0.10.21`` is not installed.
+The parts that need no model file run always; the comparisons on the real MediaPipe
+files (the PyTorch interpreter with the ONNX conversion, and both with the outputs of
+Google's reference runtime stored in ``tests/data/tflite_reference.npz`` by
+``tests/data/make_tflite_reference.py``) are skipped when ``mediapipe==0.10.21`` is not
+installed (and fail under ``CI``: ``tests/test_ci_requirements.py``).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -167,3 +171,44 @@ def test_onnx_conversion_matches_the_torch_interpreter(key: str) -> None:
     for r, g in zip(ref, got):
         assert r.shape == g.shape
         assert np.abs(r - g).max() <= 1e-4 * max(1.0, float(np.abs(r).max()))
+
+
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "tflite_reference.npz"
+REFERENCE_RTOL = 1e-4
+"""Of the largest reference value: float32 sums in another order (TFLite's reference kernels vs PyTorch / ONNX
+Runtime) differ by about 1e-6 of it; a wrong op (padding, layout, activation) is off by far more than 1e-4."""
+
+
+def _reference(key: str) -> tuple[np.ndarray, list[str], list[np.ndarray]]:
+    """Inputs (float, as the models take them), output names and outputs of Google's runtime for ``key``."""
+    with np.load(REFERENCE) as ref:
+        if str(ref[f"sha256.{key}"]) != MODEL_FILES[key].sha256:
+            pytest.fail(f"{REFERENCE.name} was made from another {key} file: run tests/data/make_tflite_reference.py")
+        names = [str(n) for n in ref[f"{key}.names"]]
+        x = ref[f"{key}.inputs"].astype(np.float32) / ref["pixel_scale"] - np.float32(1.0)  # as the script
+        return x.astype(np.float32), names, [ref[f"{key}.out{j}"] for j in range(len(names))]
+
+
+def _assert_close(got: list[np.ndarray], want: list[np.ndarray], what: str) -> None:
+    for j, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g.shape == w.shape, (what, j)
+        err = float(np.abs(g.astype(np.float64) - w).max())
+        assert err <= REFERENCE_RTOL * max(1.0, float(np.abs(w).max())), f"{what} output {j}: off by {err:g}"
+
+
+@needs_models
+@pytest.mark.parametrize("key", sorted(MODEL_FILES))
+def test_reader_and_onnx_conversion_match_the_reference_runtime(key: str) -> None:
+    """Our interpreter and ONNX graph against TFLite's reference kernels (``ai-edge-litert``) on fixed inputs."""
+    inputs, names, want = _reference(key)
+    path = locate_models()[key]
+    model = TFLiteModel(path.read_bytes(), path.name)
+    assert model.output_names == names
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(tflite_to_onnx(model), opts, providers=["CPUExecutionProvider"])
+    feed = session.get_inputs()[0].name
+    for i, x in enumerate(inputs):
+        expected = [w[i] for w in want]
+        _assert_close([o[0] for o in model(x[None])], expected, f"{key} interpreter, input {i}")
+        _assert_close([o[0] for o in session.run(names, {feed: x[None]})], expected, f"{key} ONNX, input {i}")

@@ -106,6 +106,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--gpus-per-replica", default="auto", help="GPUs per replica (default auto: 1 with GPUs, else CPU replicas)"
     )
     dist.add_argument("--ray-address", default=None, help="an existing cluster (e.g. auto, or ray://HEAD:10001)")
+    dist.add_argument(
+        "--insecure-no-key",
+        action="store_true",
+        help="with --ray: serve a non-loopback --host without an API key (refused otherwise); "
+        "only where a private network guards the port",
+    )
     add_engine_options(p, default_backend="auto")
     p.set_defaults(handler=run)
 
@@ -185,11 +191,11 @@ def run(args: argparse.Namespace) -> int:
     if args.source is not None:
         load_image(args.source)  # a bad start-up portrait is reported before the model loads
     api_key = args.api_key or os.environ.get(ENV_API_KEY) or None
+    if args.ray:  # refuses a public bind without a key (one error line) unless --insecure-no-key
+        return _run_on_ray(args, limits, api_key)
     warning = access_warning(args.host, api_key)
     if warning:
         print(warning, file=sys.stderr)
-    if args.ray:
-        return _run_on_ray(args, limits, api_key)
     print("loading the model...", file=sys.stderr)
     crop = not args.no_crop
     engine = _factory_engine(args.engine_factory, crop) if args.engine_factory else load_engine(args, face=crop)
@@ -228,7 +234,7 @@ def _run_on_ray(args: argparse.Namespace, limits, api_key: str | None) -> int:  
     """``serve --ray``: the same options, passed to :func:`lpstudio.server.ray_app.build_app`."""
     import dataclasses
 
-    from ..server.ray_app import RayOptions, serve_on_ray
+    from ..server.ray_app import RayOptions, check_access, serve_on_ray
     from .common import weights_dir_for
 
     options = {
@@ -246,11 +252,15 @@ def _run_on_ray(args: argparse.Namespace, limits, api_key: str | None) -> int:  
         "no_idle": args.no_idle,
         "prerender": args.prerender == "on",
         "source": str(args.source) if args.source else None,
-        "api_key": api_key,
+        "insecure_no_key": args.insecure_no_key,
         "allow_origin": tuple(args.allow_origin),
         "limits": {f.name: getattr(limits, f.name) for f in dataclasses.fields(limits)},
     }
     RayOptions.from_args(options)  # bad --replicas / --gpus-per-replica before any download or Ray start
+    check_access(args.host, api_key, args.insecure_no_key)  # a public bind without a key: refused, before Ray
+    warning = access_warning(args.host, api_key)  # --insecure-no-key: said once more
+    if warning:
+        print(warning, file=sys.stderr)
     weights = args.weights_dir if args.engine_factory else weights_dir_for(args)  # downloads once, here
     options["weights_dir"] = str(weights) if weights else None
-    return serve_on_ray(options, host=args.host, port=args.port, address=args.ray_address)
+    return serve_on_ray(options, host=args.host, port=args.port, address=args.ray_address, api_key=api_key)

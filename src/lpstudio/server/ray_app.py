@@ -15,18 +15,33 @@ Entry points: ``lpstudio serve --ray`` (:func:`serve_on_ray`), ``serve run
 lpstudio.server.ray_app:build_app replicas=2 no_crop=true`` and the config in
 ``deploy/lpstudio-serve.yaml`` (``serve deploy``). :func:`build_app` takes the options of
 :class:`RayOptions` as a dict of strings or typed values.
+
+Access: the API key is never an option (deployment arguments are stored in Ray's GCS and shown
+by its dashboard); the ingress reads ``LPSTUDIO_API_KEY`` from the environment of the node it
+runs on, so every node's ``ray start`` must have it (``lpstudio serve --ray`` without
+``--ray-address`` starts its own local Ray, which inherits the variable). Without a key the
+ingress refuses to start when Serve's HTTP proxies bind a non-loopback address, unless
+``insecure_no_key`` (``--insecure-no-key``) says a private network guards it
+(:func:`check_access`). ``/health`` (:class:`HealthGate`) is 503 while no render replica is
+live; without the key it says only its status and version, the replica details (nodes, pids,
+actors, GPUs) go to callers with the key (or to anyone on a keyless loopback-only server).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
+import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..errors import LPStudioError
+from .http import API_KEY_HEADER, is_loopback
 from .limits import ServiceLimits
 from .ray_render import BATCHING_WORKER, EngineSpec, render_replica_class
 from .settings import ServerSettings
@@ -40,7 +55,18 @@ INGRESS_MAX_QUEUED = 64
 """Requests Serve's proxy queues for the ingress before it answers 503."""
 AUTO = "auto"
 ENV_API_KEY = "LPSTUDIO_API_KEY"
-"""Read in the ingress replica when ``api_key`` is not given (keys stay out of configs)."""
+"""Read in the ingress replica, from its node's environment: the key is never an option (configs and deployment
+arguments are stored in Ray's GCS and shown by its dashboard)."""
+SECRET_OPTIONS = ("api_key",)
+"""Refused by :meth:`RayOptions.from_args`, with a pointer to :data:`ENV_API_KEY`."""
+HEALTH_PATH = "/health"
+HEALTH_RETRY_AFTER_S = 5
+"""``Retry-After`` of a 503 ``/health`` without replicas: a replica loading the model takes seconds at least."""
+STATUS_NO_REPLICAS = "no_replicas"
+UNKNOWN_HOST = "unknown"
+"""The bind address when Serve's HTTP options cannot be read: treated as non-loopback (fail closed)."""
+
+log = logging.getLogger(__name__)
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
 
@@ -76,7 +102,7 @@ class RayOptions:
     no_idle: bool = False
     prerender: bool = False
     source: str | None = None
-    api_key: str | None = None
+    insecure_no_key: bool = False  # serve a non-loopback bind without an API key (a private network guards it)
     allow_origin: tuple[str, ...] = ()
     limits: dict[str, float] = field(default_factory=dict)  # ServiceLimits fields
 
@@ -93,6 +119,11 @@ class RayOptions:
             if key in limit_names:
                 limits[key] = float(raw)
                 continue
+            if key in SECRET_OPTIONS:
+                raise LPStudioError(
+                    f"{key} is not an option of build_app: options are stored in Ray's GCS and shown by its dashboard",
+                    hint=f"set {ENV_API_KEY} in the environment of every Ray node ({ENV_API_KEY}=... ray start ...)",
+                )
             if key not in names:
                 raise LPStudioError(
                     f"unknown option {key!r} for build_app",
@@ -122,7 +153,8 @@ class RayOptions:
             return 1.0 if cluster_gpus > 0 and self.device != "cpu" else 0.0
         return float(self.gpus_per_replica)
 
-    def settings(self) -> ServerSettings:
+    def settings(self, api_key: str | None) -> ServerSettings:
+        """The app's settings; ``api_key`` comes from the node's environment (:func:`key_from_environment`)."""
         return ServerSettings(
             crop=not self.no_crop,
             fps=self.fps,
@@ -130,7 +162,7 @@ class RayOptions:
             idle_default=not self.no_idle,
             default_source=Path(self.source) if self.source else None,
             prerender=self.prerender,
-            api_key=self.api_key or os.environ.get(ENV_API_KEY) or None,
+            api_key=api_key,
             allowed_origins=tuple(self.allow_origin),
             limits=self.service_limits(),
         )
@@ -152,6 +184,135 @@ class RayOptions:
             cache_bytes=limits.max_session_memory_bytes,
             torch_threads=self.torch_threads,
         )
+
+
+def key_from_environment() -> str | None:
+    """The API key of this node (``$LPSTUDIO_API_KEY``), or None."""
+    return os.environ.get(ENV_API_KEY) or None
+
+
+class InsecureBindError(LPStudioError):
+    """Serving a non-loopback address without an API key, and ``insecure_no_key`` not given."""
+
+
+def check_access(host: str, api_key: str | None, insecure_no_key: bool) -> None:
+    """Refuse a non-loopback bind without a key unless ``insecure_no_key`` (an unknown host counts as non-loopback)."""
+    if api_key or insecure_no_key or (host != UNKNOWN_HOST and is_loopback(host)):
+        return
+    raise InsecureBindError(
+        f"refusing to serve on {host} without an API key: anyone who can reach it could use the render GPUs",
+        hint=f"set {ENV_API_KEY} (on every Ray node), bind to 127.0.0.1, or pass --insecure-no-key "
+        "(insecure_no_key: true) when a private network guards the port",
+    )
+
+
+def _serve_http_host() -> str:
+    """The address Serve's HTTP proxies bind (asks the controller; blocking), or :data:`UNKNOWN_HOST`."""
+    try:
+        from ray.serve.context import _get_global_client  # no public API reads the running HTTP options
+
+        client = _get_global_client()
+        return str(client.http_config.host) if client is not None else UNKNOWN_HOST
+    except Exception as exc:  # fail closed: an unknown bind is treated as a public one
+        log.warning("cannot read Serve's HTTP options: %r", exc)
+        return UNKNOWN_HOST
+
+
+class HealthGate:
+    """``/health`` of the ingress: 503 while no render replica is live; details only for the key holder.
+
+    Wraps the app (ASGI): runs its ``/health`` (whose body lists the replicas the registry heard
+    from) and answers ``{"status", "version"}`` to callers without the key, the full body to
+    callers with it. A server without a key shows the details only when it is loopback-only
+    (``insecure_no_key`` false: :func:`check_access` refused any other bind).
+    """
+
+    def __init__(self, app: Any, api_key: str | None, insecure_no_key: bool) -> None:
+        self.app = app
+        self.api_key = api_key.encode() if api_key else None
+        self.insecure_no_key = insecure_no_key
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") != HEALTH_PATH:
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        status = int(start.get("status", 500))
+        raw = b"".join(chunks)
+        try:
+            body = json.loads(raw) if status in (200, 503) else None
+        except ValueError:
+            body = None
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-length", b"content-type")]
+        if not isinstance(body, dict):  # not the health body (a refused origin, a wrong method): as it was
+            await send({**start, "type": "http.response.start"})
+            await send({"type": "http.response.body", "body": raw})
+            return
+        if not body.get("replicas") and body.get("status") == "ok":
+            body["status"] = STATUS_NO_REPLICAS
+            status = 503
+        body["version"] = __version__
+        if status == 503:
+            headers.append((b"retry-after", str(HEALTH_RETRY_AFTER_S).encode()))
+        out = body if self._details(scope) else {"status": body.get("status"), "version": __version__}
+        data = json.dumps(out).encode()
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+    def _details(self, scope: dict[str, Any]) -> bool:
+        if self.api_key is None:
+            return not self.insecure_no_key
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        given = headers.get(API_KEY_HEADER)
+        if given is None:
+            auth = headers.get("authorization", "")
+            given = auth[7:] if auth.lower().startswith("bearer ") else None
+        return given is not None and hmac.compare_digest(given.encode("latin-1", "replace"), self.api_key)
+
+
+def ingress_app(
+    info: dict[str, Any],
+    opts: RayOptions,
+    render: Any,
+    inflight_calls: int,
+    *,
+    host: str,
+    api_key: str | None,
+) -> Any:
+    """The ingress's ASGI app: the single-process app on :class:`RayRenderWorker`, behind :class:`HealthGate`.
+
+    Raises :class:`InsecureBindError` for a non-loopback ``host`` without ``api_key`` (see :func:`check_access`).
+    """
+    from .app import create_app
+    from .ray_worker import RayRenderWorker, RemoteEngineInfo
+
+    check_access(host, api_key, opts.insecure_no_key)
+    settings = opts.settings(api_key)
+    limits = settings.limits
+
+    def make_worker(engine: Any, settings: ServerSettings) -> RayRenderWorker:
+        return RayRenderWorker(
+            render,
+            asyncio.get_running_loop(),
+            batch_size=settings.batch_size,
+            max_inflight_calls=inflight_calls,
+            photo_bytes=limits.max_session_memory_bytes,
+            photo_count=limits.max_sessions * 2,
+            retry_after_s=limits.retry_after_s,
+        )
+
+    app = create_app(RemoteEngineInfo(info), settings, make_worker=make_worker)
+    return HealthGate(app, api_key, opts.insecure_no_key)
 
 
 def _coerce(key: str, raw: Any, default: Any) -> Any:
@@ -219,9 +380,6 @@ def ingress_class() -> type:
     """The ingress deployment class (needs Ray): builds the app inside its replica."""
     from ray import serve
 
-    from .app import create_app
-    from .ray_worker import RayRenderWorker, RemoteEngineInfo
-
     @serve.ingress()
     class LPStudioIngress:
         """The single-process server's FastAPI app, rendering on the ``RenderReplica`` deployment."""
@@ -232,23 +390,11 @@ def ingress_class() -> type:
             self.inflight_calls = inflight_calls
 
         async def __serve_build_asgi_app__(self) -> Any:
+            api_key = key_from_environment()  # this node's: never in the deployment's arguments
+            host = await asyncio.to_thread(_serve_http_host)
+            check_access(host, api_key, self.options.insecure_no_key)  # before waiting for a replica
             info = await asyncio.wait_for(self.render.describe.remote(), DESCRIBE_TIMEOUT_S)
-            settings = self.options.settings()
-            limits = settings.limits
-            render, calls = self.render, self.inflight_calls
-
-            def make_worker(engine: Any, settings: ServerSettings) -> RayRenderWorker:
-                return RayRenderWorker(
-                    render,
-                    asyncio.get_running_loop(),
-                    batch_size=settings.batch_size,
-                    max_inflight_calls=calls,
-                    photo_bytes=limits.max_session_memory_bytes,
-                    photo_count=limits.max_sessions * 2,
-                    retry_after_s=limits.retry_after_s,
-                )
-
-            return create_app(RemoteEngineInfo(info), settings, make_worker=make_worker)
+            return ingress_app(info, self.options, self.render, self.inflight_calls, host=host, api_key=api_key)
 
     return LPStudioIngress
 
@@ -277,8 +423,15 @@ def build_app(args: dict[str, Any] | None = None) -> Any:
     return ingress.bind(render.bind(dataclasses.asdict(opts.engine_spec(gpus))), plain, inflight)
 
 
-def serve_on_ray(options: dict[str, Any], *, host: str, port: int, address: str | None) -> int:
-    """``lpstudio serve --ray``: join (or start) a Ray cluster, run the app, stop on SIGTERM or Ctrl+C."""
+def serve_on_ray(
+    options: dict[str, Any], *, host: str, port: int, address: str | None, api_key: str | None = None
+) -> int:
+    """``lpstudio serve --ray``: join (or start) a Ray cluster, run the app, stop on SIGTERM or Ctrl+C.
+
+    ``api_key`` (``--api-key`` or ``$LPSTUDIO_API_KEY``) never goes into ``options``: a local Ray
+    started here inherits it through this process's environment; the nodes of an existing
+    cluster (``address``) must have ``$LPSTUDIO_API_KEY`` set themselves.
+    """
     import signal
     import sys
     import threading
@@ -290,7 +443,15 @@ def serve_on_ray(options: dict[str, Any], *, host: str, port: int, address: str 
         raise LPStudioError(
             "--ray needs Ray Serve, which is not installed", hint="pip install 'liveportrait-studio[ray]'"
         ) from None
-    RayOptions.from_args(options)  # bad options are reported before Ray starts
+    opts = RayOptions.from_args(options)  # bad options are reported before Ray starts
+    check_access(host, api_key, opts.insecure_no_key)
+    if api_key and address is not None and api_key != key_from_environment():
+        raise LPStudioError(
+            "--api-key cannot reach the nodes of an existing Ray cluster (--ray-address)",
+            hint=f"set {ENV_API_KEY} in the environment of every node's `ray start` and of this command",
+        )
+    if api_key:
+        os.environ[ENV_API_KEY] = api_key  # the local Ray started below (raylet, replicas) inherits it
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False)
     app = build_app(options)
     serve.start(http_options={"host": host, "port": port})

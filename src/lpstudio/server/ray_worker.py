@@ -15,7 +15,9 @@ the frames are rendered changes:
   Ray's own queue stays short and the admitted work waits here, bounded by the admission;
 * a replica that dies mid-chunk ends that job with an ``error`` line (the page retries;
   the next request goes to a live replica while the controller replaces the dead one);
-  Serve's back-pressure is a 429 with ``Retry-After``.
+  Serve's back-pressure is a 429 with ``Retry-After``;
+* where each chunk of the last :data:`RECENT_JOBS` jobs was rendered is kept for ``/health``
+  (with the key), so a clip's own spread over the replicas can be checked.
 
 Everything runs on the app's event loop; ``submit``/``notify``/``prepare_source`` may be
 called from other threads.
@@ -30,7 +32,7 @@ import itertools
 import logging
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -47,6 +49,8 @@ INFLIGHT_PER_JOB = 2
 CALL_TIMEOUT_S = 120.0
 """Longest wait for one chunk (a batch of frames) or one preparation."""
 FIRST_CHUNK_FRAMES = 1
+RECENT_JOBS = 16
+"""Jobs whose chunk placement ``/health`` (with the key) lists: enough to find the last few clips, bounded."""
 HEALTH_TIMEOUT_S = 5.0
 """``/health`` waits this long for the replica registry, then lists no replicas."""
 REASON_REPLICAS = "replicas"
@@ -174,6 +178,9 @@ class RayRenderWorker:
         self.oom_splits = 0  # counted by the replicas' own workers
         self.replica_failures = 0
         self.served_by: Counter[str] = Counter()  # chunks answered, by replica id
+        # the last jobs: {"job", "priority", "frames", "chunks": [{"start", "frames", "replica"}, ...]}
+        self.recent_jobs: deque[dict[str, Any]] = deque(maxlen=RECENT_JOBS)
+        self._placement: dict[RenderJob, list[dict[str, Any]]] = {}
         self.on_batch: Callable[[int, float], None] | None = None
         loop.call_soon_threadsafe(self._note_loop_thread)
 
@@ -252,6 +259,7 @@ class RayRenderWorker:
             "replica_failures": self.replica_failures,
             "photos_in_object_store": len(self._photos),
             "calls_waiting": self._gate.waiting,
+            "recent_jobs": [{**job, "chunks": list(job["chunks"])} for job in self.recent_jobs],
         }
 
     # ------------------------------------------------------------------ photos
@@ -299,6 +307,8 @@ class RayRenderWorker:
     # ------------------------------------------------------------------ jobs
     def _start(self, job: RenderJob) -> None:
         self._jobs[job] = asyncio.Event()
+        self.recent_jobs.append({"job": job.seq, "priority": job.priority, "frames": len(job.params), "chunks": []})
+        self._placement[job] = self.recent_jobs[-1]["chunks"]
         task = self.loop.create_task(self._drive(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -358,6 +368,9 @@ class RayRenderWorker:
             self._gate.release()
         frames = result["frames"]
         self.served_by[result["replica"]] += 1
+        placement = self._placement.get(job)
+        if placement is not None:  # where this job's chunks went (recorded before its frames are delivered)
+            placement.append({"start": start, "frames": n, "replica": result["replica"]})
         self.frames_rendered += n
         self.render_seconds += time.perf_counter() - started
         if self.on_batch is not None:
@@ -375,4 +388,5 @@ class RayRenderWorker:
         if job.finished:
             return
         self._jobs.pop(job, None)
+        self._placement.pop(job, None)
         job.end(exc)
