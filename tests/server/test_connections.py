@@ -65,7 +65,17 @@ STREAM_GAP_S = 0.1
 
 
 async def tiny_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """``/health`` answers at once, ``/stream`` streams dots; any other path reads the body and answers its size."""
+    """``/health`` answers at once, ``/stream`` streams dots; any other path reads the body and answers its size.
+
+    A WebSocket echoes one text message.
+    """
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        await send({"type": "websocket.send", "text": message.get("text") or ""})
+        await send({"type": "websocket.close", "code": 1000})
+        return
     if scope["type"] != "http":
         return
     if scope["path"] == "/stream":
@@ -164,8 +174,8 @@ def read_response(sock: socket.socket, timeout: float) -> tuple[int, dict[str, s
             if not chunk:
                 break
             data += chunk
-    except ConnectionResetError:
-        pass
+    except (ConnectionResetError, TimeoutError):
+        pass  # reset by the server, or no answer in time: judged by what arrived
     head, _, body = data.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1."):
         return 0, {}, b""
@@ -263,6 +273,27 @@ def test_50_mb_header_value_is_refused_at_once(server: Server) -> None:
     assert time.monotonic() - start < 5.0
     assert_json_error(body, "HeadTooLargeError", server)
     assert_health_fast(server.port)
+
+
+def test_slow_head_on_a_kept_alive_connection_is_timed_too(server: Server) -> None:
+    """After a first request, the next head on the same connection has the same time limit (no bypass)."""
+    with socket.create_connection((HOST, server.port)) as sock:
+        sock.sendall(f"GET /health HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        sock.settimeout(2.0)
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        start = time.monotonic()
+        sock.sendall(b"GET /health HTTP/1.1\r\n")
+        sock.settimeout(0.25)
+        while time.monotonic() - start < LIMITS.head_timeout_s + SLACK_S:
+            try:
+                sock.recv(1, socket.MSG_PEEK)
+                break  # the server answered (or closed)
+            except TimeoutError:
+                sock.sendall(b"X-Slow: 1\r\n")  # one more header line every 250 ms, never the end
+        status, _, body = read_response(sock, 2.0)
+    assert status == 408 and time.monotonic() - start < LIMITS.head_timeout_s + SLACK_S
+    assert_json_error(body, "RequestTimeoutError", server)
 
 
 # ---------------------------------------------------------------------- connections
@@ -393,6 +424,15 @@ def test_unfinished_uploads_beyond_the_budget_are_refused_at_once_and_the_budget
     finally:
         for sock in uploads:
             sock.close()
+
+
+def test_websocket_upgrade_still_works_through_the_bounded_protocol(server: Server) -> None:
+    """The live page's WebSocket goes through the same protocol: the upgrade is handed on intact."""
+    sync_client = pytest.importorskip("websockets.sync.client")
+    with sync_client.connect(f"ws://{HOST}:{server.port}/live", open_timeout=5) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "hello"
+    assert_health_fast(server.port)
 
 
 # ---------------------------------------------------------------------- limits themselves
