@@ -63,6 +63,9 @@ STREAM_CHUNKS = 40
 STREAM_GAP_S = 0.1
 """``/stream`` sends a dot every 100 ms for 4 s: a request in progress while the flood runs."""
 
+LATE_S = LIMITS.body_idle_timeout_s + 0.5
+"""``/late`` starts reading its body only after this long: longer than the body idle timeout."""
+
 
 async def tiny_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """``/health`` answers at once, ``/stream`` streams dots; any other path reads the body and answers its size.
@@ -78,6 +81,8 @@ async def tiny_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if scope["type"] != "http":
         return
+    if scope["path"] == "/late":
+        await asyncio.sleep(LATE_S)  # busy before it reads the body (an admission queue, a slow dependency)
     if scope["path"] == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         for _ in range(STREAM_CHUNKS):
@@ -296,6 +301,19 @@ def test_slow_head_on_a_kept_alive_connection_is_timed_too(server: Server) -> No
     assert_json_error(body, "RequestTimeoutError", server)
 
 
+def test_a_client_waiting_for_100_continue_is_not_timed_out_while_the_app_is_busy(server: Server) -> None:
+    """curl sends big uploads with ``Expect: 100-continue``: the wait for the app is not the client's stall."""
+    with socket.create_connection((HOST, server.port)) as sock:
+        head = upload_head(5, "/late").replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
+        sock.sendall(head)
+        sock.settimeout(LATE_S + SLACK_S + 2)
+        interim = sock.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100"), interim[:200]
+        sock.sendall(b"hello")
+        status, _, body = read_response(sock, 5.0)
+    assert status == 200 and json.loads(body)["received"] == 5
+
+
 # ---------------------------------------------------------------------- connections
 def test_2000_slowloris_connections_leave_health_fast_and_requests_in_progress_alone(server: Server) -> None:
     """2,000 connections that send one byte and go silent: /health answers in < 1 s all along.
@@ -436,6 +454,14 @@ def test_websocket_upgrade_still_works_through_the_bounded_protocol(server: Serv
 
 
 # ---------------------------------------------------------------------- limits themselves
+def test_serve_refuses_a_nonsense_connection_limit_before_loading_anything(capsys: pytest.CaptureFixture) -> None:
+    from lpstudio.cli import main
+
+    rc = main(["serve", "--no-crop", "--upload-budget-mb", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "body_budget_bytes" in err and "Traceback" not in err and "loading the model" not in err
+
+
 def test_connection_limits_refuse_nonsense_and_keep_below_the_descriptor_limit() -> None:
     from lpstudio.errors import LimitError
     from lpstudio.server.connections import FD_RESERVE, connection_cap

@@ -11,7 +11,8 @@ bounds inside the server, so the loopback default holds without a reverse proxy 
   on a kept-alive connection (408). h11's ``max_incomplete_event_size`` is the backstop.
 * **Body**: no progress for :attr:`ConnectionLimits.body_idle_timeout_s`, or slower in total than
   :attr:`ConnectionLimits.body_min_rate_bytes_s` after a grace period, is answered 408 and closed.
-  Time while the app itself is not reading (flow control paused) is not held against the client.
+  Time while the app itself is not reading (flow control paused, or a ``100 Continue`` not yet
+  sent) is not held against the client.
 * **Connections**: at most :attr:`ConnectionLimits.max_connections` in all (kept below the
   file-descriptor limit, see :func:`connection_cap`) and :attr:`ConnectionLimits.max_per_client`
   per client address. When a cap is reached the *oldest connection still waiting for its
@@ -547,7 +548,9 @@ class BoundedH11Protocol(H11Protocol):
             return
         body = self._body
         if body is not None:
-            if self.flow.read_paused:  # the app is not reading: not the client's fault
+            cycle = self.cycle
+            waiting_for_us = cycle is not None and cycle.waiting_for_100_continue  # Expect: 100-continue, unanswered
+            if self.flow.read_paused or waiting_for_us:  # the app is not reading yet: not the client's fault
                 paused = now - body.checked
                 body.last_progress = now
                 body.started += paused
