@@ -71,6 +71,8 @@ MIN_CONNECTIONS = 16
 """The connection cap never goes below this, however low the descriptor limit."""
 LINGER_S = 2.0
 """After a refusal: how long the rest of the request is read and dropped, so the client sees the answer, not a reset."""
+LINGER_BYTES = 1 * MIB
+"""...and at most this much of it (a client sending at loopback speed would otherwise keep a core busy for 2 s)."""
 RECHECK_S = 1.0
 """While the app is not reading a body (flow control), its clock is looked at again after this long."""
 LOG_EVERY_S = 10.0
@@ -443,6 +445,7 @@ class BoundedH11Protocol(H11Protocol):
         self._head_bytes = 0
         self._body: _BodyClock | None = None
         self._done = False
+        self._lingered = 0
         """Refused, evicted or upgraded: nothing more is parsed or timed here."""
 
     # ------------------------------------------------------------ asyncio callbacks
@@ -469,7 +472,11 @@ class BoundedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._done:
-            return  # refused: the rest of the request is read and dropped until the linger ends
+            # Refused: the rest of the request is read and dropped until the linger ends or passes its bytes.
+            self._lingered += len(data)
+            if self._lingered > LINGER_BYTES and self.transport is not None:
+                self.transport.close()
+            return
         if self._awaiting_head:
             self._head_bytes += len(data)
         if self._body is not None:
