@@ -19,9 +19,11 @@ MIB = 1024 * 1024
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..server.connections import ConnectionLimits
     from ..server.limits import ServiceLimits
 
     d = ServiceLimits()
+    dc = ConnectionLimits()
     p = sub.add_parser(
         "serve",
         help="start the living-portrait web app on localhost",
@@ -90,6 +92,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--drain-timeout", type=float, default=d.drain_timeout_s,
         help=f"on SIGTERM, let streams finish for up to this many seconds (default {d.drain_timeout_s:g})",
     )  # fmt: skip
+    lim.add_argument(
+        "--max-connections", type=int, default=dc.max_connections,
+        help=f"open connections in all (default {dc.max_connections}, kept below the file-descriptor limit); "
+        f"per client address {dc.max_per_client}; when full, the oldest one still sending its headers is closed",
+    )  # fmt: skip
+    lim.add_argument(
+        "--upload-budget-mb", type=float, default=dc.body_budget_bytes / MIB,
+        help=f"request bodies received at once, over all clients (default {dc.body_budget_bytes // MIB} MB); "
+        "uploads beyond it get 429 before they are read",
+    )  # fmt: skip
     p.add_argument(
         "--engine-factory",
         default=None,
@@ -129,6 +141,12 @@ def _limits(args: argparse.Namespace):  # noqa: ANN202
         stall_timeout_s=args.stall_timeout,
         drain_timeout_s=args.drain_timeout,
     )
+
+
+def _connection_limits(args: argparse.Namespace):  # noqa: ANN202
+    from ..server.connections import ConnectionLimits
+
+    return ConnectionLimits(max_connections=args.max_connections, body_budget_bytes=int(args.upload_budget_mb * MIB))
 
 
 def _factory_engine(spec: str, crop: bool):  # noqa: ANN202
@@ -184,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
     from ..server.live import WS_MAX_SIZE
 
     limits = _limits(args)  # bad limits are reported before the model loads
+    connections = _connection_limits(args)
     if args.batch_size < 1 or not (0 < args.fps <= limits.max_fps):
         raise LPStudioError(
             f"--batch-size must be >= 1 and --fps in (0, {limits.max_fps:g}]", hint="e.g. --batch-size 4 --fps 25"
@@ -226,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
         drain_timeout_s=limits.drain_timeout_s,
         access_log=not args.no_access_log,
         ws_max_size=WS_MAX_SIZE,
+        connections=connections,
     )
     return 0
 

@@ -16,6 +16,7 @@ from types import FrameType
 from fastapi import FastAPI
 
 from ..errors import ShuttingDownError
+from .connections import ConnectionLimits, raise_nofile_limit, server_config
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,13 @@ def serve(
     drain_timeout_s: float = 30.0,
     access_log: bool = True,
     ws_max_size: int | None = None,
+    connections: ConnectionLimits | None = None,
 ) -> None:
-    """Serve ``app`` until SIGTERM (drain, then stop) or Ctrl+C; ``ws_max_size`` bounds WebSocket messages."""
-    import uvicorn
+    """Serve ``app`` until SIGTERM (drain, then stop) or Ctrl+C; ``ws_max_size`` bounds WebSocket messages.
 
+    ``connections`` bounds request heads, bodies, open connections and upload bytes
+    (:mod:`.connections`); the file-descriptor limit is raised first so the cap has room.
+    """
     logging.getLogger("uvicorn.error").addFilter(_IncompleteResponseFilter())
     if access_log:
         access = logging.getLogger("lpstudio.access")
@@ -74,10 +78,12 @@ def serve(
             access.addHandler(handler)
         access.setLevel(logging.INFO)
         access.propagate = False
-    config = uvicorn.Config(
+    config = server_config(
         app,
-        host=host,
-        port=port,
+        host,
+        port,
+        connections,
+        nofile=raise_nofile_limit(),
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=int(GRACEFUL_CLOSE_S),
