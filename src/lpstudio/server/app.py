@@ -51,7 +51,7 @@ from .settings import ServerSettings
 from .speech import SpeechMemo, check_audio_upload, uploaded_speech
 from .state import AppState, WorkerFactory, build_state
 from .streams import NDJSONResponse, Viewer
-from .worker import PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, render_frames
+from .worker import ANONYMOUS_CLIENT, PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, render_frames
 
 __all__ = ["BUTTONS", "AppState", "ServerSettings", "ServiceLimits", "create_app"]
 
@@ -86,6 +86,15 @@ VALIDATION_ERRORS_SHOWN = 5
 def lp(request: Request) -> AppState:
     """The app's state from a request (for route modules)."""
     return request.app.state.lp
+
+
+def client_of(request: Request) -> str:
+    """Who sent a request, for fair shares and per-client quotas: the peer's address.
+
+    Behind a reverse proxy every client has the proxy's address (run uvicorn with ``--proxy-headers``
+    and ``--forwarded-allow-ips`` so the address is the client's own).
+    """
+    return request.client.host if request.client is not None else "unknown"
 
 
 # ---------------------------------------------------------------------- app
@@ -338,7 +347,7 @@ def _render_routes(app: FastAPI) -> None:
         state.admission.check_open()
         _, source = state.resolve(body.session)
         params = source.state.neutral_params().replace(**dict(body.params))
-        frame = await _render_one(state, source, params)
+        frame = await _render_one(state, source, params, client_of(request))
         jpeg = await state.off_loop(lambda: encode_jpeg(source.compose(frame)))
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
@@ -353,7 +362,7 @@ def _render_routes(app: FastAPI) -> None:
         limits = state.limits
         memo = request.app.state.speech_memo
         plan = await state.off_loop(lambda: plan_clip(body, fps=fps, idle=idle, limits=limits, memo=memo))
-        return await _stream(state, source, plan, received)
+        return await _stream(state, source, plan, received, client_of(request), body.session)
 
     @app.post(
         GENERATE_AUDIO_PATH,
@@ -392,13 +401,24 @@ def _render_routes(app: FastAPI) -> None:
         return await _stream(state, source, plan, received)
 
 
-async def _stream(state: AppState, source: Source, plan: ClipPlan, received: float) -> NDJSONResponse:
-    """The NDJSON stream of a planned clip: cached, joined to an identical render, or rendered now."""
+async def _stream(
+    state: AppState,
+    source: Source,
+    plan: ClipPlan,
+    received: float,
+    client: str = ANONYMOUS_CLIENT,
+    session: str | None = None,
+) -> NDJSONResponse:
+    """The NDJSON stream of a planned clip: cached, joined to an identical render, or rendered now.
+
+    ``client`` (the address) and ``session``: whose stream it is, for the per-client stream caps and the
+    worker's fair shares.
+    """
     base = source.state.neutral_params()
     key = await state.off_loop(lambda: clip_cache_key(source.digest, plan, base, state.settings_key()))
     stream_ticket = state.admission.admit_stream()
     try:
-        clip, how = await _clip_for(state, key, source, plan, base)
+        clip, how = await _clip_for(state, key, source, plan, base, client)
         h, w = source.display.shape[:2]
         start = {**plan.start_info(), "width": w, "height": h}
         viewer = Viewer(
@@ -422,7 +442,9 @@ async def _stream(state: AppState, source: Source, plan: ClipPlan, received: flo
     return NDJSONResponse(viewer, state.limits.stall_timeout_s, closed)
 
 
-async def _clip_for(state: AppState, key: str, source: Source, plan: ClipPlan, base: EditParams):  # noqa: ANN202
+async def _clip_for(  # noqa: ANN202
+    state: AppState, key: str, source: Source, plan: ClipPlan, base: EditParams, client: str = ANONYMOUS_CLIENT
+):
     """The clip to stream and how it is served: ``cached``, ``shared`` (joined a render) or ``rendered``."""
     clip = state.hub.find(key)
     if clip is not None:
@@ -445,11 +467,11 @@ async def _clip_for(state: AppState, key: str, source: Source, plan: ClipPlan, b
         state.hub.joined += 1
         state.hub.bump(clip, plan.priority)
         return clip, "shared"
-    return state.hub.start(key, source, params, plan.priority, job_ticket), "rendered"
+    return state.hub.start(key, source, params, plan.priority, job_ticket, client=client), "rendered"
 
 
-async def _render_one(state: AppState, source: Source, params: EditParams):  # noqa: ANN202
-    """One interactive frame through the worker (admitted as a one-frame job)."""
+async def _render_one(state: AppState, source: Source, params: EditParams, client: str):  # noqa: ANN202
+    """One interactive frame through the worker (admitted as a one-frame job), in ``client``'s fair share."""
     ticket = state.admission.admit_job(1)
     source.active += 1
     try:
@@ -461,6 +483,7 @@ async def _render_one(state: AppState, source: Source, params: EditParams):  # n
             what="preview",
             ticket=ticket,
             digest=source.digest,
+            client=client,
         )
     finally:
         source.active -= 1

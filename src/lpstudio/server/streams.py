@@ -37,7 +37,7 @@ from starlette.types import Receive, Scope, Send
 from ..errors import LPStudioError
 from ..params import EditParams
 from .sessions import Source, encode_jpeg
-from .worker import RenderJob, RenderWorker
+from .worker import ANONYMOUS_CLIENT, RenderJob, RenderWorker
 
 log = logging.getLogger(__name__)
 
@@ -386,8 +386,12 @@ class ClipHub:
         ticket: object,
         *,
         keep: bool = False,
+        client: str = ANONYMOUS_CLIENT,
     ) -> SharedClip:
-        """Submit a render of ``params`` on ``source``; its frames become lines of the returned clip."""
+        """Submit a render of ``params`` on ``source``; its frames become lines of the returned clip.
+
+        ``client``: who asked (the worker shares each priority fairly between clients).
+        """
         clip = SharedClip(self, key, len(params), source)
         clip.keep = keep
         loop = self.loop
@@ -401,7 +405,15 @@ class ClipHub:
 
         window = None if keep else self.buffer_frames
         clip.job = RenderJob(
-            source.state, params, on_frame, on_done, priority, window_end=window, ticket=ticket, digest=source.digest
+            source.state,
+            params,
+            on_frame,
+            on_done,
+            priority,
+            window_end=window,
+            ticket=ticket,
+            digest=source.digest,
+            client=client,
         )
         source.active += 1
         self.clips[key] = clip
