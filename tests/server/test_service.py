@@ -212,6 +212,33 @@ def test_pages_re_sending_after_eviction_do_not_thrash(monkeypatch):
     assert engine.prepared == 1
 
 
+def test_one_client_flooding_uploads_and_sessions_cannot_evict_another_clients_photo():
+    """Client A (127.0.0.1) uploads more photos than the store holds and opens more sessions than it keeps;
+    client B's (127.0.0.2) photo and session survive: A loses only its own oldest."""
+    limits = {"max_sessions": 4, "max_photos_per_client": 2, "max_session_ids": 16, "max_sessions_per_client": 6}
+    app, _ = _app(**limits)
+    with live_server(app) as url:
+        b = httpx.Client(base_url=url, transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=WAIT_S)
+        a = httpx.Client(base_url=url, transport=httpx.HTTPTransport(local_address="127.0.0.1"), timeout=WAIT_S)
+        with a, b:
+            res = b.post("/source-image", files={"file": ("b.png", _png(100), "image/png")})
+            assert res.status_code == 200, res.text
+            victim = res.json()["session"]
+            photos = [{"file": (f"a{i}.png", _png(200 + i), "image/png")} for i in range(8)]
+            flood = [a.post("/source-image", files=files) for files in photos]
+            flood += [a.post("/session") for _ in range(24)]
+            assert all(r.status_code == 200 for r in flood), [r.text for r in flood if r.status_code != 200][:2]
+            preview = b.post("/render", json={"session": victim, "params": {"smile": 0.5}})
+            assert preview.status_code == 200 and preview.headers["content-type"] == "image/jpeg", preview.text
+            assert b.get("/source-image", params={"session": victim}).status_code == 200
+            newest = flood[-1].json()["session"]  # the flooder's own newest session still works
+            assert a.post("/render", json={"session": newest, "params": {"smile": 0.5}}).status_code == 200
+            oldest = flood[0].json()["session"]  # its oldest went to make room
+            assert a.get("/source-image", params={"session": oldest}).status_code == 409
+            metrics = a.get("/metrics").text
+    assert "lpstudio_session_evictions_total" in metrics
+
+
 def test_decoding_and_sampling_run_off_the_event_loop(monkeypatch):
     from lpstudio.server import app as app_module
     from lpstudio.server import intake

@@ -309,7 +309,7 @@ def _source_routes(app: FastAPI) -> None:
         state.admission.check_open()
         rgb, digest = await default_image(state)
         source = await open_source(state, rgb, digest, None)
-        return state.sessions.new(digest, default_source_path(state).name).describe(source)
+        return state.sessions.new(digest, default_source_path(state).name, client_of(request)).describe(source)
 
     @app.get("/source-image", summary="The portrait as currently shown (JPEG)")
     async def get_source_image(request: Request, session: str | None = None) -> Response:
@@ -336,7 +336,9 @@ def _source_routes(app: FastAPI) -> None:
         finally:
             ticket.release()
         source = await open_source(state, rgb, digest, face_index)
-        return state.sessions.new(digest, name).describe(source)
+        client = client_of(request)
+        state.sources.claim(source, client)  # counts for this client's quota (its own oldest goes past it)
+        return state.sessions.new(digest, name, client).describe(source)
 
 
 # ---------------------------------------------------------------------- rendering

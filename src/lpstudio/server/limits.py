@@ -71,6 +71,12 @@ class ServiceLimits:
     """Memory the prepared photos may use together; idle ones are dropped first."""
     max_session_ids: int = 4096
     """Page session ids remembered (a few hundred bytes each); many pages may share one photo."""
+    max_photos_per_client: int = 16
+    """Prepared photos counted for one client (address); past it the client loses its own oldest, so one
+    client cannot evict other pages' photos (a quarter of ``max_sessions``: four busy clients fill the store)."""
+    max_sessions_per_client: int = 256
+    """Page sessions one client (address) may hold; past it the client loses its own oldest
+    (1/16 of ``max_session_ids``: a flood of ``/session`` drops only the flooder's own ids)."""
     clip_cache_bytes: int = 256 * MIB
     """Encoded frames of finished clips, replayed without rendering."""
     speech_memo_bytes: int = 64 * MIB
