@@ -9,6 +9,9 @@ import json
 import logging
 import socket
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import numpy as np
@@ -22,6 +25,7 @@ from lpstudio.cli.serve import access_warning
 from lpstudio.server import ServerSettings, ServiceLimits, create_app
 from lpstudio.server.admission import Admission
 from lpstudio.server.sessions import Source, SourceStore
+from lpstudio.server.streams import bounded_listener
 
 WAIT_S = 60.0
 LONG = "smile=300:3000"  # 3.3 s: 84 frames at 25 fps
@@ -185,6 +189,115 @@ def test_different_photos_do_not_share():
         lb = _lines(c.post("/generate", json={"session": b, "preset": "blink"}).text)
     assert sum(engine.batches) == la[0]["frames"] + lb[0]["frames"]
     assert la[1]["jpeg"] != lb[1]["jpeg"]
+
+
+# ---------------------------------------------------------------------- unread streams
+UNREAD_STREAMS = 200
+UNREAD_WINDOW = 4
+KERNEL_FRAMES = 8
+"""Frame lines (~70 KB each here) a non-reading client absorbs: the fixed 32 KB send buffer (the kernel doubles
+it), uvicorn's 64 KB write buffer and the client's default receive window, with room to spare."""
+
+
+@contextmanager
+def bounded_server(app, send_buffer_bytes: int) -> Iterator[str]:
+    """``app`` under uvicorn on loopback, listening as ``lpstudio serve`` does (:func:`bounded_listener`)."""
+    import uvicorn
+
+    sock = bounded_listener("127.0.0.1", 0, send_buffer_bytes)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + WAIT_S
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the test server did not start"
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def _unread_stream(url: str, address: str, body: dict) -> socket.socket:
+    """POST /generate from ``address`` and never read the answer."""
+    port = int(url.rsplit(":", 1)[1])
+    sock = socket.socket()
+    sock.bind((address, 0))
+    sock.connect(("127.0.0.1", port))
+    data = json.dumps(body).encode()
+    head = (
+        f"POST /generate HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + data)
+    return sock
+
+
+def _metric(text: str, name: str) -> float:
+    return next(float(x.split()[1]) for x in text.splitlines() if x.startswith(name + " "))
+
+
+def test_unread_streams_on_loopback_are_cut_off_and_render_only_their_window():
+    """200 clients ask for an 80-frame clip each and never read: each gets at most its window of frames
+    rendered (plus what its socket buffers hold), and all are cut off after the stall time, counted."""
+    send_buffer = 32 * 1024
+    limits = {
+        "stall_timeout_s": 1.5, "stream_buffer_frames": UNREAD_WINDOW, "stream_socket_buffer_bytes": send_buffer,
+        "max_streams": 256, "max_jobs": 256, "max_pending_frames": 100_000, "max_streams_per_session": 256,
+        "max_history_bytes": 8 * 2**20, "clip_cache_bytes": 8 * 2**20,
+    }  # fmt: skip
+    app, _ = _app(frame_ms=0.2, **limits)
+    with bounded_server(app, send_buffer) as url, httpx.Client(base_url=url, timeout=WAIT_S) as c:
+        sid = c.post("/session").json()["session"]
+        socks = [
+            _unread_stream(
+                url, f"127.0.{1 + i // 250}.{2 + i % 250}", {"session": sid, "command": f"smile=300:{3000 + 10 * i}"}
+            )
+            for i in range(UNREAD_STREAMS)
+        ]
+        try:
+            deadline = time.monotonic() + WAIT_S
+            while time.monotonic() < deadline:
+                metrics = c.get("/metrics").text
+                if _metric(metrics, "lpstudio_streams_stalled_total") >= UNREAD_STREAMS:
+                    break
+                time.sleep(0.25)
+            while _metric(metrics, "lpstudio_renders_in_progress") > 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                metrics = c.get("/metrics").text
+        finally:
+            for sock in socks:
+                sock.close()
+    assert _metric(metrics, "lpstudio_streams_stalled_total") == UNREAD_STREAMS
+    assert _metric(metrics, "lpstudio_open_streams") == 0 and _metric(metrics, "lpstudio_renders_in_progress") == 0
+    rendered = _metric(metrics, "lpstudio_frames_rendered_total")
+    assert rendered <= UNREAD_STREAMS * (UNREAD_WINDOW + KERNEL_FRAMES), rendered  # full clips: ~16,000 frames
+
+
+def test_open_streams_are_capped_per_client_and_per_session():
+    """A client (address) and a page (session) each hold a bounded number of open streams; others still get theirs."""
+    limits = {"max_streams_per_client": 3, "max_streams_per_session": 2, "stall_timeout_s": 30.0}
+    app, _ = _app(frame_ms=2.0, **limits)
+    long = {"command": "smile=300:20000"}
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=WAIT_S) as c:
+        one, two = (c.post("/session").json()["session"] for _ in range(2))
+        plan = [("127.0.0.1", one, 200), ("127.0.0.1", one, 200), ("127.0.0.1", one, 429),  # the session's cap
+                ("127.0.0.1", two, 200), ("127.0.0.1", two, 429),  # the address's cap (3 open)
+                ("127.0.0.2", two, 200)]  # fmt: skip
+        socks, statuses = [], []
+        try:
+            for address, sid, _ in plan:
+                sock = _unread_stream(url, address, {"session": sid, **long})
+                socks.append(sock)
+                sock.settimeout(WAIT_S)
+                statuses.append(int(sock.recv(64).split(b" ")[1]))
+            metrics = c.get("/metrics").text
+        finally:
+            for sock in socks:
+                sock.close()
+    assert statuses == [status for _, _, status in plan]
+    assert 'lpstudio_rejections_total{reason="client_streams"} 2.0' in metrics
 
 
 # ---------------------------------------------------------------------- prepared photos

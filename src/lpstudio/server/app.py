@@ -131,6 +131,8 @@ def create_app(
             state.encoder.close()
 
     app = FastAPI(title="lpstudio", version=_version(), lifespan=lifespan)
+    # lifecycle.serve listens with this send buffer per connection, so unread streams stall (streams.py).
+    app.state.socket_send_buffer_bytes = settings.limits.stream_socket_buffer_bytes
     _error_handlers(app)
     _middleware(app, settings)
     _page_routes(app)
@@ -418,7 +420,7 @@ async def _stream(
     """
     base = source.state.neutral_params()
     key = await state.off_loop(lambda: clip_cache_key(source.digest, plan, base, state.settings_key()))
-    stream_ticket = state.admission.admit_stream()
+    stream_ticket = state.admission.admit_stream(client, session)
     try:
         clip, how = await _clip_for(state, key, source, plan, base, client)
         h, w = source.display.shape[:2]

@@ -49,6 +49,13 @@ class ServiceLimits:
     """Frames admitted and not yet rendered, over all jobs, before new jobs get 429."""
     max_streams: int = 128
     """Open NDJSON streams before new ones get 429."""
+    max_streams_per_client: int = 16
+    """Open streams one client (address) may hold before its new ones get 429 (a page needs one or two at a
+    time; 16 leaves room for a household or office behind one address, and keeps one client to 1/8 of
+    ``max_streams``)."""
+    max_streams_per_session: int = 4
+    """Open streams one page (session) may hold before its new ones get 429 (the page plays one clip and may
+    start the next before the last frames of the current one arrive)."""
     max_pending_sources: int = 8
     """Photo uploads / session starts being decoded or prepared at once before new ones get 429."""
     max_decodes: int = 2
@@ -61,6 +68,11 @@ class ServiceLimits:
     """Frames the renderer may run ahead of what the slowest-needed viewer of a clip was sent."""
     stall_timeout_s: float = 15.0
     """A client that has not taken a frame for this long is cut off and its frames are not rendered."""
+    stream_socket_buffer_bytes: int = 64 * 1024
+    """Kernel send buffer of each connection (set on the listening socket, see
+    :func:`lpstudio.server.streams.bounded_listener`): what a client that does not read can absorb before its
+    stream stops making progress; the kernel's own default grows to megabytes (``net.ipv4.tcp_wmem``), which
+    on loopback holds whole clips, so an unread stream never looked stalled. 64 KB is about one frame line."""
     max_history_bytes: int = 256 * MIB
     """Encoded frames kept by renders in progress, so late viewers of the same clip can join it."""
 
