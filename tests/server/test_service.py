@@ -300,6 +300,69 @@ def test_open_streams_are_capped_per_client_and_per_session():
     assert 'lpstudio_rejections_total{reason="client_streams"} 2.0' in metrics
 
 
+FLOOD_LOOPS = 32
+FLOOD_FRAME_MS = 25.0
+"""Long enough per frame that the scheduling, not the machine's noise, decides the first-frame time."""
+FLOOD_OVERHEAD_S = 1.5
+"""The request's own way through an event loop and thread pool busy with 32 preview loops (measured ~0.5 s on
+2 shared cores); without the fairness streak the clip got no frame for as long as the flood went on."""
+STARVED_S = 20.0
+
+
+def test_a_preview_flood_from_one_client_does_not_starve_another_clients_clip():
+    """Client A runs 32 /render loops (interactive priority, always something queued); client B's clip gets
+    its first frame within its usual time plus the fairness streak of batches, not after the flood."""
+    from lpstudio.server.worker import MAX_PRIORITY_STREAK
+
+    app, _ = _app(frame_ms=FLOOD_FRAME_MS)
+    batch_s = ServerSettings().batch_size * FLOOD_FRAME_MS / 1000
+
+    async def first_frame_s(client: httpx.AsyncClient, sid: str, command: str) -> float:
+        sent = time.perf_counter()
+        async with client.stream("POST", "/generate", json={"session": sid, "command": command}) as res:
+            assert res.status_code == 200
+            async for line in res.aiter_lines():
+                if line.startswith('{"type":"frame"'):
+                    return time.perf_counter() - sent
+        raise AssertionError("no frame")
+
+    async def scenario(url: str) -> tuple[float, float, int]:
+        a = httpx.AsyncClient(
+            base_url=url, timeout=WAIT_S, transport=httpx.AsyncHTTPTransport(local_address="127.0.0.1")
+        )
+        b = httpx.AsyncClient(
+            base_url=url, timeout=WAIT_S, transport=httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        )
+        async with a, b:
+            sid_a = (await a.post("/session")).json()["session"]
+            sid_b = (await b.post("/session")).json()["session"]
+            usual = await first_frame_s(b, sid_b, "smile=300:600")
+            stop = asyncio.Event()
+            previews = [0]
+
+            async def loop(k: int) -> None:
+                while not stop.is_set():
+                    res = await a.post("/render", json={"session": sid_a, "params": {"smile": 0.01 * k}})
+                    previews[0] += res.status_code == 200
+
+            loops = [asyncio.create_task(loop(k)) for k in range(FLOOD_LOOPS)]
+            await asyncio.sleep(1.0)  # the flood is going: every batch could be a preview
+            try:
+                flooded = await asyncio.wait_for(first_frame_s(b, sid_b, "smile=310:600"), STARVED_S)
+            except TimeoutError:
+                flooded = float("inf")  # starved: no frame while the flood went on
+            finally:
+                stop.set()
+                await asyncio.gather(*loops)
+            return usual, flooded, previews[0]
+
+    with live_server(app) as url:
+        usual, flooded, previews = asyncio.run(scenario(url))
+    assert previews > FLOOD_LOOPS  # the flood did run
+    bound = usual + (MAX_PRIORITY_STREAK + 1) * batch_s + FLOOD_OVERHEAD_S
+    assert flooded <= bound, (usual, flooded, bound)
+
+
 # ---------------------------------------------------------------------- prepared photos
 def _source(digest: str, nbytes: int, active: int = 0) -> Source:
     return Source(digest=digest, state=None, display=np.zeros((1, 1, 3), np.uint8), display_jpeg=b"", nbytes=nbytes,
