@@ -1,6 +1,7 @@
 """Admission control: bounded jobs, frames in flight, open streams and photo intake.
 
-A request takes a :class:`Ticket` before any work starts; past a bound it gets
+A request takes a :class:`Ticket` before any work starts (a stream also counts against its
+client's address and session); past a bound it gets
 :class:`~lpstudio.errors.OverloadedError` (HTTP 429 with ``Retry-After``) at once,
 never a wait. While the server drains before it stops, new work gets
 :class:`~lpstudio.errors.ShuttingDownError` (503) and :meth:`Admission.wait_idle`

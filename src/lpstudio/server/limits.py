@@ -8,6 +8,8 @@ Memory model (what the defaults add up to, see :meth:`ServiceLimits.memory_bound
 prepared photos (``max_session_memory_bytes``), the clip cache of encoded frames
 (``clip_cache_bytes``), the history of shared renders in progress (``max_history_bytes``),
 and per open stream at most ``stream_buffer_frames`` rendered frames waiting to be sent.
+Per client (address): at most ``max_streams_per_client`` open streams, ``max_photos_per_client``
+prepared photos and ``max_sessions_per_client`` sessions, so one client's share of each bound is fixed.
 """
 
 from __future__ import annotations
