@@ -9,6 +9,9 @@ import json
 import logging
 import socket
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import numpy as np
@@ -22,6 +25,7 @@ from lpstudio.cli.serve import access_warning
 from lpstudio.server import ServerSettings, ServiceLimits, create_app
 from lpstudio.server.admission import Admission
 from lpstudio.server.sessions import Source, SourceStore
+from lpstudio.server.streams import bounded_listener
 
 WAIT_S = 60.0
 LONG = "smile=300:3000"  # 3.3 s: 84 frames at 25 fps
@@ -187,6 +191,178 @@ def test_different_photos_do_not_share():
     assert la[1]["jpeg"] != lb[1]["jpeg"]
 
 
+# ---------------------------------------------------------------------- unread streams
+UNREAD_STREAMS = 200
+UNREAD_WINDOW = 4
+KERNEL_FRAMES = 8
+"""Frame lines (~70 KB each here) a non-reading client absorbs: the fixed 32 KB send buffer (the kernel doubles
+it), uvicorn's 64 KB write buffer and the client's default receive window, with room to spare."""
+
+
+@contextmanager
+def bounded_server(app, send_buffer_bytes: int) -> Iterator[str]:
+    """``app`` under uvicorn on loopback, listening as ``lpstudio serve`` does (:func:`bounded_listener`)."""
+    import uvicorn
+
+    sock = bounded_listener("127.0.0.1", 0, send_buffer_bytes)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + WAIT_S
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the test server did not start"
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def _unread_stream(url: str, address: str, body: dict) -> socket.socket:
+    """POST /generate from ``address`` and never read the answer."""
+    port = int(url.rsplit(":", 1)[1])
+    sock = socket.socket()
+    sock.bind((address, 0))
+    sock.connect(("127.0.0.1", port))
+    data = json.dumps(body).encode()
+    head = (
+        f"POST /generate HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + data)
+    return sock
+
+
+def _metric(text: str, name: str) -> float:
+    return next(float(x.split()[1]) for x in text.splitlines() if x.startswith(name + " "))
+
+
+def test_unread_streams_on_loopback_are_cut_off_and_render_only_their_window():
+    """200 clients ask for an 80-frame clip each and never read: each gets at most its window of frames
+    rendered (plus what its socket buffers hold), and all are cut off after the stall time, counted."""
+    send_buffer = 32 * 1024
+    limits = {
+        "stall_timeout_s": 1.5, "stream_buffer_frames": UNREAD_WINDOW, "stream_socket_buffer_bytes": send_buffer,
+        "max_streams": 256, "max_jobs": 256, "max_pending_frames": 100_000, "max_streams_per_session": 256,
+        "max_history_bytes": 8 * 2**20, "clip_cache_bytes": 8 * 2**20,
+    }  # fmt: skip
+    app, _ = _app(frame_ms=0.2, **limits)
+    with bounded_server(app, send_buffer) as url, httpx.Client(base_url=url, timeout=WAIT_S) as c:
+        sid = c.post("/session").json()["session"]
+        socks = [
+            _unread_stream(
+                url, f"127.0.{1 + i // 250}.{2 + i % 250}", {"session": sid, "command": f"smile=300:{3000 + 10 * i}"}
+            )
+            for i in range(UNREAD_STREAMS)
+        ]
+        try:
+            deadline = time.monotonic() + WAIT_S
+            while time.monotonic() < deadline:
+                metrics = c.get("/metrics").text
+                if _metric(metrics, "lpstudio_streams_stalled_total") >= UNREAD_STREAMS:
+                    break
+                time.sleep(0.25)
+            while _metric(metrics, "lpstudio_renders_in_progress") > 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                metrics = c.get("/metrics").text
+        finally:
+            for sock in socks:
+                sock.close()
+    assert _metric(metrics, "lpstudio_streams_stalled_total") == UNREAD_STREAMS
+    assert _metric(metrics, "lpstudio_open_streams") == 0 and _metric(metrics, "lpstudio_renders_in_progress") == 0
+    rendered = _metric(metrics, "lpstudio_frames_rendered_total")
+    assert rendered <= UNREAD_STREAMS * (UNREAD_WINDOW + KERNEL_FRAMES), rendered  # full clips: ~16,000 frames
+
+
+def test_open_streams_are_capped_per_client_and_per_session():
+    """A client (address) and a page (session) each hold a bounded number of open streams; others still get theirs."""
+    limits = {"max_streams_per_client": 3, "max_streams_per_session": 2, "stall_timeout_s": 30.0}
+    app, _ = _app(frame_ms=2.0, **limits)
+    long = {"command": "smile=300:20000"}
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=WAIT_S) as c:
+        one, two = (c.post("/session").json()["session"] for _ in range(2))
+        plan = [("127.0.0.1", one, 200), ("127.0.0.1", one, 200), ("127.0.0.1", one, 429),  # the session's cap
+                ("127.0.0.1", two, 200), ("127.0.0.1", two, 429),  # the address's cap (3 open)
+                ("127.0.0.2", two, 200)]  # fmt: skip
+        socks, statuses = [], []
+        try:
+            for address, sid, _ in plan:
+                sock = _unread_stream(url, address, {"session": sid, **long})
+                socks.append(sock)
+                sock.settimeout(WAIT_S)
+                statuses.append(int(sock.recv(64).split(b" ")[1]))
+            metrics = c.get("/metrics").text
+        finally:
+            for sock in socks:
+                sock.close()
+    assert statuses == [status for _, _, status in plan]
+    assert 'lpstudio_rejections_total{reason="client_streams"} 2.0' in metrics
+
+
+FLOOD_LOOPS = 32
+FLOOD_FRAME_MS = 25.0
+"""Long enough per frame that the scheduling, not the machine's noise, decides the first-frame time."""
+FLOOD_OVERHEAD_S = 1.5
+"""The request's own way through an event loop and thread pool busy with 32 preview loops (measured ~0.5 s on
+2 shared cores); without the fairness streak the clip got no frame for as long as the flood went on."""
+STARVED_S = 20.0
+
+
+def test_a_preview_flood_from_one_client_does_not_starve_another_clients_clip():
+    """Client A runs 32 /render loops (interactive priority, always something queued); client B's clip gets
+    its first frame within its usual time plus the fairness streak of batches, not after the flood."""
+    from lpstudio.server.worker import MAX_PRIORITY_STREAK
+
+    app, _ = _app(frame_ms=FLOOD_FRAME_MS)
+    batch_s = ServerSettings().batch_size * FLOOD_FRAME_MS / 1000
+
+    async def first_frame_s(client: httpx.AsyncClient, sid: str, command: str) -> float:
+        sent = time.perf_counter()
+        async with client.stream("POST", "/generate", json={"session": sid, "command": command}) as res:
+            assert res.status_code == 200
+            async for line in res.aiter_lines():
+                if line.startswith('{"type":"frame"'):
+                    return time.perf_counter() - sent
+        raise AssertionError("no frame")
+
+    async def scenario(url: str) -> tuple[float, float, int]:
+        a = httpx.AsyncClient(
+            base_url=url, timeout=WAIT_S, transport=httpx.AsyncHTTPTransport(local_address="127.0.0.1")
+        )
+        b = httpx.AsyncClient(
+            base_url=url, timeout=WAIT_S, transport=httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        )
+        async with a, b:
+            sid_a = (await a.post("/session")).json()["session"]
+            sid_b = (await b.post("/session")).json()["session"]
+            usual = await first_frame_s(b, sid_b, "smile=300:600")
+            stop = asyncio.Event()
+            previews = [0]
+
+            async def loop(k: int) -> None:
+                while not stop.is_set():
+                    res = await a.post("/render", json={"session": sid_a, "params": {"smile": 0.01 * k}})
+                    previews[0] += res.status_code == 200
+
+            loops = [asyncio.create_task(loop(k)) for k in range(FLOOD_LOOPS)]
+            await asyncio.sleep(1.0)  # the flood is going: every batch could be a preview
+            try:
+                flooded = await asyncio.wait_for(first_frame_s(b, sid_b, "smile=310:600"), STARVED_S)
+            except TimeoutError:
+                flooded = float("inf")  # starved: no frame while the flood went on
+            finally:
+                stop.set()
+                await asyncio.gather(*loops)
+            return usual, flooded, previews[0]
+
+    with live_server(app) as url:
+        usual, flooded, previews = asyncio.run(scenario(url))
+    assert previews > FLOOD_LOOPS  # the flood did run
+    bound = usual + (MAX_PRIORITY_STREAK + 1) * batch_s + FLOOD_OVERHEAD_S
+    assert flooded <= bound, (usual, flooded, bound)
+
+
 # ---------------------------------------------------------------------- prepared photos
 def _source(digest: str, nbytes: int, active: int = 0) -> Source:
     return Source(digest=digest, state=None, display=np.zeros((1, 1, 3), np.uint8), display_jpeg=b"", nbytes=nbytes,
@@ -210,6 +386,33 @@ def test_pages_re_sending_after_eviction_do_not_thrash(monkeypatch):
         ids = [c.post("/session").json()["session"] for _ in range(50)]
         assert all(c.get(f"/source-image?session={i}").status_code == 200 for i in ids)
     assert engine.prepared == 1
+
+
+def test_one_client_flooding_uploads_and_sessions_cannot_evict_another_clients_photo():
+    """Client A (127.0.0.1) uploads more photos than the store holds and opens more sessions than it keeps;
+    client B's (127.0.0.2) photo and session survive: A loses only its own oldest."""
+    limits = {"max_sessions": 4, "max_photos_per_client": 2, "max_session_ids": 16, "max_sessions_per_client": 6}
+    app, _ = _app(**limits)
+    with live_server(app) as url:
+        b = httpx.Client(base_url=url, transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=WAIT_S)
+        a = httpx.Client(base_url=url, transport=httpx.HTTPTransport(local_address="127.0.0.1"), timeout=WAIT_S)
+        with a, b:
+            res = b.post("/source-image", files={"file": ("b.png", _png(100), "image/png")})
+            assert res.status_code == 200, res.text
+            victim = res.json()["session"]
+            photos = [{"file": (f"a{i}.png", _png(200 + i), "image/png")} for i in range(8)]
+            flood = [a.post("/source-image", files=files) for files in photos]
+            flood += [a.post("/session") for _ in range(24)]
+            assert all(r.status_code == 200 for r in flood), [r.text for r in flood if r.status_code != 200][:2]
+            preview = b.post("/render", json={"session": victim, "params": {"smile": 0.5}})
+            assert preview.status_code == 200 and preview.headers["content-type"] == "image/jpeg", preview.text
+            assert b.get("/source-image", params={"session": victim}).status_code == 200
+            newest = flood[-1].json()["session"]  # the flooder's own newest session still works
+            assert a.post("/render", json={"session": newest, "params": {"smile": 0.5}}).status_code == 200
+            oldest = flood[0].json()["session"]  # its oldest went to make room
+            assert a.get("/source-image", params={"session": oldest}).status_code == 409
+            metrics = a.get("/metrics").text
+    assert "lpstudio_session_evictions_total" in metrics
 
 
 def test_decoding_and_sampling_run_off_the_event_loop(monkeypatch):

@@ -167,3 +167,71 @@ def test_background_job_is_not_starved_by_a_stream_of_clips(monkeypatch):
     worker.close()
     order = [s for batch in engine.batches for s, _ in batch]
     assert order.index(3) < len(order) - order[::-1].index(4) - 1, "the background job waited for the whole clip"
+
+
+def _wait(predicate, timeout_s: float = 10.0) -> bool:
+    event = threading.Event()
+    for _ in range(int(timeout_s / 0.01)):
+        if predicate():
+            return True
+        event.wait(0.01)
+    return predicate()
+
+
+def test_a_preview_flood_cannot_starve_another_clients_clip():
+    """Client A keeps 8 previews queued at all times (re-submitted as each ends); client B's clip still gets
+    a batch within MAX_PRIORITY_STREAK + 1 batches, and all its frames long before the flood ends."""
+    from lpstudio.server.worker import MAX_PRIORITY_STREAK
+
+    engine = GatedEngine()
+    engine.gate.clear()
+    worker = RenderWorker(engine, batch_size=4)
+    frames, done = [], []
+    flood_batches = 60
+    stop = threading.Event()
+
+    def preview(_exc=None) -> None:
+        if stop.is_set() or len(engine.batches) >= flood_batches:
+            return
+        job = RenderJob(1, [EditParams(smile=0.1)], lambda i, f: None, preview, PRIORITY_INTERACTIVE, client="a")
+        worker.submit(job)
+
+    worker.submit(_job(9, [0.0], frames, done))  # holds the worker while the queue fills
+    for _ in range(8):
+        preview()
+    clip_frames: list[int] = []
+    clip = RenderJob(2, [EditParams(smile=0.5)] * 6, lambda i, f: clip_frames.append(i), done.append, client="b")
+    worker.submit(clip)
+    engine.gate.set()
+    assert _wait(lambda: clip.remaining == 0 or len(engine.batches) >= flood_batches)
+    stop.set()
+    worker.close()
+    owners = [{s for s, _ in batch} for batch in engine.batches]
+    first = next(i for i, batch in enumerate(owners) if 2 in batch)
+    assert first <= 1 + MAX_PRIORITY_STREAK + 1, owners[: first + 1]  # the blocker, the streak, then the clip
+    last = max(i for i, batch in enumerate(owners) if 2 in batch)
+    assert clip_frames == list(range(6)) and last < flood_batches - 1, owners
+
+
+def test_clients_share_a_priority_round_robin_not_by_job_count():
+    """Client A opens 6 clips, client B one: B gets half of each batch, not a seventh."""
+    engine = GatedEngine()
+    engine.gate.clear()
+    worker = RenderWorker(engine, batch_size=4)
+    frames, done = [], []
+    worker.submit(_job(9, [0.0], frames, done))
+    for k in range(6):
+        job = RenderJob(10 + k, [EditParams(smile=0.1)] * 20, lambda i, f: None, done.append, client="a")
+        worker.submit(job)
+    b = RenderJob(2, [EditParams(smile=0.9)] * 20, lambda i, f: None, done.append, client="b")
+    worker.submit(b)
+    engine.gate.set()
+    assert _wait(lambda: b.remaining == 0)
+    worker.close()
+    seen: set[int] = set()
+    started = 0  # batches of first frames: every job's first frame, one per client in turn
+    while len(seen) < 8:
+        seen |= {s for s, _ in engine.batches[started]}
+        started += 1
+    b_share = [sum(1 for s, _ in batch if s == 2) for batch in engine.batches[started : started + 4]]
+    assert b_share == [2, 2, 2, 2], engine.batches[: started + 4]

@@ -1,6 +1,7 @@
 """Admission control: bounded jobs, frames in flight, open streams and photo intake.
 
-A request takes a :class:`Ticket` before any work starts; past a bound it gets
+A request takes a :class:`Ticket` before any work starts (a stream also counts against its
+client's address and session); past a bound it gets
 :class:`~lpstudio.errors.OverloadedError` (HTTP 429 with ``Retry-After``) at once,
 never a wait. While the server drains before it stops, new work gets
 :class:`~lpstudio.errors.ShuttingDownError` (503) and :meth:`Admission.wait_idle`
@@ -27,6 +28,7 @@ BACKGROUND_SHARE = 0.5
 REASON_JOBS = "jobs"
 REASON_FRAMES = "frames"
 REASON_STREAMS = "streams"
+REASON_CLIENT_STREAMS = "client_streams"
 REASON_SOURCES = "sources"
 REASON_DRAINING = "draining"
 
@@ -34,10 +36,11 @@ REASON_DRAINING = "draining"
 class Ticket:
     """Held while admitted work runs; :meth:`release` (idempotent) gives its place back."""
 
-    def __init__(self, admission: Admission, kind: str, frames: int = 0) -> None:
+    def __init__(self, admission: Admission, kind: str, frames: int = 0, holders: tuple[str, ...] = ()) -> None:
         self._admission = admission
         self.kind = kind
         self.frames = frames  # frames still counted as pending (jobs only)
+        self.holders = holders  # per-client counters this ticket counts in (streams only)
         self.released = False
 
     def rendered(self, n: int) -> None:
@@ -69,6 +72,7 @@ class Admission:
         self.jobs = 0
         self.pending_frames = 0
         self.streams = 0
+        self.client_streams: Counter[str] = Counter()  # open streams by "address:..." and "session:..." key
         self.sources = 0
         self.draining = False
         self.rejections: Counter[str] = Counter()
@@ -104,13 +108,32 @@ class Admission:
                 return None
             return self._take("job", frames)
 
-    def admit_stream(self) -> Ticket:
-        """An open NDJSON stream, or 429 when :attr:`ServiceLimits.max_streams` are open."""
+    def admit_stream(self, client: str | None = None, session: str | None = None) -> Ticket:
+        """An open NDJSON stream, or 429 when :attr:`ServiceLimits.max_streams` are open, or this client
+        (address) already has :attr:`~ServiceLimits.max_streams_per_client` open, or this page (session)
+        :attr:`~ServiceLimits.max_streams_per_session`."""
         with self._cond:
             self.check_open()
             if self.streams >= self.limits.max_streams:
                 raise self._overloaded(REASON_STREAMS, f"{self.streams} streams are open (the limit)")
-            return self._take("stream")
+            holders: list[str] = []
+            for kind, key, limit, who in (
+                ("address", client, self.limits.max_streams_per_client, "from this address"),
+                ("session", session, self.limits.max_streams_per_session, "for this session"),
+            ):
+                if key is None:
+                    continue
+                counter = f"{kind}:{key}"
+                if self.client_streams[counter] >= limit:
+                    raise self._overloaded(
+                        REASON_CLIENT_STREAMS,
+                        f"{self.client_streams[counter]} streams are open {who} (the limit per client is {limit}); "
+                        "finish reading one before starting another",
+                    )
+                holders.append(counter)
+            for counter in holders:
+                self.client_streams[counter] += 1
+            return self._take("stream", holders=tuple(holders))
 
     def admit_source(self) -> Ticket:
         """A photo being decoded and prepared, or 429 when :attr:`ServiceLimits.max_pending_sources` are."""
@@ -154,7 +177,7 @@ class Admission:
             }
 
     # ------------------------------------------------------------------ internals
-    def _take(self, kind: str, frames: int = 0) -> Ticket:
+    def _take(self, kind: str, frames: int = 0, holders: tuple[str, ...] = ()) -> Ticket:
         if kind == "job":
             self.jobs += 1
             self.pending_frames += frames
@@ -162,7 +185,7 @@ class Admission:
             self.streams += 1
         else:
             self.sources += 1
-        return Ticket(self, kind, frames)
+        return Ticket(self, kind, frames, holders)
 
     def _rendered(self, ticket: Ticket, n: int) -> None:
         with self._cond:
@@ -183,6 +206,10 @@ class Admission:
                 ticket.frames = 0
             elif ticket.kind == "stream":
                 self.streams -= 1
+                for counter in ticket.holders:
+                    self.client_streams[counter] -= 1
+                    if self.client_streams[counter] <= 0:
+                        del self.client_streams[counter]
             else:
                 self.sources -= 1
             self._cond.notify_all()

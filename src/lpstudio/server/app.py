@@ -51,7 +51,7 @@ from .settings import ServerSettings
 from .speech import SpeechMemo, check_audio_upload, uploaded_speech
 from .state import AppState, WorkerFactory, build_state
 from .streams import NDJSONResponse, Viewer
-from .worker import PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, render_frames
+from .worker import ANONYMOUS_CLIENT, PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, render_frames
 
 __all__ = ["BUTTONS", "AppState", "ServerSettings", "ServiceLimits", "create_app"]
 
@@ -88,6 +88,15 @@ def lp(request: Request) -> AppState:
     return request.app.state.lp
 
 
+def client_of(request: Request) -> str:
+    """Who sent a request, for fair shares and per-client quotas: the peer's address.
+
+    Behind a reverse proxy every client has the proxy's address (run uvicorn with ``--proxy-headers``
+    and ``--forwarded-allow-ips`` so the address is the client's own).
+    """
+    return request.client.host if request.client is not None else "unknown"
+
+
 # ---------------------------------------------------------------------- app
 def create_app(
     engine: Any, settings: ServerSettings | None = None, *, make_worker: WorkerFactory | None = None
@@ -122,6 +131,8 @@ def create_app(
             state.encoder.close()
 
     app = FastAPI(title="lpstudio", version=_version(), lifespan=lifespan)
+    # lifecycle.serve listens with this send buffer per connection, so unread streams stall (streams.py).
+    app.state.socket_send_buffer_bytes = settings.limits.stream_socket_buffer_bytes
     _error_handlers(app)
     _middleware(app, settings)
     _page_routes(app)
@@ -300,7 +311,7 @@ def _source_routes(app: FastAPI) -> None:
         state.admission.check_open()
         rgb, digest = await default_image(state)
         source = await open_source(state, rgb, digest, None)
-        return state.sessions.new(digest, default_source_path(state).name).describe(source)
+        return state.sessions.new(digest, default_source_path(state).name, client_of(request)).describe(source)
 
     @app.get("/source-image", summary="The portrait as currently shown (JPEG)")
     async def get_source_image(request: Request, session: str | None = None) -> Response:
@@ -327,7 +338,9 @@ def _source_routes(app: FastAPI) -> None:
         finally:
             ticket.release()
         source = await open_source(state, rgb, digest, face_index)
-        return state.sessions.new(digest, name).describe(source)
+        client = client_of(request)
+        state.sources.claim(source, client)  # counts for this client's quota (its own oldest goes past it)
+        return state.sessions.new(digest, name, client).describe(source)
 
 
 # ---------------------------------------------------------------------- rendering
@@ -338,7 +351,7 @@ def _render_routes(app: FastAPI) -> None:
         state.admission.check_open()
         _, source = state.resolve(body.session)
         params = source.state.neutral_params().replace(**dict(body.params))
-        frame = await _render_one(state, source, params)
+        frame = await _render_one(state, source, params, client_of(request))
         jpeg = await state.off_loop(lambda: encode_jpeg(source.compose(frame)))
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
@@ -353,7 +366,7 @@ def _render_routes(app: FastAPI) -> None:
         limits = state.limits
         memo = request.app.state.speech_memo
         plan = await state.off_loop(lambda: plan_clip(body, fps=fps, idle=idle, limits=limits, memo=memo))
-        return await _stream(state, source, plan, received)
+        return await _stream(state, source, plan, received, client_of(request), body.session)
 
     @app.post(
         GENERATE_AUDIO_PATH,
@@ -392,13 +405,24 @@ def _render_routes(app: FastAPI) -> None:
         return await _stream(state, source, plan, received)
 
 
-async def _stream(state: AppState, source: Source, plan: ClipPlan, received: float) -> NDJSONResponse:
-    """The NDJSON stream of a planned clip: cached, joined to an identical render, or rendered now."""
+async def _stream(
+    state: AppState,
+    source: Source,
+    plan: ClipPlan,
+    received: float,
+    client: str = ANONYMOUS_CLIENT,
+    session: str | None = None,
+) -> NDJSONResponse:
+    """The NDJSON stream of a planned clip: cached, joined to an identical render, or rendered now.
+
+    ``client`` (the address) and ``session``: whose stream it is, for the per-client stream caps and the
+    worker's fair shares.
+    """
     base = source.state.neutral_params()
     key = await state.off_loop(lambda: clip_cache_key(source.digest, plan, base, state.settings_key()))
-    stream_ticket = state.admission.admit_stream()
+    stream_ticket = state.admission.admit_stream(client, session)
     try:
-        clip, how = await _clip_for(state, key, source, plan, base)
+        clip, how = await _clip_for(state, key, source, plan, base, client)
         h, w = source.display.shape[:2]
         start = {**plan.start_info(), "width": w, "height": h}
         viewer = Viewer(
@@ -422,7 +446,9 @@ async def _stream(state: AppState, source: Source, plan: ClipPlan, received: flo
     return NDJSONResponse(viewer, state.limits.stall_timeout_s, closed)
 
 
-async def _clip_for(state: AppState, key: str, source: Source, plan: ClipPlan, base: EditParams):  # noqa: ANN202
+async def _clip_for(  # noqa: ANN202
+    state: AppState, key: str, source: Source, plan: ClipPlan, base: EditParams, client: str = ANONYMOUS_CLIENT
+):
     """The clip to stream and how it is served: ``cached``, ``shared`` (joined a render) or ``rendered``."""
     clip = state.hub.find(key)
     if clip is not None:
@@ -445,11 +471,11 @@ async def _clip_for(state: AppState, key: str, source: Source, plan: ClipPlan, b
         state.hub.joined += 1
         state.hub.bump(clip, plan.priority)
         return clip, "shared"
-    return state.hub.start(key, source, params, plan.priority, job_ticket), "rendered"
+    return state.hub.start(key, source, params, plan.priority, job_ticket, client=client), "rendered"
 
 
-async def _render_one(state: AppState, source: Source, params: EditParams):  # noqa: ANN202
-    """One interactive frame through the worker (admitted as a one-frame job)."""
+async def _render_one(state: AppState, source: Source, params: EditParams, client: str):  # noqa: ANN202
+    """One interactive frame through the worker (admitted as a one-frame job), in ``client``'s fair share."""
     ticket = state.admission.admit_job(1)
     source.active += 1
     try:
@@ -461,6 +487,7 @@ async def _render_one(state: AppState, source: Source, params: EditParams):  # n
             what="preview",
             ticket=ticket,
             digest=source.digest,
+            client=client,
         )
     finally:
         source.active -= 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from types import FrameType
 
@@ -17,6 +18,7 @@ from fastapi import FastAPI
 
 from ..errors import ShuttingDownError
 from .connections import ConnectionLimits, raise_nofile_limit, server_config
+from .streams import bounded_listener
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,8 @@ def serve(
         **({} if ws_max_size is None else {"ws_max_size": ws_max_size}),
     )
     server = _DrainingServer(config, app, drain_timeout_s)
-    server.run()
+    send_buffer = getattr(app.state, "socket_send_buffer_bytes", None)
+    server.run(None if send_buffer is None else [bounded_listener(host, port, send_buffer)])
 
 
 class _DrainingServer:
@@ -123,5 +126,6 @@ class _DrainingServer:
         finally:
             self.server.should_exit = True
 
-    def run(self) -> None:
-        self.server.run()
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve (on ``sockets`` when given, else on the configured host and port)."""
+        self.server.run(sockets=sockets)

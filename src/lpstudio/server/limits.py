@@ -8,6 +8,8 @@ Memory model (what the defaults add up to, see :meth:`ServiceLimits.memory_bound
 prepared photos (``max_session_memory_bytes``), the clip cache of encoded frames
 (``clip_cache_bytes``), the history of shared renders in progress (``max_history_bytes``),
 and per open stream at most ``stream_buffer_frames`` rendered frames waiting to be sent.
+Per client (address): at most ``max_streams_per_client`` open streams, ``max_photos_per_client``
+prepared photos and ``max_sessions_per_client`` sessions, so one client's share of each bound is fixed.
 """
 
 from __future__ import annotations
@@ -49,6 +51,13 @@ class ServiceLimits:
     """Frames admitted and not yet rendered, over all jobs, before new jobs get 429."""
     max_streams: int = 128
     """Open NDJSON streams before new ones get 429."""
+    max_streams_per_client: int = 16
+    """Open streams one client (address) may hold before its new ones get 429 (a page needs one or two at a
+    time; 16 leaves room for a household or office behind one address, and keeps one client to 1/8 of
+    ``max_streams``)."""
+    max_streams_per_session: int = 4
+    """Open streams one page (session) may hold before its new ones get 429 (the page plays one clip and may
+    start the next before the last frames of the current one arrive)."""
     max_pending_sources: int = 8
     """Photo uploads / session starts being decoded or prepared at once before new ones get 429."""
     max_decodes: int = 2
@@ -61,6 +70,11 @@ class ServiceLimits:
     """Frames the renderer may run ahead of what the slowest-needed viewer of a clip was sent."""
     stall_timeout_s: float = 15.0
     """A client that has not taken a frame for this long is cut off and its frames are not rendered."""
+    stream_socket_buffer_bytes: int = 64 * 1024
+    """Kernel send buffer of each connection (set on the listening socket, see
+    :func:`lpstudio.server.streams.bounded_listener`): what a client that does not read can absorb before its
+    stream stops making progress; the kernel's own default grows to megabytes (``net.ipv4.tcp_wmem``), which
+    on loopback holds whole clips, so an unread stream never looked stalled. 64 KB is about one frame line."""
     max_history_bytes: int = 256 * MIB
     """Encoded frames kept by renders in progress, so late viewers of the same clip can join it."""
 
@@ -71,6 +85,12 @@ class ServiceLimits:
     """Memory the prepared photos may use together; idle ones are dropped first."""
     max_session_ids: int = 4096
     """Page session ids remembered (a few hundred bytes each); many pages may share one photo."""
+    max_photos_per_client: int = 16
+    """Prepared photos counted for one client (address); past it the client loses its own oldest, so one
+    client cannot evict other pages' photos (a quarter of ``max_sessions``: four busy clients fill the store)."""
+    max_sessions_per_client: int = 256
+    """Page sessions one client (address) may hold; past it the client loses its own oldest
+    (1/16 of ``max_session_ids``: a flood of ``/session`` drops only the flooder's own ids)."""
     clip_cache_bytes: int = 256 * MIB
     """Encoded frames of finished clips, replayed without rendering."""
     speech_memo_bytes: int = 64 * MIB

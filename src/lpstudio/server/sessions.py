@@ -8,6 +8,11 @@
   :class:`SourceStore` bounds them by count and by memory, dropping idle ones first.
 * A :class:`Session` is one page: a server-issued, unguessable id pointing at a
   source digest. :class:`SessionStore` holds many (a few hundred bytes each).
+
+Both stores keep per-client quotas (a client is the address that made the session or first
+sent the photo): a client past its quota loses its own least recently used item, and when a
+store is full the item dropped is one of the client holding the most. So one client flooding
+uploads or ``/session`` evicts only its own, never another page's photo or session.
 """
 
 from __future__ import annotations
@@ -116,6 +121,7 @@ class Source:
     nbytes: int = 0
     active: int = 0  # renders and streams using it now (touched on the event loop only)
     last_used: float = field(default_factory=time.monotonic)
+    owner: str | None = None  # the client (address) that first sent it, once known (its quota counts it)
 
     def compose(self, frame: np.ndarray) -> np.ndarray:
         """A rendered (512,512,3) crop as the page shows it: pasted into the display photo."""
@@ -164,6 +170,7 @@ class Session:
     id: str
     digest: str
     name: str
+    owner: str = ""  # the client (address) that started it
     last_used: float = field(default_factory=time.monotonic)
 
     def describe(self, source: Source) -> dict:
@@ -186,19 +193,32 @@ def new_session_id() -> str:
 
 
 class SessionStore:
-    """At most ``capacity`` page sessions (ids issued here only); the least recently used is dropped first."""
+    """At most ``capacity`` page sessions (ids issued here only), at most ``per_client`` per client.
 
-    def __init__(self, capacity: int = 4096) -> None:
+    A client past its quota loses its own least recently used session; when the store is full,
+    the least recently used session of the client holding the most goes.
+    """
+
+    def __init__(self, capacity: int = 4096, per_client: int | None = None) -> None:
         self.capacity = max(1, capacity)
+        self.per_client = max(1, per_client if per_client is not None else self.capacity)
         self._items: OrderedDict[str, Session] = OrderedDict()
+        self._owned: dict[str, OrderedDict[str, None]] = {}  # client -> its session ids, least recently used first
         self._lock = threading.Lock()
+        self.evictions = 0
 
-    def new(self, digest: str, name: str) -> Session:
-        session = Session(id=new_session_id(), digest=digest, name=name)
+    def new(self, digest: str, name: str, owner: str = "") -> Session:
+        """A new session of ``owner`` on the photo ``digest``."""
+        session = Session(id=new_session_id(), digest=digest, name=name, owner=owner)
         with self._lock:
             self._items[session.id] = session
+            mine = self._owned.setdefault(owner, OrderedDict())
+            mine[session.id] = None
+            while len(mine) > self.per_client:
+                self._drop(next(iter(mine)))
             while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+                largest = max(self._owned.values(), key=len)
+                self._drop(next(iter(largest)))
         return session
 
     def get(self, session_id: str) -> Session:
@@ -207,24 +227,41 @@ class SessionStore:
             if session is None:
                 raise SessionExpired(session_id)
             self._items.move_to_end(session_id)
+            self._owned[session.owner].move_to_end(session_id)
             session.last_used = time.monotonic()
             return session
+
+    def owned_by(self, owner: str) -> int:
+        """Sessions ``owner`` holds."""
+        with self._lock:
+            return len(self._owned.get(owner, ()))
+
+    def _drop(self, session_id: str) -> None:
+        session = self._items.pop(session_id)
+        mine = self._owned[session.owner]
+        del mine[session_id]
+        if not mine:
+            del self._owned[session.owner]
+        self.evictions += 1
 
     def __len__(self) -> int:
         return len(self._items)
 
 
 class SourceStore:
-    """Prepared photos by digest, bounded by count and by memory.
+    """Prepared photos by digest, bounded by count and by memory, at most ``per_client`` per client.
 
-    When a new one does not fit, idle sources (no render or stream using them) go
-    first, least recently used first; then the least recently used of the rest
-    (their streams keep their own reference and finish normally).
+    When a new one does not fit, a photo of the client holding the most goes: idle ones (no
+    render or stream using them) first, least recently used first; then the least recently used
+    of that client's others (their streams keep their own reference and finish normally). A photo
+    counts for the client that first sent it from :meth:`claim` on (until then for nobody); past
+    its quota a client loses its own least recently used photo.
     """
 
-    def __init__(self, capacity: int = 64, max_bytes: int = 1024**3) -> None:
+    def __init__(self, capacity: int = 64, max_bytes: int = 1024**3, per_client: int | None = None) -> None:
         self.capacity = max(1, capacity)
         self.max_bytes = max_bytes
+        self.per_client = max(1, per_client if per_client is not None else self.capacity)
         self._items: OrderedDict[str, Source] = OrderedDict()
         self._lock = threading.Lock()
         self.evictions = 0
@@ -242,14 +279,43 @@ class SourceStore:
             self._items[source.digest] = source
             self._items.move_to_end(source.digest)
             while len(self._items) > 1 and (len(self._items) > self.capacity or self._bytes() > self.max_bytes):
-                victim = next((d for d, s in self._items.items() if s.active == 0 and d != source.digest), None)
-                if victim is None:
-                    victim = next(iter(self._items))
-                    if victim == source.digest:
-                        break
-                del self._items[victim]
-                self.evictions += 1
+                if not self._evict(None, keep=source.digest):
+                    break
         return source
+
+    def claim(self, source: Source, owner: str) -> None:
+        """Count ``source`` for ``owner`` (if nobody claimed it yet); past its quota, ``owner`` loses its oldest."""
+        with self._lock:
+            if source.owner is None:
+                source.owner = owner
+            while sum(1 for s in self._items.values() if s.owner == owner) > self.per_client:
+                if not self._evict(owner, keep=source.digest):
+                    break
+
+    def owned_by(self, owner: str) -> int:
+        """Prepared photos counted for ``owner``."""
+        with self._lock:
+            return sum(1 for s in self._items.values() if s.owner == owner)
+
+    def _evict(self, owner: str | None, keep: str) -> bool:
+        """Drop one photo of ``owner`` (None: of the client holding the most), never ``keep``; False if none."""
+        if owner is None:
+            counts: dict[str | None, int] = {}
+            for digest, s in self._items.items():
+                if digest != keep:
+                    counts[s.owner] = counts.get(s.owner, 0) + 1
+            if not counts:
+                return False
+            owner = max(counts, key=lambda o: counts[o])  # first reached: the owner of the oldest among the largest
+            mine = [d for d, s in self._items.items() if s.owner == owner and d != keep]
+        else:
+            mine = [d for d, s in self._items.items() if s.owner == owner and d != keep]
+            if not mine:
+                return False
+        victim = next((d for d in mine if self._items[d].active == 0), mine[0])
+        del self._items[victim]
+        self.evictions += 1
+        return True
 
     def _bytes(self) -> int:
         return sum(s.nbytes for s in self._items.values())

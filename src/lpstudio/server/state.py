@@ -99,8 +99,8 @@ def build_state(engine: Any, settings: ServerSettings, make_worker: WorkerFactor
         engine=engine,
         settings=settings,
         worker=worker,
-        sessions=SessionStore(limits.max_session_ids),
-        sources=SourceStore(limits.max_sessions, limits.max_session_memory_bytes),
+        sessions=SessionStore(limits.max_session_ids, limits.max_sessions_per_client),
+        sources=SourceStore(limits.max_sessions, limits.max_session_memory_bytes, limits.max_photos_per_client),
         admission=admission,
         hub=hub,
         encoder=encoder,
@@ -139,6 +139,10 @@ def _register_gauges(state: AppState) -> None:
             ),
             "lpstudio_batch_failures": ("Render batches that failed", lambda: state.worker.batch_failures),
             "lpstudio_source_evictions": ("Prepared photos dropped to make room", lambda: state.sources.evictions),
+            "lpstudio_session_evictions": (
+                "Page sessions dropped (store full, or the client past its quota)",
+                lambda: state.sessions.evictions,
+            ),
             "lpstudio_shared_joins": ("Streams that joined a render already in progress", lambda: state.hub.joined),
         }
     )

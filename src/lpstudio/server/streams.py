@@ -4,11 +4,24 @@
   frames are composited and JPEG-encoded once, off the event loop
   (:class:`FrameEncoder`), into ready-made NDJSON lines that every viewer sends.
 * :class:`Viewer` is one client's stream over a clip. The render may run at most
-  ``buffer_frames`` ahead of the furthest viewer (:meth:`RenderJob.allow`), so a client
-  that reads slowly holds back only the frames it has not been sent yet.
+  ``buffer_frames`` ahead of the frames the furthest viewer has *taken* (:meth:`RenderJob.allow`),
+  so a client that reads slowly holds back the render, and the frames rendered for it and not
+  taken are at most ``buffer_frames`` (plus the line in the send).
 * :class:`NDJSONResponse` sends a viewer's lines; a client that has not taken a line
-  for ``stall_timeout_s`` is cut off. When the last viewer of a clip leaves, its
-  remaining frames are not rendered.
+  for ``stall_timeout_s`` is cut off (``lpstudio_streams_stalled_total``). When the last
+  viewer of a clip leaves, its remaining frames are not rendered.
+
+What "taken" means, i.e. what an ASGI app can observe: only that the server's ``send`` returned.
+uvicorn returns once the bytes are in its transport buffer below its 64 KB high-water mark, and
+the transport empties into the kernel's socket send buffer, then the client's receive buffer. A
+client that never reads therefore looks like it reads until those buffers are full. The
+kernel's default send buffer grows to megabytes (``net.ipv4.tcp_wmem``), which on loopback
+holds whole clips, so an unread stream made progress, rendered everything and never stalled.
+:func:`bounded_listener` fixes the send buffer of every connection
+(:attr:`~lpstudio.server.limits.ServiceLimits.stream_socket_buffer_bytes`): a client that does not read
+then stops taking frames after that much plus its own receive window, the render waits, and the
+stall cut-off fires. The bytes in those buffers are kernel memory (bounded per connection),
+not the server's.
 * Lines of renders in progress are kept (so a late viewer of the same clip joins it
   from the start) within a global :class:`HistoryBudget`; finished clips go to a
   :class:`LineCache` bounded in bytes.
@@ -25,6 +38,7 @@ import itertools
 import json
 import logging
 import queue
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -37,7 +51,7 @@ from starlette.types import Receive, Scope, Send
 from ..errors import LPStudioError
 from ..params import EditParams
 from .sessions import Source, encode_jpeg
-from .worker import RenderJob, RenderWorker
+from .worker import ANONYMOUS_CLIENT, RenderJob, RenderWorker
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +241,7 @@ class SharedClip:
 
     def _advance_window(self) -> None:
         if self.job is not None and self.viewers:
-            self.job.allow(max(v.pos for v in self.viewers) + self.hub.buffer_frames)
+            self.job.allow(max(v.taken for v in self.viewers) + self.hub.buffer_frames)
 
     def _wake(self) -> None:
         for viewer in self.viewers:
@@ -298,7 +312,8 @@ class Viewer:
         self.received = received
         self.shared = shared
         self.on_first_frame = on_first_frame
-        self.pos = 0
+        self.pos = 0  # lines handed to the server
+        self.taken = 0  # lines whose send returned (what an ASGI app can know the client took)
         self.event = asyncio.Event()
         self.closed = False
         self.stalled = False
@@ -313,14 +328,19 @@ class Viewer:
             while self.pos < clip.ready:
                 line = clip.lines[self.pos]
                 self.pos += 1
-                clip.advanced()
                 if line is None:  # pragma: no cover - trimmed lines are behind every viewer
+                    self.taken = self.pos
+                    clip.advanced()
                     continue
                 if first_ms is None:
                     first_ms = (time.perf_counter() - self.received) * 1000
                     if self.on_first_frame is not None:
                         self.on_first_frame(first_ms)
                 yield line
+                # Resumed: the server's send of that line returned (the response asks for the next chunk
+                # only then), so the client took it as far as we can tell; the render may go further.
+                self.taken = self.pos
+                clip.advanced()
             if clip.finished:
                 break
             self.event.clear()
@@ -386,8 +406,12 @@ class ClipHub:
         ticket: object,
         *,
         keep: bool = False,
+        client: str = ANONYMOUS_CLIENT,
     ) -> SharedClip:
-        """Submit a render of ``params`` on ``source``; its frames become lines of the returned clip."""
+        """Submit a render of ``params`` on ``source``; its frames become lines of the returned clip.
+
+        ``client``: who asked (the worker shares each priority fairly between clients).
+        """
         clip = SharedClip(self, key, len(params), source)
         clip.keep = keep
         loop = self.loop
@@ -401,7 +425,15 @@ class ClipHub:
 
         window = None if keep else self.buffer_frames
         clip.job = RenderJob(
-            source.state, params, on_frame, on_done, priority, window_end=window, ticket=ticket, digest=source.digest
+            source.state,
+            params,
+            on_frame,
+            on_done,
+            priority,
+            window_end=window,
+            ticket=ticket,
+            digest=source.digest,
+            client=client,
         )
         source.active += 1
         self.clips[key] = clip
@@ -459,6 +491,33 @@ class ClipHub:
             clip.history_bytes = 0
 
 
+def bounded_listener(host: str, port: int, send_buffer_bytes: int, backlog: int = 2048) -> socket.socket:
+    """A listening TCP socket whose accepted connections have a fixed ``send_buffer_bytes`` send buffer.
+
+    Linux copies the listener's ``SO_SNDBUF`` (which also turns off the buffer's growth) and
+    ``TCP_NOTSENT_LOWAT`` to each accepted connection, so what a client that does not read can
+    absorb is bounded, and the stall cut-off of :class:`NDJSONResponse` works whatever the kernel's
+    defaults (see the module docstring). Pass it to uvicorn (``Server.run(sockets=[...])``).
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+        0
+    ]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+        notsent_lowat = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+        if notsent_lowat is not None:  # Linux, macOS: unsent bytes queued at most this much
+            sock.setsockopt(socket.IPPROTO_TCP, notsent_lowat, send_buffer_bytes)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class NDJSONResponse(StreamingResponse):
     """Streams a :class:`Viewer`'s lines; a client that takes none for ``stall_timeout_s`` is cut off.
 
@@ -473,6 +532,9 @@ class NDJSONResponse(StreamingResponse):
 
     async def stream_response(self, send: Send) -> None:
         async def timed(message: dict) -> None:
+            # Progress is a send that returns: waiting for the renderer is not the client's fault and
+            # is not timed; a send that does not return within the stall time means the client took
+            # nothing for that long (its socket buffers are full: see bounded_listener).
             await asyncio.wait_for(send(message), self.stall_timeout_s)
 
         try:

@@ -7,6 +7,11 @@ first frames, for latency), so a slider preview is not stuck behind a long clip 
 two sessions share the GPU fairly. A job whose client went away is cancelled
 and its remaining frames are never rendered.
 
+Fair shares (see :meth:`RenderWorker._take_batch`): clients (by address) take turns within a
+priority whatever the number of jobs each opened, and a worse priority waiting with frames
+gets one batch after at most :data:`MAX_PRIORITY_STREAK` batches of a better one, so a flood
+of previews cannot keep a clip from its frames.
+
 Bounded and fault tolerant:
 
 * a job renders only up to its ``window_end`` (frames its viewers may still buffer);
@@ -45,6 +50,13 @@ PRIORITY_CLIP = 1  # a clip the user asked for
 PRIORITY_BACKGROUND = 2  # idle loops, pre-rendered presets
 AGING_S = 2.0
 """A background job that has waited this long for a frame is served like a clip (no starvation)."""
+MAX_PRIORITY_STREAK = 3
+"""Batches in a row the best priority may take while a job of a worse priority waits with frames to render;
+the next batch then goes to the waiting priority. With previews flooding, a clip therefore gets a batch at
+least every ``MAX_PRIORITY_STREAK + 1`` batches (3 is a 75 % share for previews: a slider stays responsive,
+a clip still plays)."""
+ANONYMOUS_CLIENT = ""
+"""The client key of jobs submitted without one (tests, pre-renders): they share one round-robin turn."""
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -63,6 +75,8 @@ class RenderJob:
     cancelled without a reason, else with the error (or the cancel reason).
     ``window_end``: frames with an index at or past it wait until :meth:`allow` raises it (None: no limit).
     ``ticket``: an admission ticket (``rendered(n)``, ``release()``), released when the job ends.
+    ``client``: who asked (the client's address); the worker shares each priority round-robin between
+    clients first, then between one client's jobs, so one client's many jobs do not crowd out another's.
     """
 
     state: SourceState
@@ -74,6 +88,7 @@ class RenderJob:
     window_end: int | None = None
     ticket: Any = None
     digest: str | None = None  # the photo's digest: routes the job to any replica of a distributed renderer
+    client: str = ANONYMOUS_CLIENT
     seq: int = 0
     cancelled: threading.Event = field(default_factory=threading.Event)
     cancel_reason: BaseException | None = None
@@ -147,6 +162,9 @@ class RenderWorker:
         self.batch_failures = 0
         self.oom_splits = 0
         self.on_batch: Callable[[int, float], None] | None = None
+        self._turns = itertools.count()  # scheduling clock: a client's last turn orders the round-robin
+        self._client_turn: dict[str, int] = {}
+        self._streak = 0  # batches in a row of the best priority while a worse one waited
         self._thread = threading.Thread(target=self._run, name="lpstudio-render", daemon=True)
         self._thread.start()
 
@@ -250,7 +268,20 @@ class RenderWorker:
             self._finish(job, job.cancel_reason)
 
     def _take_batch(self) -> list[tuple[RenderJob, int]]:
-        """Up to ``batch_size`` (job, frame index) pairs: best priority first, round-robin within it."""
+        """Up to ``batch_size`` (job, frame index) pairs.
+
+        The scheduling guarantee:
+
+        * priority: the best (lowest) priority with frames to render goes first, except that after
+          :data:`MAX_PRIORITY_STREAK` batches in a row that passed over a waiting job of a worse priority,
+          one batch goes to the best of the waiting priorities (so previews cannot starve a clip, nor clips
+          the idle loop); background work that waited :data:`AGING_S` also ranks as a clip;
+        * clients: within the chosen priority, clients take turns (least recently served first, one frame
+          each per round), and one client's jobs take turns among themselves, so a client's share of a
+          priority does not grow with the number of jobs it opens;
+        * first frames: a new job's first frame goes out in a batch of first frames (one per client per round),
+          so the command-to-first-frame latency is one frame's render, not a whole batch's.
+        """
         live = [j for j in self._jobs if j.available > 0]
         if not live:
             return []
@@ -261,25 +292,71 @@ class RenderWorker:
                 return PRIORITY_CLIP
             return job.priority
 
-        best = min(rank(j) for j in live)
-        ring = sorted((j for j in live if rank(j) == best), key=lambda j: j.seq)
-        fresh = [j for j in ring if j.next_index == 0]
+        ranks = sorted({rank(j) for j in live})
+        chosen = ranks[0]
+        if len(ranks) > 1:
+            if self._streak >= MAX_PRIORITY_STREAK:
+                chosen = ranks[1]  # the waiting priority's turn
+                self._streak = 0
+            else:
+                self._streak += 1
+        else:
+            self._streak = 0
+        candidates = [j for j in live if rank(j) == chosen]
+        fresh = [j for j in candidates if j.next_index == 0]
         if fresh:
-            # First frames go out alone (one per new job): the command-to-first-frame
-            # latency is one frame's render, not a whole batch's.
-            picked = [(j, 0) for j in fresh[: self.batch_size]]
+            picked = [(j, 0) for j in self._by_turns(fresh, self.batch_size, first_frames=True)]
             for job, _ in picked:
                 job.next_index = 1
-                job.last_taken = now
+            self._served(picked, now)
             return picked
-        picked: list[tuple[RenderJob, int]] = []
-        while len(picked) < self.batch_size and any(j.available > 0 for j in ring):
-            for job in ring:
-                if job.available > 0 and len(picked) < self.batch_size:
-                    picked.append((job, job.next_index))
-                    job.next_index += 1
-                    job.last_taken = now
+        picked = []
+        taken = self._by_turns(candidates, self.batch_size)
+        for job in taken:
+            picked.append((job, job.next_index))
+            job.next_index += 1
+        self._served(picked, now)
         return picked
+
+    def _by_turns(self, jobs: list[RenderJob], n: int, *, first_frames: bool = False) -> list[RenderJob]:
+        """Up to ``n`` jobs (a job once per frame it gives): clients in turn, each client's jobs in turn.
+
+        Clients least recently served come first; within a client, its job served least recently
+        (then the oldest). ``first_frames``: one frame per job (its first), else as many as it has available.
+        """
+        clients: dict[str, list[RenderJob]] = {}
+        for job in sorted(jobs, key=lambda j: (j.last_taken, j.seq)):
+            clients.setdefault(job.client, []).append(job)
+        order = sorted(clients, key=lambda c: (self._client_turn.get(c, -1), clients[c][0].seq))
+        budget = {id(j): (1 if first_frames else j.available) for j in jobs}
+        cursor = dict.fromkeys(order, 0)
+        out: list[RenderJob] = []
+        while len(out) < n:
+            progressed = False
+            for client in order:
+                queue_ = clients[client]
+                for step in range(len(queue_)):  # this client's next job with a frame left
+                    job = queue_[(cursor[client] + step) % len(queue_)]
+                    if budget[id(job)] > 0:
+                        budget[id(job)] -= 1
+                        out.append(job)
+                        cursor[client] = (cursor[client] + step + 1) % len(queue_)
+                        progressed = True
+                        break
+                if len(out) >= n:
+                    break
+            if not progressed:
+                break
+        return out
+
+    def _served(self, picked: list[tuple[RenderJob, int]], now: float) -> None:
+        """Record a batch's turn for its jobs and clients (clients known only while they have jobs)."""
+        for job, _ in picked:
+            job.last_taken = now
+            self._client_turn[job.client] = next(self._turns)
+        if len(self._client_turn) > len(self._jobs) + 1:
+            active = {j.client for j in self._jobs}
+            self._client_turn = {c: t for c, t in self._client_turn.items() if c in active}
 
     def _render_items(
         self, items: list[tuple[RenderJob, int]], failed: dict[int, BaseException]
