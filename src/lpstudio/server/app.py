@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -81,6 +82,8 @@ GENERATE_AUDIO_PATH = "/generate-audio"
 MAX_FILENAME_CHARS = 200
 MAX_FACE_INDEX = 63
 VALIDATION_ERRORS_SHOWN = 5
+REQUEST_ID_BYTES = 6
+"""Random bytes of a request id (12 hex digits): unique enough to find one request in a day's log."""
 
 
 def lp(request: Request) -> AppState:
@@ -162,8 +165,15 @@ def _middleware(app: FastAPI, settings: ServerSettings) -> None:
 
 
 # ---------------------------------------------------------------------- errors
-def _error(exc: LPStudioError) -> JSONResponse:
+def _request_id() -> str:
+    """A short id for one refused request: the client quotes it, the server log has it with the details."""
+    return secrets.token_hex(REQUEST_ID_BYTES)
+
+
+def _error(exc: LPStudioError, request_id: str | None = None) -> JSONResponse:
     body = {"error": exc.message, "hint": exc.hint, "kind": type(exc).__name__}
+    if request_id is not None:
+        body["request_id"] = request_id
     headers = {}
     retry = getattr(exc, "retry_after_s", None)
     if retry is not None:
@@ -176,7 +186,13 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LPStudioError)
     async def _lp_error(request: Request, exc: LPStudioError) -> JSONResponse:
-        return _error(exc)
+        # A library's text (FFmpeg's, Pillow's) stays here, on the error's cause: logged, never sent.
+        request_id = _request_id()
+        cause = exc.__cause__
+        detail = f" (cause: {type(cause).__name__}: {cause})" if cause is not None else ""
+        log.log(logging.WARNING if cause is not None else logging.INFO, "request %s: %s %s -> %s: %s%s",
+                request_id, request.method, request.url.path, type(exc).__name__, exc.message, detail)  # fmt: skip
+        return _error(exc, request_id)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -205,8 +221,14 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error on %s %s", request.method, request.url.path)
-        body = {"error": "internal error", "hint": "the server log has the details", "kind": "InternalError"}
+        request_id = _request_id()
+        log.exception("request %s: internal error on %s %s", request_id, request.method, request.url.path)
+        body = {
+            "error": "internal error",
+            "hint": "the server log has the details (quote the request id)",
+            "kind": "InternalError",
+            "request_id": request_id,
+        }
         return JSONResponse(body, status_code=500)
 
 
