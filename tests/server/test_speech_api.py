@@ -260,9 +260,9 @@ def test_audio_upload_downmixes_and_bounds_the_rate(speech_client, tmp_path):
     ("name", "ctype", "data", "status", "message"),
     [
         ("empty.wav", "audio/wav", b"", 400, "is empty"),
-        ("photo.png", "image/png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, 400, "not audio"),
-        ("notes.txt", "application/octet-stream", b"hello", 400, "does not look like an audio file"),
-        ("fake.wav", "audio/wav", b"this is not a wav file at all" * 10, 400, "cannot read audio fake.wav"),
+        ("photo.png", "image/png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, 400, "not audio: it looks like a PNG image"),
+        ("notes.txt", "application/octet-stream", b"hello", 400, "not audio: it looks like a text file"),
+        ("fake.wav", "audio/wav", b"this is not a wav file at all" * 10, 400, "fake.wav is not audio"),
         ("long.wav", "audio/wav", None, 400, "longer than 6 s"),
         ("big.wav", "audio/wav", b"\0" * (400 * 1024 + 10), 413, "larger than"),
     ],

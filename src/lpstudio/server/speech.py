@@ -24,11 +24,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from ..errors import AudioError, PayloadTooLargeError
 from ..expressions.compose import IDLE_TAIL_MS
-from ..speech.audio import AudioClip, decode_audio, resample
+from ..speech.audio import AudioClip, check_audio_kind, decode_audio, resample
 from ..speech.clip import SpeechClip, speak_audio
 from ..speech.command import TALK, command_speech
 from ..speech.espeak import DEFAULT_RATE_WPM, MAX_RATE_WPM, MIN_RATE_WPM
@@ -40,11 +39,10 @@ TALK_COMMAND: str = "말해봐"
 PAGE_AUDIO_MAX_RATE: int = 24_000
 """Uploaded audio is sent back to the page mono at no more than this rate (speech needs far less),
 so 30 s is at most ~1.4 MB of WAV in the start line."""
-AUDIO_UPLOAD_SUFFIXES: tuple[str, ...] = (".wav", ".mp3", ".m4a", ".ogg", ".oga", ".opus", ".flac", ".aac", ".webm")
-"""File names the audio upload takes (the browser's picker offers these)."""
-AUDIO_CONTENT_PREFIXES: tuple[str, ...] = ("audio/", "video/webm", "video/ogg", "video/mp4", "application/ogg")
-GENERIC_CONTENT_TYPES: frozenset[str] = frozenset({"", "application/octet-stream"})
-"""Content types that say nothing: the file name decides."""
+PAGE_RATES: frozenset[int] = frozenset({8_000, 11_025, 12_000, 16_000, 22_050, 24_000})
+"""Usual speech rates up to :data:`PAGE_AUDIO_MAX_RATE`, kept as they are; any other is converted to that."""
+AUDIO_UPLOAD_SUFFIXES: tuple[str, ...] = (".wav", ".mp3", ".m4a", ".ogg", ".oga", ".opus", ".flac", ".webm")
+"""File names the browser's picker offers (a hint to the page only: the first bytes decide what a file is)."""
 UPLOAD_HINT = "upload a .wav, .mp3, .m4a, .ogg or .flac file with speech in it"
 SPEECH_MEMO_BYTES: int = 64 * 2**20
 """Default bound of a :class:`SpeechMemo` (a server takes ``ServiceLimits.speech_memo_bytes``)."""
@@ -89,7 +87,12 @@ def talk_preset(*, speed: float, idle: bool, seed: int, limits: ServiceLimits) -
 
 
 def check_audio_upload(name: str, content_type: str | None, data: bytes, limits: ServiceLimits) -> None:
-    """Refuse an empty file, one over the size limit, or one that is plainly not audio (before decoding)."""
+    """Refuse an empty file, one over the size limit, or one whose first bytes are no audio we read.
+
+    Cheap (a length and a look at the first bytes), so a front end may call it before admitting the
+    decode. ``content_type`` (the client's word) is not trusted and not used: only the bytes count.
+    """
+    del content_type  # kept in the signature for front ends that pass it; the first bytes decide
     if len(data) > limits.max_audio_upload_bytes:
         raise PayloadTooLargeError(
             f"{name} is larger than {limits.max_audio_upload_bytes / 2**20:g} MB",
@@ -97,12 +100,14 @@ def check_audio_upload(name: str, content_type: str | None, data: bytes, limits:
         )
     if not data:
         raise AudioError(f"{name} is empty", hint=UPLOAD_HINT)
-    ctype = (content_type or "").split(";")[0].strip().lower()
-    if ctype in GENERIC_CONTENT_TYPES:
-        if Path(name).suffix.lower() not in AUDIO_UPLOAD_SUFFIXES:
-            raise AudioError(f"{name} does not look like an audio file", hint=UPLOAD_HINT)
-    elif not ctype.startswith(AUDIO_CONTENT_PREFIXES):
-        raise AudioError(f"{name}: files of type {ctype[:80]} are not audio", hint=UPLOAD_HINT)
+    check_audio_kind(data, name)
+
+
+def page_rate(rate: int) -> int:
+    """The rate an upload at ``rate`` Hz is decoded to: kept when it is a usual speech rate up to
+    :data:`PAGE_AUDIO_MAX_RATE`, else :data:`PAGE_AUDIO_MAX_RATE` (so the analyser never designs a
+    filter from an odd ratio such as 23,999 -> 16,000)."""
+    return rate if rate in PAGE_RATES else PAGE_AUDIO_MAX_RATE
 
 
 def page_audio(clip: AudioClip) -> AudioClip:
@@ -116,7 +121,7 @@ def uploaded_speech(data: bytes, name: str, *, idle: bool, seed: int, limits: Se
 
     Raises AudioError: not decodable, no audio track, no samples, or longer than the clip limit.
     """
-    audio = page_audio(decode_audio(data, name, max_seconds=limits.max_clip_ms / 1000.0))
+    audio = decode_audio(data, name, max_seconds=limits.max_clip_ms / 1000.0, choose_rate=page_rate, mono=True)
     clip = speak_audio(audio, idle=idle, seed=seed)
     return replace(clip, text=None, info={"voice": None, "upload": name})
 
