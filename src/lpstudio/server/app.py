@@ -45,11 +45,12 @@ from .plans import (
     clip_cache_key,
     plan_clip,
     sample_clip,
+    speech_key,
     speech_plan,
 )
 from .sessions import Source, encode_jpeg
 from .settings import ServerSettings
-from .speech import SpeechMemo, check_audio_upload, uploaded_speech
+from .speech import SpeechDesk, SpeechMemo, check_audio_upload, request_speaks, uploaded_speech
 from .state import AppState, WorkerFactory, build_state
 from .streams import NDJSONResponse, Viewer
 from .worker import PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, render_frames
@@ -108,6 +109,9 @@ def create_app(
         state = build_state(engine, settings, make_worker)
         app.state.speech_available = await asyncio.to_thread(speech_available)  # loads eSpeak NG once
         app.state.speech_memo = SpeechMemo(settings.limits.speech_memo_bytes)
+        app.state.speech_desk = SpeechDesk(
+            settings.limits.max_pending_speech, settings.limits.retry_after_s, on_reject=state.metrics.reject
+        )
         if settings.prerender:
             tasks: set[asyncio.Task] = set()
 
@@ -121,6 +125,7 @@ def create_app(
         try:
             yield
         finally:
+            app.state.speech_desk.close()
             state.worker.close()
             state.encoder.close()
 
@@ -374,7 +379,18 @@ def _render_routes(app: FastAPI) -> None:
         idle = state.settings.idle_default if body.idle is None else body.idle
         limits = state.limits
         memo = request.app.state.speech_memo
-        plan = await state.off_loop(lambda: plan_clip(body, fps=fps, idle=idle, limits=limits, memo=memo))
+
+        def must_speak() -> bool:  # a parse, not a synthesis
+            speaks = request_speaks(body.preset, body.command, idle_loop=body.idle_loop, limits=limits)
+            return speaks and speech_key(body, fps=fps, idle=idle, limits=limits) not in memo
+
+        def make() -> ClipPlan:
+            return plan_clip(body, fps=fps, idle=idle, limits=limits, memo=memo)
+
+        if await state.off_loop(must_speak):  # admitted (or 429) before eSpeak NG runs, on its own thread
+            plan = await request.app.state.speech_desk.run(make)
+        else:
+            plan = await state.off_loop(make)
         return await _stream(state, source, plan, received)
 
     @app.post(

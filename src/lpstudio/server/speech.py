@@ -11,6 +11,10 @@ Everything here is a plain function (run it off the event loop) that another fro
 * :func:`audio_start` — the ``audio`` object of the stream's ``start`` line, serialised once (off the
   loop): base64 WAV padded to exactly ``n_frames / fps`` s, and the frame clock (frame ``k`` is shown
   ``k * frame_ms`` after the audio's first sample), plus the key shared renders are told apart by;
+* :class:`SpeechDesk` — where synthesis runs: admitted first (a bounded number of spoken requests wait,
+  the next one gets 429 at once), then on its own one-thread executor (eSpeak NG speaks one text at a
+  time behind a lock anyway), so spoken requests never hold the threads that decode photos and plan
+  other requests;
 * :class:`SpeechMemo` — spoken requests remembered (bounded in bytes): eSpeak NG's output varies
   by a few samples from one call to the next (its generator carries state between utterances), so
   the same request is answered with the same audio, and so the same frames, from the cache.
@@ -18,18 +22,22 @@ Everything here is a plain function (run it off the event loop) that another fro
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
-from ..errors import AudioError, PayloadTooLargeError
+from ..errors import AudioError, CommandError, OverloadedError, PayloadTooLargeError
 from ..expressions.compose import IDLE_TAIL_MS
+from ..expressions.presets import get_preset
 from ..speech.audio import AudioClip, check_audio_kind, decode_audio, resample
 from ..speech.clip import SpeechClip, speak_audio
-from ..speech.command import TALK, command_speech
+from ..speech.command import TALK, command_speaks, command_speech
 from ..speech.espeak import DEFAULT_RATE_WPM, MAX_RATE_WPM, MIN_RATE_WPM
 from ..speech.payload import audio_payload
 from .limits import ServiceLimits
@@ -44,6 +52,9 @@ PAGE_RATES: frozenset[int] = frozenset({8_000, 11_025, 12_000, 16_000, 22_050, 2
 AUDIO_UPLOAD_SUFFIXES: tuple[str, ...] = (".wav", ".mp3", ".m4a", ".ogg", ".oga", ".opus", ".flac", ".webm")
 """File names the browser's picker offers (a hint to the page only: the first bytes decide what a file is)."""
 UPLOAD_HINT = "upload a .wav, .mp3, .m4a, .ogg or .flac file with speech in it"
+REASON_SPEECH = "speech"
+"""Admission reason of a spoken request refused because the speech queue is full (metrics label)."""
+T = TypeVar("T")
 SPEECH_MEMO_BYTES: int = 64 * 2**20
 """Default bound of a :class:`SpeechMemo` (a server takes ``ServiceLimits.speech_memo_bytes``)."""
 
@@ -69,6 +80,24 @@ def speaking_command(command: str, *, idle: bool, seed: int, limits: ServiceLimi
     """
     limits.check_command(command)
     return command_speech(command, idle=idle, seed=seed, tail_ms=IDLE_TAIL_MS, max_ms=limits.max_clip_ms)
+
+
+def request_speaks(preset: str | None, command: str | None, *, idle_loop: bool, limits: ServiceLimits) -> bool:
+    """Whether a ``/generate`` request speaks (a parse, no synthesis), so it can be admitted before it is.
+
+    An unknown preset or a command that does not parse is "silent" here: planning it refuses it.
+    """
+    if idle_loop:
+        return False
+    try:
+        if preset:
+            return get_preset(preset).name == TALK
+        if command and command.strip():
+            limits.check_command(command)
+            return command_speaks(command)
+    except CommandError:
+        return False
+    return False
 
 
 def talk_preset(*, speed: float, idle: bool, seed: int, limits: ServiceLimits) -> SpeechClip:
@@ -132,6 +161,60 @@ def audio_start(clip: SpeechClip, fps: float) -> SpeechStart:
     key = hashlib.sha256(payload["wav_base64"].encode("ascii")).hexdigest()
     payload["key"] = key[:16]
     return SpeechStart(clip, json.dumps(payload, ensure_ascii=False).encode("utf-8"), key)
+
+
+class SpeechDesk:
+    """Speech synthesis of one server: a bounded queue in front of its own one-thread executor.
+
+    :meth:`run` admits a job or raises :class:`~lpstudio.errors.OverloadedError` (429 with
+    ``Retry-After``) at once when ``max_pending`` jobs are already waiting or running; a job keeps its
+    place until it has finished on the executor (a client that went away does not free it early, as
+    the synthesis it started still runs). Thread-safe; another front end can hold one too.
+    """
+
+    def __init__(self, max_pending: int, retry_after_s: float, on_reject: Callable[[str], None] | None = None) -> None:
+        self.max_pending = max_pending
+        self.retry_after_s = retry_after_s
+        self.pending = 0
+        self.rejected = 0
+        self._on_reject = on_reject
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpstudio-speech")
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """``fn`` queued on the speech thread, or 429 when the queue is full (nothing is queued then)."""
+        with self._lock:
+            if self.pending >= self.max_pending:
+                self.rejected += 1
+                if self._on_reject is not None:
+                    self._on_reject(REASON_SPEECH)
+                # The queue drains one text at a time; a few seconds per text is the usual cost.
+                retry = self.retry_after_s * max(1, self.pending)
+                raise OverloadedError(
+                    f"the server is busy: {self.pending} spoken requests are waiting for speech synthesis (the limit)",
+                    reason=REASON_SPEECH,
+                    retry_after_s=retry,
+                )
+            self.pending += 1
+        try:
+            future = self._executor.submit(fn)
+        except BaseException:
+            self._done(None)
+            raise
+        future.add_done_callback(self._done)
+        return future
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """:meth:`submit`, awaited without blocking the event loop or the shared thread pool."""
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def _done(self, _future: Future | None) -> None:
+        with self._lock:
+            self.pending -= 1
+
+    def close(self) -> None:
+        """Stop the speech thread (jobs not started are dropped)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class SpeechMemo:
