@@ -454,3 +454,31 @@ def test_speech_desk_refuses_past_its_queue_and_frees_a_place_only_when_synthesi
     finally:
         release.set()
         desk.close()
+
+
+@requires_speech
+def test_speech_is_synthesised_on_the_speech_thread_only(monkeypatch):
+    """The talk button's pre-render and a typed spoken command both run eSpeak NG on the speech thread,
+    never on the shared threads that decode photos and plan other requests."""
+    import threading
+
+    from lpstudio.server import speech as server_speech
+
+    threads: list[str] = []
+    real = server_speech.command_speech
+
+    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server_speech, "command_speech", recording)
+    settings = ServerSettings(crop=False, fps=FPS, idle_default=False, prerender=True, limits=SMALL_LIMITS)
+    with TestClient(create_app(StandInEngine(frame_ms=1, prepare_ms=1), settings)) as c:
+        session = c.post("/session", json={}).json()["session"]  # a new photo: its buttons are pre-rendered
+        memo = c.app.state.speech_memo
+        deadline = time.monotonic() + 60.0
+        while len(memo) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(memo) == 1, "the talk button was not pre-rendered"
+        _lines(c.post("/generate", json={"session": session, "command": "say: the speech thread speaks"}))
+    assert len(threads) == 2 and all(t.startswith("lpstudio-speech") for t in threads), threads

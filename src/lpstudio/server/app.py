@@ -116,7 +116,7 @@ def create_app(
             tasks: set[asyncio.Task] = set()
 
             def on_new_source(source: Source) -> None:
-                task = state.loop.create_task(_prerender(state, source, app.state.speech_memo))
+                task = state.loop.create_task(_prerender(state, source, app.state.speech_memo, app.state.speech_desk))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
 
@@ -505,15 +505,28 @@ async def _render_one(state: AppState, source: Source, params: EditParams):  # n
     return frames[0]
 
 
-async def _prerender(state: AppState, source: Source, memo: SpeechMemo | None = None) -> None:
+async def _prerender(
+    state: AppState, source: Source, memo: SpeechMemo | None = None, desk: SpeechDesk | None = None
+) -> None:
     """Render the button presets of a new photo at background priority, while the server has room.
 
     Their lines land in the clip cache under the keys ``/generate`` computes, so a click
     on a pre-rendered preset replays at once (or joins the render still in progress).
+    The talk button's speech is synthesised first on the speech thread (``desk``), never on
+    the shared threads; when the speech queue is full it is not pre-rendered.
     """
     settings = state.settings
     base = source.state.neutral_params()
     names = list(BUTTONS)
+    if memo is not None and desk is not None:
+        talk = GenerateRequest(session="-", preset="talk")
+        fps, idle, limits = settings.fps, settings.idle_default, settings.limits
+        if speech_key(talk, fps=fps, idle=idle, limits=limits) not in memo:
+            try:
+                await desk.run(lambda: plan_clip(talk, fps=fps, idle=idle, limits=limits, memo=memo))
+            except LPStudioError as exc:  # busy, or no eSpeak NG here
+                log.info("not pre-rendering the talk button: %s", exc.message)
+                names = [n for n in names if n != "talk"]
 
     def plans() -> list:
         out = []
