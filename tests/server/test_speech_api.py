@@ -260,9 +260,9 @@ def test_audio_upload_downmixes_and_bounds_the_rate(speech_client, tmp_path):
     ("name", "ctype", "data", "status", "message"),
     [
         ("empty.wav", "audio/wav", b"", 400, "is empty"),
-        ("photo.png", "image/png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, 400, "not audio"),
-        ("notes.txt", "application/octet-stream", b"hello", 400, "does not look like an audio file"),
-        ("fake.wav", "audio/wav", b"this is not a wav file at all" * 10, 400, "cannot read audio fake.wav"),
+        ("photo.png", "image/png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, 400, "not audio: it looks like a PNG image"),
+        ("notes.txt", "application/octet-stream", b"hello", 400, "not audio: it looks like a text file"),
+        ("fake.wav", "audio/wav", b"this is not a wav file at all" * 10, 400, "fake.wav is not audio"),
         ("long.wav", "audio/wav", None, 400, "longer than 6 s"),
         ("big.wav", "audio/wav", b"\0" * (400 * 1024 + 10), 413, "larger than"),
     ],
@@ -361,3 +361,124 @@ def test_espeak_own_audio_round_trips_through_the_upload(speech_client):
     )
     audio = _check_clock(_lines(res))
     assert abs(audio["speech_ms"] - clip.audio_ms) < 1.0
+
+
+# ---------------------------------------------------------------------- admission before synthesis
+SPEAKERS = 20
+PROBE_MAX_S = 1.0
+"""What a page's cheap calls may take while the server is flooded with speech (they took seconds before)."""
+
+
+def _photo_png(seed: int, size: int = 64) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@requires_speech
+def test_a_flood_of_distinct_speaking_commands_is_admitted_first_and_starves_no_one():
+    """20 distinct spoken commands at once: the extra ones get 429 + Retry-After at once (no synthesis queued on
+    the shared threads), and /health, /session and a photo upload stay fast meanwhile."""
+    import asyncio
+
+    limits = ServiceLimits(max_clip_ms=6_000.0)
+    engine = StandInEngine(frame_ms=1, prepare_ms=1)
+    with live_server(create_app(engine, _settings(limits))) as url:
+
+        async def flood() -> tuple[list[httpx.Response], list[tuple[str, int, float]]]:
+            async with httpx.AsyncClient(base_url=url, timeout=120.0) as c:
+                session = (await c.post("/session", json={})).json()["session"]
+
+                async def speak(i: int) -> httpx.Response:
+                    text = f"say: hello number {i}, this is a sentence of a few words to say out loud"
+                    return await c.post("/generate", json={"session": session, "command": text})
+
+                async def probe(what: str, call) -> tuple[str, int, float]:  # noqa: ANN001
+                    t0 = time.perf_counter()
+                    res = await call()
+                    return what, res.status_code, time.perf_counter() - t0
+
+                speakers = [asyncio.create_task(speak(i)) for i in range(SPEAKERS)]
+                probes = []
+                for k in range(3):
+                    probes.append(await probe("health", lambda: c.get("/health")))
+                    probes.append(await probe("session", lambda: c.post("/session", json={})))
+                    files = {"file": (f"p{k}.png", _photo_png(k), "image/png")}
+                    probes.append(await probe("photo", lambda files=files: c.post("/source-image", files=files)))
+                return list(await asyncio.gather(*speakers)), probes
+
+        spoken, probes = asyncio.run(flood())
+    statuses = sorted(r.status_code for r in spoken)
+    assert set(statuses) <= {200, 429}, statuses
+    refused = [r for r in spoken if r.status_code == 429]
+    assert len(refused) >= SPEAKERS - 2 * limits.max_pending_speech, statuses
+    assert all(int(r.headers["Retry-After"]) >= 1 and "speech" in r.json()["error"] for r in refused)
+    for r in spoken:
+        if r.status_code == 200:
+            _check_clock([json.loads(line) for line in r.text.splitlines() if line.strip()])
+    slow = [(what, status, round(s, 2)) for what, status, s in probes if status != 200 or s > PROBE_MAX_S]
+    assert not slow, slow
+
+
+def test_speech_desk_refuses_past_its_queue_and_frees_a_place_only_when_synthesis_ends():
+    """A full queue answers 429 at once; a waiter that goes away does not free the place of a job still running."""
+    import asyncio
+    import threading
+
+    from lpstudio.errors import OverloadedError
+    from lpstudio.server.speech import SpeechDesk
+
+    desk = SpeechDesk(max_pending=2, retry_after_s=2.0)
+    release = threading.Event()
+    try:
+        running = desk.submit(lambda: release.wait(30))
+        queued = desk.submit(lambda: "second")
+        with pytest.raises(OverloadedError) as refused:
+            desk.submit(lambda: "third")
+        assert refused.value.http_status == 429 and refused.value.retry_after_s >= 2.0
+        assert desk.pending == 2
+
+        async def give_up() -> None:  # a client that disconnects while its synthesis runs
+            task = asyncio.ensure_future(asyncio.wrap_future(running))
+            await asyncio.sleep(0)
+            task.cancel()
+
+        asyncio.run(give_up())
+        assert desk.pending == 2, "a place was freed while its synthesis still runs"
+        release.set()
+        assert queued.result(timeout=30) == "second"
+        assert desk.pending == 0
+        assert desk.submit(lambda: "again").result(timeout=30) == "again"
+    finally:
+        release.set()
+        desk.close()
+
+
+@requires_speech
+def test_speech_is_synthesised_on_the_speech_thread_only(monkeypatch):
+    """The talk button's pre-render and a typed spoken command both run eSpeak NG on the speech thread,
+    never on the shared threads that decode photos and plan other requests."""
+    import threading
+
+    from lpstudio.server import speech as server_speech
+
+    threads: list[str] = []
+    real = server_speech.command_speech
+
+    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server_speech, "command_speech", recording)
+    settings = ServerSettings(crop=False, fps=FPS, idle_default=False, prerender=True, limits=SMALL_LIMITS)
+    with TestClient(create_app(StandInEngine(frame_ms=1, prepare_ms=1), settings)) as c:
+        session = c.post("/session", json={}).json()["session"]  # a new photo: its buttons are pre-rendered
+        memo = c.app.state.speech_memo
+        deadline = time.monotonic() + 60.0
+        while len(memo) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(memo) == 1, "the talk button was not pre-rendered"
+        _lines(c.post("/generate", json={"session": session, "command": "say: the speech thread speaks"}))
+    assert len(threads) == 2 and all(t.startswith("lpstudio-speech") for t in threads), threads

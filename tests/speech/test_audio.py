@@ -83,3 +83,41 @@ def test_audio_suffixes() -> None:
     assert not is_audio_path("d.mp4") and not is_audio_path("e.npz")
     clip = AudioClip.from_mono(np.ones(10, np.float32), 10)
     assert clip.padded_to(15).n_samples == 15 and clip.padded_to(4).n_samples == 4
+
+
+def _wav_declaring(rate: int, n_bytes: int = 4096) -> bytes:
+    """A 16-bit mono WAV whose header says ``rate`` (any 32-bit number), with silence as data."""
+    import struct
+
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, (2 * rate) & 0xFFFFFFFF, 2, 16)
+    body = b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", n_bytes) + b"\0" * n_bytes
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body
+
+
+def test_header_rates_are_bounded_for_paths_and_uploads(tmp_path: Path) -> None:
+    from lpstudio.speech.audio import MAX_SAMPLE_RATE, decode_audio
+
+    data = _wav_declaring(2_000_000_011)
+    with pytest.raises(AudioError, match="declares a sample rate of 2000000011 Hz"):
+        decode_audio(data, "up.wav")
+    (tmp_path / "local.wav").write_bytes(data)
+    with pytest.raises(AudioError, match="declares a sample rate"):
+        read_audio(tmp_path / "local.wav")
+    assert read_audio(_write(tmp_path / "top.wav", _wav_declaring(MAX_SAMPLE_RATE))).sample_rate == MAX_SAMPLE_RATE
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_uploads_convert_while_decoding_and_are_told_by_their_bytes() -> None:
+    from lpstudio.speech.audio import decode_audio
+
+    stereo = wav_bytes(AudioClip(tone(44100, 0.5, channels=2), 44100))
+    clip = decode_audio(stereo, "s.bin", choose_rate=lambda rate: 24_000 if rate > 24_000 else rate, mono=True)
+    assert (clip.sample_rate, clip.channels) == (24_000, 1)
+    assert clip.duration_ms == pytest.approx(500.0, abs=2.0)
+    for body, what in [(b"ffconcat version 1.0\nfile a.wav\n", "concat script"), (b"#EXTM3U\n", "playlist")]:
+        with pytest.raises(AudioError, match=f"voice.wav is not audio: it looks like .*{what}"):
+            decode_audio(body, "voice.wav")

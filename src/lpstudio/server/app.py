@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,11 +45,12 @@ from .plans import (
     clip_cache_key,
     plan_clip,
     sample_clip,
+    speech_key,
     speech_plan,
 )
 from .sessions import Source, encode_jpeg
 from .settings import ServerSettings
-from .speech import SpeechMemo, check_audio_upload, uploaded_speech
+from .speech import SpeechDesk, SpeechMemo, check_audio_upload, request_speaks, uploaded_speech
 from .state import AppState, WorkerFactory, build_state
 from .streams import NDJSONResponse, Viewer
 from .worker import ANONYMOUS_CLIENT, PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, render_frames
@@ -81,6 +83,8 @@ GENERATE_AUDIO_PATH = "/generate-audio"
 MAX_FILENAME_CHARS = 200
 MAX_FACE_INDEX = 63
 VALIDATION_ERRORS_SHOWN = 5
+REQUEST_ID_BYTES = 6
+"""Random bytes of a request id (12 hex digits): unique enough to find one request in a day's log."""
 
 
 def lp(request: Request) -> AppState:
@@ -114,11 +118,14 @@ def create_app(
         state = build_state(engine, settings, make_worker)
         app.state.speech_available = await asyncio.to_thread(speech_available)  # loads eSpeak NG once
         app.state.speech_memo = SpeechMemo(settings.limits.speech_memo_bytes)
+        app.state.speech_desk = SpeechDesk(
+            settings.limits.max_pending_speech, settings.limits.retry_after_s, on_reject=state.metrics.reject
+        )
         if settings.prerender:
             tasks: set[asyncio.Task] = set()
 
             def on_new_source(source: Source) -> None:
-                task = state.loop.create_task(_prerender(state, source, app.state.speech_memo))
+                task = state.loop.create_task(_prerender(state, source, app.state.speech_memo, app.state.speech_desk))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
 
@@ -127,6 +134,7 @@ def create_app(
         try:
             yield
         finally:
+            app.state.speech_desk.close()
             state.worker.close()
             state.encoder.close()
 
@@ -173,8 +181,15 @@ def _middleware(app: FastAPI, settings: ServerSettings) -> None:
 
 
 # ---------------------------------------------------------------------- errors
-def _error(exc: LPStudioError) -> JSONResponse:
+def _request_id() -> str:
+    """A short id for one refused request: the client quotes it, the server log has it with the details."""
+    return secrets.token_hex(REQUEST_ID_BYTES)
+
+
+def _error(exc: LPStudioError, request_id: str | None = None) -> JSONResponse:
     body = {"error": exc.message, "hint": exc.hint, "kind": type(exc).__name__}
+    if request_id is not None:
+        body["request_id"] = request_id
     headers = {}
     retry = getattr(exc, "retry_after_s", None)
     if retry is not None:
@@ -187,7 +202,13 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LPStudioError)
     async def _lp_error(request: Request, exc: LPStudioError) -> JSONResponse:
-        return _error(exc)
+        # A library's text (FFmpeg's, Pillow's) stays here, on the error's cause: logged, never sent.
+        request_id = _request_id()
+        cause = exc.__cause__
+        detail = f" (cause: {type(cause).__name__}: {cause})" if cause is not None else ""
+        log.log(logging.WARNING if cause is not None else logging.INFO, "request %s: %s %s -> %s: %s%s",
+                request_id, request.method, request.url.path, type(exc).__name__, exc.message, detail)  # fmt: skip
+        return _error(exc, request_id)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -216,8 +237,14 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error on %s %s", request.method, request.url.path)
-        body = {"error": "internal error", "hint": "the server log has the details", "kind": "InternalError"}
+        request_id = _request_id()
+        log.exception("request %s: internal error on %s %s", request_id, request.method, request.url.path)
+        body = {
+            "error": "internal error",
+            "hint": "the server log has the details (quote the request id)",
+            "kind": "InternalError",
+            "request_id": request_id,
+        }
         return JSONResponse(body, status_code=500)
 
 
@@ -365,7 +392,18 @@ def _render_routes(app: FastAPI) -> None:
         idle = state.settings.idle_default if body.idle is None else body.idle
         limits = state.limits
         memo = request.app.state.speech_memo
-        plan = await state.off_loop(lambda: plan_clip(body, fps=fps, idle=idle, limits=limits, memo=memo))
+
+        def must_speak() -> bool:  # a parse, not a synthesis
+            speaks = request_speaks(body.preset, body.command, idle_loop=body.idle_loop, limits=limits)
+            return speaks and speech_key(body, fps=fps, idle=idle, limits=limits) not in memo
+
+        def make() -> ClipPlan:
+            return plan_clip(body, fps=fps, idle=idle, limits=limits, memo=memo)
+
+        if await state.off_loop(must_speak):  # admitted (or 429) before eSpeak NG runs, on its own thread
+            plan = await request.app.state.speech_desk.run(make)
+        else:
+            plan = await state.off_loop(make)
         return await _stream(state, source, plan, received, client_of(request), body.session)
 
     @app.post(
@@ -402,7 +440,7 @@ def _render_routes(app: FastAPI) -> None:
             plan = await state.off_loop(lambda: speech_plan(clip, rate, limits))
         finally:
             ticket.release()
-        return await _stream(state, source, plan, received)
+        return await _stream(state, source, plan, received, client_of(request), session)
 
 
 async def _stream(
@@ -494,15 +532,28 @@ async def _render_one(state: AppState, source: Source, params: EditParams, clien
     return frames[0]
 
 
-async def _prerender(state: AppState, source: Source, memo: SpeechMemo | None = None) -> None:
+async def _prerender(
+    state: AppState, source: Source, memo: SpeechMemo | None = None, desk: SpeechDesk | None = None
+) -> None:
     """Render the button presets of a new photo at background priority, while the server has room.
 
     Their lines land in the clip cache under the keys ``/generate`` computes, so a click
     on a pre-rendered preset replays at once (or joins the render still in progress).
+    The talk button's speech is synthesised first on the speech thread (``desk``), never on
+    the shared threads; when the speech queue is full it is not pre-rendered.
     """
     settings = state.settings
     base = source.state.neutral_params()
     names = list(BUTTONS)
+    if memo is not None and desk is not None:
+        talk = GenerateRequest(session="-", preset="talk")
+        fps, idle, limits = settings.fps, settings.idle_default, settings.limits
+        if speech_key(talk, fps=fps, idle=idle, limits=limits) not in memo:
+            try:
+                await desk.run(lambda: plan_clip(talk, fps=fps, idle=idle, limits=limits, memo=memo))
+            except LPStudioError as exc:  # busy, or no eSpeak NG here
+                log.info("not pre-rendering the talk button: %s", exc.message)
+                names = [n for n in names if n != "talk"]
 
     def plans() -> list:
         out = []

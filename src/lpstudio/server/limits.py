@@ -62,6 +62,9 @@ class ServiceLimits:
     """Photo uploads / session starts being decoded or prepared at once before new ones get 429."""
     max_decodes: int = 2
     """Uploads decoded at the same time (each may take 3 bytes per pixel while decoding)."""
+    max_pending_speech: int = 4
+    """Spoken requests waiting for or in speech synthesis (eSpeak NG speaks one text at a time, ~0.1-2 s
+    each) before new ones get 429: four keep the speech thread busy without a long queue behind it."""
     retry_after_s: float = 2.0
     """Base of the ``Retry-After`` a refused request is given (grows with the backlog)."""
 

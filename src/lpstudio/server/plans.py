@@ -8,6 +8,7 @@ Both are plain functions (run them off the event loop) that another front end ca
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +97,7 @@ def plan_clip(
     """
     limits.check_fps(fps)
     if not body.idle_loop and (body.preset or (body.command and body.command.strip())):
-        key = ("generate", body.preset, body.command, body.speed, body.seed, idle, fps, limits.max_clip_ms)
+        key = speech_key(body, fps=fps, idle=idle, limits=limits)
 
         def make() -> SpeechStart | None:
             clip = _speech(body, idle=idle, limits=limits)
@@ -126,6 +127,11 @@ def plan_clip(
         raise CommandError("nothing to do: give a preset, a command or idle_loop", hint='e.g. {"command": "웃어줘"}')
     priority = PRIORITY_BACKGROUND if body.idle_loop else PRIORITY_CLIP
     return ClipPlan(timeline, fps, [s.to_json() for s in timeline.steps], plan, priority)
+
+
+def speech_key(body: GenerateRequest, *, fps: float, idle: bool, limits: ServiceLimits) -> Hashable:
+    """What a spoken request's audio is remembered under in a :class:`SpeechMemo`."""
+    return ("generate", body.preset, body.command, body.speed, body.seed, idle, fps, limits.max_clip_ms)
 
 
 def _speech(body: GenerateRequest, *, idle: bool, limits: ServiceLimits) -> SpeechClip | None:

@@ -11,6 +11,10 @@ Everything here is a plain function (run it off the event loop) that another fro
 * :func:`audio_start` — the ``audio`` object of the stream's ``start`` line, serialised once (off the
   loop): base64 WAV padded to exactly ``n_frames / fps`` s, and the frame clock (frame ``k`` is shown
   ``k * frame_ms`` after the audio's first sample), plus the key shared renders are told apart by;
+* :class:`SpeechDesk` — where synthesis runs: admitted first (a bounded number of spoken requests wait,
+  the next one gets 429 at once), then on its own one-thread executor (eSpeak NG speaks one text at a
+  time behind a lock anyway), so spoken requests never hold the threads that decode photos and plan
+  other requests;
 * :class:`SpeechMemo` — spoken requests remembered (bounded in bytes): eSpeak NG's output varies
   by a few samples from one call to the next (its generator carries state between utterances), so
   the same request is answered with the same audio, and so the same frames, from the cache.
@@ -18,19 +22,22 @@ Everything here is a plain function (run it off the event loop) that another fro
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
+from typing import TypeVar
 
-from ..errors import AudioError, PayloadTooLargeError
+from ..errors import AudioError, CommandError, OverloadedError, PayloadTooLargeError
 from ..expressions.compose import IDLE_TAIL_MS
-from ..speech.audio import AudioClip, decode_audio, resample
+from ..expressions.presets import get_preset
+from ..speech.audio import AudioClip, check_audio_kind, decode_audio, resample
 from ..speech.clip import SpeechClip, speak_audio
-from ..speech.command import TALK, command_speech
+from ..speech.command import TALK, command_speaks, command_speech
 from ..speech.espeak import DEFAULT_RATE_WPM, MAX_RATE_WPM, MIN_RATE_WPM
 from ..speech.payload import audio_payload
 from .limits import ServiceLimits
@@ -40,12 +47,14 @@ TALK_COMMAND: str = "말해봐"
 PAGE_AUDIO_MAX_RATE: int = 24_000
 """Uploaded audio is sent back to the page mono at no more than this rate (speech needs far less),
 so 30 s is at most ~1.4 MB of WAV in the start line."""
-AUDIO_UPLOAD_SUFFIXES: tuple[str, ...] = (".wav", ".mp3", ".m4a", ".ogg", ".oga", ".opus", ".flac", ".aac", ".webm")
-"""File names the audio upload takes (the browser's picker offers these)."""
-AUDIO_CONTENT_PREFIXES: tuple[str, ...] = ("audio/", "video/webm", "video/ogg", "video/mp4", "application/ogg")
-GENERIC_CONTENT_TYPES: frozenset[str] = frozenset({"", "application/octet-stream"})
-"""Content types that say nothing: the file name decides."""
+PAGE_RATES: frozenset[int] = frozenset({8_000, 11_025, 12_000, 16_000, 22_050, 24_000})
+"""Usual speech rates up to :data:`PAGE_AUDIO_MAX_RATE`, kept as they are; any other is converted to that."""
+AUDIO_UPLOAD_SUFFIXES: tuple[str, ...] = (".wav", ".mp3", ".m4a", ".ogg", ".oga", ".opus", ".flac", ".webm")
+"""File names the browser's picker offers (a hint to the page only: the first bytes decide what a file is)."""
 UPLOAD_HINT = "upload a .wav, .mp3, .m4a, .ogg or .flac file with speech in it"
+REASON_SPEECH = "speech"
+"""Admission reason of a spoken request refused because the speech queue is full (metrics label)."""
+T = TypeVar("T")
 SPEECH_MEMO_BYTES: int = 64 * 2**20
 """Default bound of a :class:`SpeechMemo` (a server takes ``ServiceLimits.speech_memo_bytes``)."""
 
@@ -73,6 +82,24 @@ def speaking_command(command: str, *, idle: bool, seed: int, limits: ServiceLimi
     return command_speech(command, idle=idle, seed=seed, tail_ms=IDLE_TAIL_MS, max_ms=limits.max_clip_ms)
 
 
+def request_speaks(preset: str | None, command: str | None, *, idle_loop: bool, limits: ServiceLimits) -> bool:
+    """Whether a ``/generate`` request speaks (a parse, no synthesis), so it can be admitted before it is.
+
+    An unknown preset or a command that does not parse is "silent" here: planning it refuses it.
+    """
+    if idle_loop:
+        return False
+    try:
+        if preset:
+            return get_preset(preset).name == TALK
+        if command and command.strip():
+            limits.check_command(command)
+            return command_speaks(command)
+    except CommandError:
+        return False
+    return False
+
+
 def talk_preset(*, speed: float, idle: bool, seed: int, limits: ServiceLimits) -> SpeechClip:
     """The talk button: the default sentence, spoken at ``speed`` times the default rate."""
     clip = command_speech(
@@ -89,7 +116,12 @@ def talk_preset(*, speed: float, idle: bool, seed: int, limits: ServiceLimits) -
 
 
 def check_audio_upload(name: str, content_type: str | None, data: bytes, limits: ServiceLimits) -> None:
-    """Refuse an empty file, one over the size limit, or one that is plainly not audio (before decoding)."""
+    """Refuse an empty file, one over the size limit, or one whose first bytes are no audio we read.
+
+    Cheap (a length and a look at the first bytes), so a front end may call it before admitting the
+    decode. ``content_type`` (the client's word) is not trusted and not used: only the bytes count.
+    """
+    del content_type  # kept in the signature for front ends that pass it; the first bytes decide
     if len(data) > limits.max_audio_upload_bytes:
         raise PayloadTooLargeError(
             f"{name} is larger than {limits.max_audio_upload_bytes / 2**20:g} MB",
@@ -97,12 +129,14 @@ def check_audio_upload(name: str, content_type: str | None, data: bytes, limits:
         )
     if not data:
         raise AudioError(f"{name} is empty", hint=UPLOAD_HINT)
-    ctype = (content_type or "").split(";")[0].strip().lower()
-    if ctype in GENERIC_CONTENT_TYPES:
-        if Path(name).suffix.lower() not in AUDIO_UPLOAD_SUFFIXES:
-            raise AudioError(f"{name} does not look like an audio file", hint=UPLOAD_HINT)
-    elif not ctype.startswith(AUDIO_CONTENT_PREFIXES):
-        raise AudioError(f"{name}: files of type {ctype[:80]} are not audio", hint=UPLOAD_HINT)
+    check_audio_kind(data, name)
+
+
+def page_rate(rate: int) -> int:
+    """The rate an upload at ``rate`` Hz is decoded to: kept when it is a usual speech rate up to
+    :data:`PAGE_AUDIO_MAX_RATE`, else :data:`PAGE_AUDIO_MAX_RATE` (so the analyser never designs a
+    filter from an odd ratio such as 23,999 -> 16,000)."""
+    return rate if rate in PAGE_RATES else PAGE_AUDIO_MAX_RATE
 
 
 def page_audio(clip: AudioClip) -> AudioClip:
@@ -116,7 +150,7 @@ def uploaded_speech(data: bytes, name: str, *, idle: bool, seed: int, limits: Se
 
     Raises AudioError: not decodable, no audio track, no samples, or longer than the clip limit.
     """
-    audio = page_audio(decode_audio(data, name, max_seconds=limits.max_clip_ms / 1000.0))
+    audio = decode_audio(data, name, max_seconds=limits.max_clip_ms / 1000.0, choose_rate=page_rate, mono=True)
     clip = speak_audio(audio, idle=idle, seed=seed)
     return replace(clip, text=None, info={"voice": None, "upload": name})
 
@@ -127,6 +161,60 @@ def audio_start(clip: SpeechClip, fps: float) -> SpeechStart:
     key = hashlib.sha256(payload["wav_base64"].encode("ascii")).hexdigest()
     payload["key"] = key[:16]
     return SpeechStart(clip, json.dumps(payload, ensure_ascii=False).encode("utf-8"), key)
+
+
+class SpeechDesk:
+    """Speech synthesis of one server: a bounded queue in front of its own one-thread executor.
+
+    :meth:`run` admits a job or raises :class:`~lpstudio.errors.OverloadedError` (429 with
+    ``Retry-After``) at once when ``max_pending`` jobs are already waiting or running; a job keeps its
+    place until it has finished on the executor (a client that went away does not free it early, as
+    the synthesis it started still runs). Thread-safe; another front end can hold one too.
+    """
+
+    def __init__(self, max_pending: int, retry_after_s: float, on_reject: Callable[[str], None] | None = None) -> None:
+        self.max_pending = max_pending
+        self.retry_after_s = retry_after_s
+        self.pending = 0
+        self.rejected = 0
+        self._on_reject = on_reject
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpstudio-speech")
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """``fn`` queued on the speech thread, or 429 when the queue is full (nothing is queued then)."""
+        with self._lock:
+            if self.pending >= self.max_pending:
+                self.rejected += 1
+                if self._on_reject is not None:
+                    self._on_reject(REASON_SPEECH)
+                # The queue drains one text at a time; a few seconds per text is the usual cost.
+                retry = self.retry_after_s * max(1, self.pending)
+                raise OverloadedError(
+                    f"the server is busy: {self.pending} spoken requests are waiting for speech synthesis (the limit)",
+                    reason=REASON_SPEECH,
+                    retry_after_s=retry,
+                )
+            self.pending += 1
+        try:
+            future = self._executor.submit(fn)
+        except BaseException:
+            self._done(None)
+            raise
+        future.add_done_callback(self._done)
+        return future
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """:meth:`submit`, awaited without blocking the event loop or the shared thread pool."""
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def _done(self, _future: Future | None) -> None:
+        with self._lock:
+            self.pending -= 1
+
+    def close(self) -> None:
+        """Stop the speech thread (jobs not started are dropped)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class SpeechMemo:

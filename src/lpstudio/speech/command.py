@@ -63,6 +63,17 @@ def _silence(duration_ms: float, sample_rate: int) -> np.ndarray:
     return np.zeros((1, int(round(duration_ms * sample_rate / 1000.0))), np.float32)
 
 
+def command_speaks(command: str) -> bool:
+    """Whether :func:`command_speech` would speak ``command`` (a parse only, no synthesis: cheap).
+
+    Raises:
+        CommandError: the command is not understood.
+    """
+    rest, text = split_speech(command)
+    plan = _plan(rest, text)
+    return plan.precise is None and any(a.preset == TALK for a in plan.actions)
+
+
 def command_speech(
     command: str,
     *,
