@@ -80,7 +80,7 @@ def reserve_partial(
         except FileExistsError as exc:
             last = exc
         except OSError as exc:
-            raise error(f"cannot write {target}: {exc.strerror or exc}", hint=WRITABLE_HINT) from None
+            raise error(f"cannot write {target}: {exc.strerror or type(exc).__name__}", hint=WRITABLE_HINT) from None
     raise error(f"cannot write {target}: no free name for a partial file ({last})", hint=WRITABLE_HINT)
 
 
@@ -110,9 +110,8 @@ def commit(partial: Path, target: Path, *, error: type[LPStudioError] = LPStudio
             _sync(target.parent)
     except OSError as exc:
         discard(partial)
-        raise error(
-            f"cannot move the finished output into {target}: {exc.strerror or exc}", hint=WRITABLE_HINT
-        ) from None
+        reason = exc.strerror or type(exc).__name__  # the OS's words, never a path or traceback
+        raise error(f"cannot move the finished output into {target}: {reason}", hint=WRITABLE_HINT) from None
     except BaseException:
         discard(partial)
         raise
