@@ -316,10 +316,10 @@ class ConnectionRegistry:
         host = self.open.pop(conn, None)
         if host is None:
             return
-        self.set_waiting_removed(conn, host)
+        self._forget_waiting(conn, host)
         self._uncount(host)
 
-    def set_waiting_removed(self, conn: BoundedH11Protocol, host: str) -> None:
+    def _forget_waiting(self, conn: BoundedH11Protocol, host: str) -> None:
         self.waiting.pop(conn, None)
         queue = self.waiting_by_client.get(host)
         if queue is not None:
@@ -445,8 +445,8 @@ class BoundedH11Protocol(H11Protocol):
         self._head_bytes = 0
         self._body: _BodyClock | None = None
         self._done = False
-        self._lingered = 0
         """Refused, evicted or upgraded: nothing more is parsed or timed here."""
+        self._lingered = 0
 
     # ------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -582,18 +582,19 @@ class BoundedH11Protocol(H11Protocol):
             return
         request_id = secrets.token_hex(REQUEST_ID_BYTES)
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
-        request = None if self._awaiting_head or self.scope is None else f"{self.scope['method']} {self.scope['path']}"
+        in_request = not self._awaiting_head and self.scope is not None
+        request = f"{self.scope['method']} {self.scope['path']}" if in_request else None
         self.guard.log_refusal(request_id, client, error, detail, request)
         self._done = True
         self._cancel_timer()
         self._awaiting_head = False
         self.guard.registry.remove(self)
         cycle = self.cycle
-        started = cycle is not None and cycle.response_started and not cycle.response_complete
-        if cycle is not None and not cycle.response_complete:
+        answered = in_request and cycle is not None and cycle.response_started
+        if in_request and cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the app's next receive() is a disconnect, its sends are dropped
             cycle.message_event.set()
-        if started:
+        if answered:  # a second response would be one nobody asked for: just close
             self.transport.close()
             return
         self.transport.write(error_response(error, request_id))
