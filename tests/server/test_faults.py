@@ -299,3 +299,46 @@ def test_sigterm_past_the_drain_deadline_ends_streams_with_an_error_line():
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
+
+
+TRICKLE_FPS = 25.0
+TRICKLE_LINES = 60
+TRICKLE_STALL_S = 0.5
+
+
+def _trickle(send_s: float) -> tuple[int, bool]:
+    """Stream a 60-frame clip at 25 fps to a client whose every send takes ``send_s``; (frames sent, cut off)."""
+    import asyncio
+
+    from lpstudio.server.streams import NDJSONResponse, SharedClip, Viewer, frame_line
+
+    async def run() -> tuple[int, bool]:
+        clip = SharedClip.replay(None, "k", [frame_line(i, b"jpeg") for i in range(TRICKLE_LINES)])  # type: ignore[arg-type]
+        viewer = Viewer(clip, {"fps": TRICKLE_FPS}, time.perf_counter())
+        response = NDJSONResponse(viewer, TRICKLE_STALL_S, lambda: None)
+        frames = [0]
+
+        async def send(message: dict) -> None:
+            if message.get("body", b"").startswith(b'{"type":"frame"'):
+                await asyncio.sleep(send_s)
+                frames[0] += 1
+
+        async def receive() -> dict:
+            await asyncio.Event().wait()  # the client never disconnects
+            return {}
+
+        await response({"type": "http", "asgi": {"spec_version": "2.4"}}, receive, send)
+        return frames[0], viewer.stalled
+
+    return asyncio.run(run())
+
+
+def test_a_client_trickling_slower_than_playback_is_cut_off_by_its_progress():
+    """Each send takes 0.1 s (under the 0.5 s stall time, so no single send stalls) while the clip plays at
+    25 fps (0.04 s a frame): the client falls behind playback by 0.06 s a frame and is cut off once that
+    reaches the stall time, long before the clip ends; a client keeping up with playback is not."""
+    sent, cut = _trickle(0.1)
+    behind_per_frame = 0.1 - 1 / TRICKLE_FPS
+    assert cut and sent <= TRICKLE_STALL_S / behind_per_frame + 2 < TRICKLE_LINES, sent
+    sent, cut = _trickle(0.02)
+    assert not cut and sent == TRICKLE_LINES

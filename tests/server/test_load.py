@@ -5,7 +5,7 @@ server's peak RSS must stay under its stated bound, and it must drain and exit c
 The second test runs the server with small caches (16 MB of clips, 64 MB of prepared photos) and enough
 churn to fill them: the caches must sit at their bounds, and the server's RSS growth must stay under
 :data:`LEAK_BYTES` (which the sum of its configured bounds is under too); with the full caches holding
-over 60 MB of that growth, a leak of that size fails it."""
+over 55 MB of that growth, a leak of that size fails it."""
 
 from __future__ import annotations
 
@@ -58,6 +58,9 @@ app = create_app(make_engine(), ServerSettings(crop=False, fps=25.0, idle_defaul
 serve(app, "127.0.0.1", int(sys.argv[1]), drain_timeout_s=limits.drain_timeout_s, access_log=False)
 """
 STOP_TIMEOUT_S = 60.0
+CACHE_FULL_SHARE = 0.5
+"""The clip cache counts as full from this share of its bound: dropping its least recently used clip (one
+entry of up to ~8 MB at 25 fps) leaves it anywhere above that."""
 MALLOC_ARENAS = 2
 """glibc keeps freed memory per thread arena (up to 8 per core, each holding tens of MB it has used once), which
 is RSS that is neither held data nor a leak; two arenas keep the measured growth to what the server holds."""
@@ -153,14 +156,16 @@ def test_caches_fill_to_their_bounds_and_memory_growth_stays_under_them():
     photos = _metric(metrics, "lpstudio_prepared_photos_bytes")
     n_photos = _metric(metrics, "lpstudio_prepared_photos")
     photo_size = photos / max(1.0, n_photos)
-    assert limits.clip_cache_bytes * 0.75 <= cache <= limits.clip_cache_bytes, cache / MIB
+    # within one clip of its bound: an entry is a whole clip, up to several MB (a long idle loop)
+    assert limits.clip_cache_bytes * CACHE_FULL_SHARE <= cache <= limits.clip_cache_bytes, cache / MIB
     assert limits.max_session_memory_bytes - 1.5 * photo_size <= photos <= limits.max_session_memory_bytes, (
         photos / MIB,
         photo_size / MIB,
     )
     assert _metric(metrics, "lpstudio_source_evictions_total") > 0  # the churn did push photos out
     growth = result["peak"] - result["baseline"]
-    # Under LEAK_BYTES, while the caches alone (asserted full above) hold over 60 MB of it: a leak of
-    # LEAK_BYTES on top would pass it. Measured: ~150 MB growth against a configured bound of ~186 MB.
+    # Under LEAK_BYTES, while the caches alone (asserted full above) grew by over 45 MB since the baseline
+    # (which held one photo and one clip): a leak of LEAK_BYTES on top fails it. Measured: ~150 MB of
+    # growth, against ~186 MB of configured bounds.
     assert growth <= LEAK_BYTES, (growth / MIB, bound / MIB)
     assert rc == 0 and "Traceback" not in stderr, stderr[-2000:]

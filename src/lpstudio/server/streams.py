@@ -519,8 +519,14 @@ def bounded_listener(host: str, port: int, send_buffer_bytes: int, backlog: int 
 
 
 class NDJSONResponse(StreamingResponse):
-    """Streams a :class:`Viewer`'s lines; a client that takes none for ``stall_timeout_s`` is cut off.
+    """Streams a :class:`Viewer`'s lines; a client that stops making progress is cut off.
 
+    Progress is measured by what the client takes (a ``send`` that returns), against the time the
+    server spends waiting on it (inside ``send``); time spent waiting for the renderer does not
+    count. A client is cut off when it takes nothing for ``stall_timeout_s``, or when that waiting
+    exceeds the playback time of the frames it took (at the clip's fps) by ``stall_timeout_s``: a
+    page plays what it receives, so one that reads slower than playback for that long is not
+    watching, and a client trickling one line per almost-the-stall-time is cut off too.
     ``on_close()`` runs once when the stream ends, however it ends (release the admission ticket).
     """
 
@@ -529,13 +535,26 @@ class NDJSONResponse(StreamingResponse):
         self.viewer = viewer
         self.stall_timeout_s = stall_timeout_s
         self.on_close = on_close
+        self.waited_s = 0.0  # time spent inside send: the server waiting on the client
+
+    def _budget_s(self) -> float:
+        """How long the next send may take before the client counts as stalled."""
+        fps = float(self.viewer.start.get("fps") or 0.0)
+        if fps <= 0:
+            return self.stall_timeout_s
+        behind = self.waited_s - self.viewer.taken / fps  # waiting beyond the playback time of what it took
+        return self.stall_timeout_s - max(0.0, behind)
 
     async def stream_response(self, send: Send) -> None:
         async def timed(message: dict) -> None:
-            # Progress is a send that returns: waiting for the renderer is not the client's fault and
-            # is not timed; a send that does not return within the stall time means the client took
-            # nothing for that long (its socket buffers are full: see bounded_listener).
-            await asyncio.wait_for(send(message), self.stall_timeout_s)
+            budget = self._budget_s()
+            if budget <= 0:
+                raise asyncio.TimeoutError
+            started = time.perf_counter()
+            try:
+                await asyncio.wait_for(send(message), budget)
+            finally:
+                self.waited_s += time.perf_counter() - started
 
         try:
             await timed({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
@@ -546,7 +565,12 @@ class NDJSONResponse(StreamingResponse):
             # The client stopped reading: end here without completing the response, so the
             # server closes the connection; leaving the clip stops its frames.
             self.viewer.stalled = True
-            log.warning("stream cut off: the client took no data for %.0f s", self.stall_timeout_s)
+            log.warning(
+                "stream cut off: the client took %d frames in %.1f s of waiting on it (stall time %.0f s)",
+                self.viewer.taken,
+                self.waited_s,
+                self.stall_timeout_s,
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
