@@ -298,3 +298,13 @@ def _png_bytes(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_big_jpeg_with_many_scans_is_refused_by_work_bound() -> None:
+    import image_bombs as bombs
+
+    data = bombs.scan_bomb_jpeg(60, 6000)  # 70 scans of 36 MP: over 15 scans' worth of 40 MP
+    started = time.perf_counter()
+    msg = _err(data, name="slow.jpg", max_side=1024)
+    assert time.perf_counter() - started < 1.0
+    assert "slow.jpg" in msg and "6000x6000" in msg and "scans" in msg

@@ -57,6 +57,10 @@ MAX_DECODE_BYTES: int = 1024 * 1024 * 1024
 #: A progressive JPEG from libjpeg's standard script has 10 scans (6 for gray) and optimising
 #: encoders use a few dozen; each scan is a pass over the image, so thousands are a CPU bomb.
 MAX_JPEG_SCANS: int = 100
+#: Decoding work of a progressive JPEG grows with scans x pixels: a 40 MP photo from the
+#: standard 10-scan script is 400 M scan-pixels (about 1.6 s on one slow core; 100 scans took
+#: 11 s). 15 scans' worth of the 40 MP upload limit keeps any accepted JPEG within a few seconds.
+MAX_JPEG_SCAN_PIXELS: int = 15 * 40_000_000
 #: A photo is one page; a document scan may have a few dozen. Each page is an IFD to walk.
 MAX_TIFF_PAGES: int = 64
 #: Pixels converted at once (a band of rows): 1 MP is 4 MB of RGBA, so conversions never
@@ -233,6 +237,17 @@ def check_jpeg_scans(data: bytes, label: str, limit: int = MAX_JPEG_SCANS) -> No
         )
 
 
+def _check_scan_work(data: bytes, label: str, width: int, height: int) -> None:
+    """Refuse a JPEG whose scans x pixels exceed :data:`MAX_JPEG_SCAN_PIXELS` (its decoding time)."""
+    allowed = max(1, MAX_JPEG_SCAN_PIXELS // max(1, width * height))
+    if allowed < MAX_JPEG_SCANS and jpeg_scan_count(data, allowed) > allowed:
+        raise ImageError(
+            f"Image '{label}' is a {width}x{height} JPEG made of more than {allowed} scans, "
+            "too slow to decode at that size.",
+            hint="Re-save the photo as an ordinary (baseline) JPEG, or smaller, and try again.",
+        )
+
+
 def tiff_page_count(data: bytes, limit: int = MAX_TIFF_PAGES) -> int:
     """Pages (IFDs) of a classic TIFF, walked without decoding; stops counting past ``limit``.
 
@@ -327,6 +342,8 @@ def load_image(
                     f"(the limit is {max_pixels / 1e6:.0f}).",
                     hint="Resize it (a 2000-4000 px long side is plenty for a portrait) and try again.",
                 )
+            if kind is JPEG:
+                _check_scan_work(data, label, width, height)
             if kind is JPEG and max_side is not None and max(width, height) > max_side:
                 scale = max_side / max(width, height)
                 im.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))  # libjpeg decodes at 1/2..1/8
