@@ -472,7 +472,7 @@ def _pillow_to_rgb(im: Image.Image, max_side: int | None) -> tuple[NDArray[np.ui
         wide = mode == "F" or (mode == "I" and peak > _U16_MAX)
         depth = 32 if wide else 16
     for top, bottom in _bands(height, width):
-        band = im.crop((0, top, width, bottom))
+        band = im if bottom - top == height else im.crop((0, top, width, bottom))  # one band: no copy
         if mode.startswith("I") or mode == "F":
             out[top:bottom] = _to_uint8(np.asarray(band), mode, peak)[..., None]
         elif has_alpha:
