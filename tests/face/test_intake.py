@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import cv2
@@ -216,3 +217,94 @@ def test_float_tiff_and_32bit_int(tmp_path: Path) -> None:
     i16 = np.full((40, 40), 65535, np.int32)
     loaded = load_image(_save(Image.fromarray(i16, "I"), tmp_path / "i.tif"))
     assert (loaded.rgb == 255).all()
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+
+def test_eps_named_jpg_is_refused_without_ghostscript(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import EpsImagePlugin
+
+    import image_bombs as bombs
+
+    calls: list[object] = []
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: calls.append(a))
+    msg = _err(bombs.EPS, name="photo.jpg")
+    assert "photo.jpg" in msg and "PostScript/EPS" in msg and "JPEG, PNG" in msg
+    assert calls == []
+
+
+def test_tiff_with_50000_pages_is_refused_fast() -> None:
+    import image_bombs as bombs
+
+    data = bombs.tiff_many_ifds(50_000)
+    started = time.perf_counter()
+    msg = _err(data, name="pages.tif")
+    assert time.perf_counter() - started < 1.0
+    assert "pages.tif" in msg and "more than 64 pages" in msg
+    loaded = load_image(bombs.tiff_many_ifds(3), name="three.tif")  # a few pages: the first one is used
+    assert loaded.n_frames == 3 and loaded.size == (64, 64)
+
+
+def test_jpeg_scan_bomb_is_refused_before_decoding() -> None:
+    import image_bombs as bombs
+
+    started = time.perf_counter()
+    msg = _err(bombs.scan_bomb_jpeg(58_000), name="scans.jpg")
+    assert time.perf_counter() - started < 1.0
+    assert "scans.jpg" in msg and "more than 100 scans" in msg
+    normal = bombs.photo_jpeg(256, progressive=True)
+    assert load_image(normal).size == (256, 256)  # an ordinary progressive JPEG still loads
+
+
+def test_max_side_decodes_jpeg_at_reduced_scale_and_reduces_png() -> None:
+    import image_bombs as bombs
+
+    jpg = load_image(bombs.photo_jpeg(1600), max_side=300)
+    assert jpg.size == (300, 300)
+    full = load_image(bombs.photo_jpeg(1600))
+    ref = cv2.resize(full.rgb, (300, 300), interpolation=cv2.INTER_AREA)
+    assert np.abs(jpg.rgb.astype(int) - ref).mean() < 3  # same picture, decoded at 1/4 scale by libjpeg
+    png_big = load_image(_png_bytes(cv2.resize(_pattern(), (900, 600))), max_side=450)
+    assert png_big.size == (450, 300) and png_big.rgb.dtype == np.uint8
+
+
+def test_decode_budget_counts_bytes_per_pixel() -> None:
+    gray16 = np.full((200, 300), 40000, np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(gray16).save(buf, format="PNG")
+    # 60,000 pixels at 2 bytes = 120,000 bytes of decoded 16-bit gray
+    msg = _err(buf.getvalue(), name="deep.png", max_decode_bytes=100_000)
+    assert "deep.png" in msg and "16 bits" in msg and "too large to decode" in msg
+    assert load_image(buf.getvalue(), max_decode_bytes=130_000).rgb[0, 0, 0] == round(40000 / 257)
+
+
+def test_16bit_rgba_over_budget_falls_back_to_8bit_without_float_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(3)
+    rgba16 = rng.integers(0, 65536, (64, 80, 4), dtype=np.uint16)
+    ok, enc = cv2.imencode(".png", rgba16)
+    assert ok
+    data = enc.tobytes()
+    precise = load_image(data).rgb
+    a = rgba16[..., 3:].astype(np.float64) / 65535
+    expect = np.rint(rgba16[..., 2::-1] / 257.0 * a + 255 * (1 - a))  # the float definition, on a small image
+    np.testing.assert_array_equal(precise, expect.astype(np.uint8))
+    # within 4 bytes/pixel but not 8: Pillow's 8-bit decode (truncated colour and alpha): two levels at most
+    coarse = load_image(data, max_decode_bytes=64 * 80 * 6)
+    assert np.abs(coarse.rgb.astype(int) - precise).max() <= 2 and coarse.bit_depth == 16 and coarse.had_alpha
+
+
+def _png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_big_jpeg_with_many_scans_is_refused_by_work_bound() -> None:
+    import image_bombs as bombs
+
+    data = bombs.scan_bomb_jpeg(60, 6000)  # 70 scans of 36 MP: over 15 scans' worth of 40 MP
+    started = time.perf_counter()
+    msg = _err(data, name="slow.jpg", max_side=1024)
+    assert time.perf_counter() - started < 1.0
+    assert "slow.jpg" in msg and "6000x6000" in msg and "scans" in msg

@@ -18,7 +18,11 @@ message names the file, says what is wrong and what to do.
 from __future__ import annotations
 
 import io
+import logging
+import math
 import os
+import re
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +31,12 @@ from typing import Union
 import cv2
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import ImageError
+from ..sniff import JPEG, PNG, SNIFF_BYTES, TIFF, Format, describe, sniff_image
+
+log = logging.getLogger(__name__)
 
 #: The official pipeline limits a source photo's longer side to this before
 #: detection and cropping (``InferenceConfig.source_max_dim``). We keep the full
@@ -43,9 +50,38 @@ MIN_SIDE: int = 32
 #: Background that transparent pixels are composited on.
 WHITE: int = 255
 
+#: Memory the decoded pixels of one image may take in the decoder by default (pixels times
+#: bytes per pixel: 4 for 8-bit colour in Pillow, 6/8 for 16-bit colour in OpenCV); a local
+#: file of MAX_PIXELS at 8 bytes fits. Callers serving others pass a smaller budget.
+MAX_DECODE_BYTES: int = 1024 * 1024 * 1024
+#: A progressive JPEG from libjpeg's standard script has 10 scans (6 for gray) and optimising
+#: encoders use a few dozen; each scan is a pass over the image, so thousands are a CPU bomb.
+MAX_JPEG_SCANS: int = 100
+#: Decoding work of a progressive JPEG grows with scans x pixels: a 40 MP photo from the
+#: standard 10-scan script is 400 M scan-pixels (about 1.6 s on one slow core; 100 scans took
+#: 11 s). 15 scans' worth of the 40 MP upload limit keeps any accepted JPEG within a few seconds.
+MAX_JPEG_SCAN_PIXELS: int = 15 * 40_000_000
+#: A photo is one page; a document scan may have a few dozen. Each page is an IFD to walk.
+MAX_TIFF_PAGES: int = 64
+#: Pixels converted at once (a band of rows): 1 MP is 4 MB of RGBA, so conversions never
+#: copy the whole photo.
+BAND_PIXELS: int = 1 << 20
+MIB: int = 1024 * 1024
+
 #: EXIF tag number of the orientation field.
 _EXIF_ORIENTATION: int = 0x0112
 _SUPPORTED = "JPEG, PNG, WebP, BMP, TIFF or GIF"
+#: Largest 16-bit sample, and 16-bit values per 8-bit step (65535 / 255) with its half, for rounding.
+_U16_MAX: int = 65535
+_U16_PER_U8: int = 257
+_U16_HALF_STEP: int = 128
+#: Bytes of one TIFF IFD entry (tag, type, count, value/offset: 2 + 2 + 4 + 4).
+_TIFF_ENTRY_BYTES: int = 12
+#: Pillow modes :meth:`PIL.Image.Image.reduce` accepts.
+_REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "I", "F", "CMYK", "La", "RGBa"})
+#: The next marker after a scan's entropy-coded data: 0xFF (after any fill 0xFF) followed by
+#: neither a stuffed 0x00 nor a restart marker RST0-RST7.
+_JPEG_NEXT_MARKER = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
 
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]  # noqa: UP007 (runtime alias, py3.10)
 
@@ -151,19 +187,108 @@ def _sniff_unsupported(head: bytes) -> tuple[str, str] | None:
     return None
 
 
+def _refuse_unknown(label: str, data: bytes) -> ImageError:
+    """The error for a file whose first bytes are none of the accepted image signatures."""
+    why, hint = _sniff_unsupported(data[:512]) or (
+        f"is not an image file in a supported format (it looks like {describe(data[:SNIFF_BYTES])})",
+        f"Use a {_SUPPORTED} photo.",
+    )
+    return ImageError(f"'{label}' {why}.", hint=hint)
+
+
+def jpeg_scan_count(data: bytes, limit: int = MAX_JPEG_SCANS) -> int:
+    """Scans (SOS segments) of a JPEG, counted by walking its segments; stops counting past ``limit``.
+
+    Entropy-coded data is skipped to the next real marker (0xFF followed by anything but a
+    stuffed 0x00, a restart marker or fill 0xFF). A file that ends early just ends the count.
+    """
+    scans = 0
+    pos = 2  # after SOI
+    size = len(data)
+    while pos + 4 <= size and scans <= limit:
+        if data[pos] != 0xFF:
+            return scans  # not a marker where one must be: the decoder will say the file is damaged
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # restart markers and TEM stand alone
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDA:
+            scans += 1
+            found = _JPEG_NEXT_MARKER.search(data, pos)
+            if found is None:
+                break
+            pos = found.start()
+    return scans
+
+
+def check_jpeg_scans(data: bytes, label: str, limit: int = MAX_JPEG_SCANS) -> None:
+    """Refuse a JPEG with more than ``limit`` scans before it is decoded (each scan is a pass over the image)."""
+    if jpeg_scan_count(data, limit) > limit:
+        raise ImageError(
+            f"Image '{label}' is a JPEG made of more than {limit} scans; a photo has at most a few dozen, "
+            "and decoding this one would take minutes.",
+            hint="Re-save the photo as an ordinary (baseline) JPEG or as PNG and try again.",
+        )
+
+
+def _check_scan_work(data: bytes, label: str, width: int, height: int) -> None:
+    """Refuse a JPEG whose scans x pixels exceed :data:`MAX_JPEG_SCAN_PIXELS` (its decoding time)."""
+    allowed = max(1, MAX_JPEG_SCAN_PIXELS // max(1, width * height))
+    if allowed < MAX_JPEG_SCANS and jpeg_scan_count(data, allowed) > allowed:
+        raise ImageError(
+            f"Image '{label}' is a {width}x{height} JPEG made of more than {allowed} scans, "
+            "too slow to decode at that size.",
+            hint="Re-save the photo as an ordinary (baseline) JPEG, or smaller, and try again.",
+        )
+
+
+def tiff_page_count(data: bytes, limit: int = MAX_TIFF_PAGES) -> int:
+    """Pages (IFDs) of a classic TIFF, walked without decoding; stops counting past ``limit``.
+
+    A chain that points back at an IFD already seen, or outside the file, ends the count.
+    """
+    order = "<" if data[:2] == b"II" else ">"
+    seen: set[int] = set()
+    at = struct.unpack_from(order + "I", data, 4)[0] if len(data) >= 8 else 0
+    while at and at not in seen and len(seen) <= limit and at + 2 <= len(data):
+        seen.add(at)
+        entries = struct.unpack_from(order + "H", data, at)[0]
+        nxt = at + 2 + entries * _TIFF_ENTRY_BYTES
+        if nxt + 4 > len(data):
+            break
+        at = struct.unpack_from(order + "I", data, nxt)[0]
+    return len(seen)
+
+
 def load_image(
     source: ImageSource,
     *,
     name: str | None = None,
     max_pixels: int = MAX_PIXELS,
+    max_side: int | None = None,
+    max_decode_bytes: int = MAX_DECODE_BYTES,
 ) -> LoadedImage:
     """Decode a photo from a path or bytes into upright 8-bit RGB.
+
+    The format is taken from the file's first bytes (:func:`lpstudio.sniff.sniff_image`) and
+    only that decoder is used; what each decode may cost is checked before decoding.
 
     Args:
         source: a file path, or the file's contents as bytes.
         name: how to call the image in error messages (e.g. the upload's
             filename); defaults to the path.
         max_pixels: refuse images with more pixels than this.
+        max_side: when given, the photo comes out with its longer side at most this
+            (JPEGs are decoded at a reduced scale, other formats reduced right after decoding);
+            None keeps the full resolution.
+        max_decode_bytes: refuse images whose decoded pixels would take more memory than this
+            in the decoder (pixels times bytes per pixel of the file's mode).
 
     Returns:
         A :class:`LoadedImage` with ``rgb`` of shape (H, W, 3) uint8.
@@ -174,45 +299,82 @@ def load_image(
     """
     label = _describe(source, name)
     data = _read_bytes(source, label)
-    fix = f"Use a {_SUPPORTED} photo."
+    kind = sniff_image(data[:SNIFF_BYTES])
+    if kind is None:
+        raise _refuse_unknown(label, data)
+    pages = 1
+    if kind is JPEG:
+        check_jpeg_scans(data, label)
+    elif kind is TIFF:
+        pages = tiff_page_count(data)
+        if pages > MAX_TIFF_PAGES:
+            raise ImageError(
+                f"Image '{label}' is a TIFF of more than {MAX_TIFF_PAGES} pages; a photo has one.",
+                hint="Export the page you want as a JPEG or PNG and upload that.",
+            )
+    damaged = ImageError(
+        f"Image '{label}' is damaged or truncated and cannot be decoded as {kind.name}.",
+        hint="Download or export the photo again; re-saving it in an image editor also helps.",
+    )
     with warnings.catch_warnings():
         # Pillow warns for big images; we apply our own limit below.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data), formats=[kind.decoder])
         except Image.DecompressionBombError as exc:
+            log.info("refused %s: %s", label, exc)
             raise ImageError(
-                f"Image '{label}' is too large to process safely ({exc}).",
+                f"Image '{label}' is too large to process safely.",
                 hint=f"Resize it to at most {max_pixels // 1_000_000} megapixels and try again.",
-            ) from exc
-        except UnidentifiedImageError as exc:
-            why, hint = _sniff_unsupported(data[:512]) or (
-                "is not an image file (or is in a format that is not supported)",
-                fix,
-            )
-            raise ImageError(f"'{label}' {why}.", hint=hint) from exc
-        width, height = im.size
-        if width <= 0 or height <= 0:
-            raise ImageError(f"Image '{label}' has no pixels ({width}x{height}).", hint=fix)
-        if width * height > max_pixels:
-            raise ImageError(
-                f"Image '{label}' is too large: {width}x{height} = {width * height / 1e6:.0f} megapixels "
-                f"(the limit is {max_pixels / 1e6:.0f}).",
-                hint="Resize it (a 2000-4000 px long side is plenty for a portrait) and try again.",
-            )
-        try:
-            im.load()
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageError(
-                f"Image '{label}' is damaged or truncated and cannot be decoded ({exc}).",
-                hint="Download or export the photo again; re-saving it in an image editor also helps.",
-            ) from exc
-        orientation = _orientation(im)
-        mode = im.mode
-        fmt = im.format
-        n_frames = int(getattr(im, "n_frames", 1) or 1)
-        rgb, had_alpha, depth = _pillow_to_rgb(im, data, fmt)
-
+            ) from None
+        except Exception as exc:  # Pillow raises many types for broken headers; its text stays in the log
+            log.info("cannot open %s as %s: %r", label, kind.name, exc)
+            raise damaged from None
+        with im:
+            width, height = im.size
+            if width <= 0 or height <= 0:
+                raise ImageError(
+                    f"Image '{label}' has no pixels ({width}x{height}).", hint=f"Use a {_SUPPORTED} photo."
+                )
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"Image '{label}' is too large: {width}x{height} = {width * height / 1e6:.0f} megapixels "
+                    f"(the limit is {max_pixels / 1e6:.0f}).",
+                    hint="Resize it (a 2000-4000 px long side is plenty for a portrait) and try again.",
+                )
+            if kind is JPEG:
+                _check_scan_work(data, label, width, height)
+            if kind is JPEG and max_side is not None and max(width, height) > max_side:
+                scale = max_side / max(width, height)
+                im.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))  # libjpeg decodes at 1/2..1/8
+            deep = _is_16bit_colour(im, data, kind)
+            mode = im.mode
+            decoded_w, decoded_h = im.size
+            cost = decoded_w * decoded_h * _bytes_per_pixel(mode)
+            if cost > max_decode_bytes:
+                depth = "16 bits" if mode.startswith("I;16") else "this pixel format"
+                raise ImageError(
+                    f"Image '{label}' is too large to decode: {width}x{height} at {depth} needs "
+                    f"{cost / MIB:.0f} MB, more than the {max_decode_bytes / MIB:.0f} MB allowed.",
+                    hint="Resize it, or save it as an 8-bit JPEG or PNG, and try again.",
+                )
+            orientation = _orientation(im)
+            n_frames = pages if kind is TIFF else int(getattr(im, "n_frames", 1) or 1)
+            rgb: NDArray[np.uint8] | None = None
+            if deep is not None and decoded_w * decoded_h * deep * 2 <= max_decode_bytes:
+                rgb = _decode_16bit_colour(data, deep)  # rounded, not truncated
+                had_alpha, bit_depth = deep == 4, 16
+            if rgb is None:
+                try:
+                    im.load()
+                except Exception as exc:  # truncated data, broken tables...: decoder text stays in the log
+                    log.info("cannot decode %s as %s: %r", label, kind.name, exc)
+                    raise damaged from None
+                rgb, had_alpha, bit_depth = _pillow_to_rgb(im, max_side)
+                if deep is not None:
+                    bit_depth = 16
+    if max_side is not None:
+        rgb = _shrink(rgb, max_side)
     rgb = _apply_orientation(rgb, orientation)
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
@@ -223,13 +385,22 @@ def load_image(
     return LoadedImage(
         rgb=np.ascontiguousarray(rgb),
         source=label,
-        format=fmt,
+        format=kind.decoder,
         mode=mode,
         exif_orientation=orientation,
         had_alpha=had_alpha,
-        bit_depth=depth,
+        bit_depth=bit_depth,
         n_frames=n_frames,
     )
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """Bytes Pillow stores per pixel of ``mode`` (1 for 1/L/P, 2 for the 16-bit gray modes, else 4)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4  # Pillow keeps RGB, RGBA, LA, CMYK, YCbCr, I and F in 32 bits per pixel
 
 
 def _orientation(im: Image.Image) -> int:
@@ -260,81 +431,131 @@ def _apply_orientation(img: NDArray[np.uint8], orientation: int) -> NDArray[np.u
     return np.ascontiguousarray(ops.get(orientation, ops[1])(img))
 
 
-def _pillow_to_rgb(im: Image.Image, data: bytes, fmt: str | None) -> tuple[NDArray[np.uint8], bool, int]:
-    """Convert a loaded Pillow image (any mode) to (H, W, 3) uint8 RGB.
+def _shrink(rgb: NDArray[np.uint8], max_side: int) -> NDArray[np.uint8]:
+    """``rgb`` with its longer side brought down to ``max_side`` (area interpolation); itself if small enough."""
+    h, w = rgb.shape[:2]
+    if max(h, w) <= max_side:
+        return rgb
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def _bands(height: int, width: int) -> list[tuple[int, int]]:
+    """Row ranges of at most :data:`BAND_PIXELS` pixels covering an image (at least one row each)."""
+    rows = max(1, BAND_PIXELS // max(1, width))
+    return [(y, min(height, y + rows)) for y in range(0, height, rows)]
+
+
+def _pillow_to_rgb(im: Image.Image, max_side: int | None) -> tuple[NDArray[np.uint8], bool, int]:
+    """Convert a loaded Pillow image (any mode) to (H, W, 3) uint8 RGB, band by band.
+
+    With ``max_side``, modes Pillow can reduce are first box-reduced by the largest whole factor
+    that keeps the longer side at least ``max_side``. Only bands of :data:`BAND_PIXELS` are ever
+    converted at once, so the peak is the decoded image plus the 8-bit result.
 
     Returns the array, whether an alpha channel was composited, and the bit depth.
     """
     mode = im.mode
-    if mode in ("RGB", "RGBA") and _is_16bit_file(im, data, fmt):
-        # Pillow drops 16-bit colour to 8 bits by truncation; decode those ourselves.
-        deep = _decode_16bit_colour(data)
-        if deep is not None:
-            return deep
-    if mode == "1":
-        return np.asarray(im.convert("RGB")), False, 1
-    if mode.startswith("I") or mode == "F":
-        arr = np.asarray(im)
-        wide = mode == "F" or (mode == "I" and arr.size > 0 and int(arr.max()) > 65535)
-        return _gray_to_rgb(_to_uint8(arr, mode)), False, 32 if wide else 16
+    if max_side is not None and mode in _REDUCIBLE_MODES:
+        factor = max(im.size) // max_side
+        if factor >= 2:
+            im = im.reduce(factor)
+    width, height = im.size
+    out = np.empty((height, width, 3), np.uint8)
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode in ("P", "L", "RGB") and "transparency" in im.info)
-    if has_alpha:
-        rgba = np.asarray(im.convert("RGBA"))
-        return _composite_on_white(rgba[..., :3], rgba[..., 3:], 255), True, 8
-    return np.asarray(im.convert("RGB")), False, 8
+    depth = 1 if mode == "1" else 8
+    peak = 0.0
+    if mode.startswith("I") or mode == "F":
+        low, high = im.getextrema()  # type: ignore[misc]
+        peak = float(high)
+        wide = mode == "F" or (mode == "I" and peak > _U16_MAX)
+        depth = 32 if wide else 16
+    for top, bottom in _bands(height, width):
+        band = im if bottom - top == height else im.crop((0, top, width, bottom))  # one band: no copy
+        if mode.startswith("I") or mode == "F":
+            out[top:bottom] = _to_uint8(np.asarray(band), mode, peak)[..., None]
+        elif has_alpha:
+            rgba = np.asarray(band.convert("RGBA"))
+            out[top:bottom] = _over_white_u8(rgba[..., :3], rgba[..., 3:])
+        else:
+            out[top:bottom] = np.asarray(band.convert("RGB"))
+    return out, has_alpha, depth
 
 
-def _is_16bit_file(im: Image.Image, data: bytes, fmt: str | None) -> bool:
-    """Whether a PNG/TIFF stores 16 bits per sample (read from its header)."""
-    if fmt == "PNG":
-        return len(data) > 24 and data[24] == 16  # IHDR bit depth byte
-    if fmt == "TIFF":
-        bits = getattr(im, "tag_v2", {}).get(258, 8)  # BitsPerSample
-        return 16 in (bits if isinstance(bits, tuple) else (bits,))
-    return False
-
-
-def _decode_16bit_colour(data: bytes) -> tuple[NDArray[np.uint8], bool, int] | None:
-    """Decode 16-bit colour PNG/TIFF with OpenCV; None if the file is not 16-bit colour."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+def _is_16bit_colour(im: Image.Image, data: bytes, kind: Format) -> int | None:
+    """Channels (3 or 4) of a PNG/TIFF that stores 16-bit colour (read from its header), else None."""
+    if im.mode not in ("RGB", "RGBA"):
         return None
-    if arr.shape[2] == 4:
-        rgb = arr[..., 2::-1].astype(np.float64)
-        return _composite_on_white(rgb, arr[..., 3:].astype(np.float64), 65535, scale=255 / 65535), True, 16
-    return _to_uint8(arr[..., ::-1], "I;16"), False, 16
+    channels = 4 if im.mode == "RGBA" else 3
+    if kind is PNG:
+        return channels if len(data) > 24 and data[24] == 16 else None  # IHDR bit depth byte
+    if kind is TIFF:
+        bits = getattr(im, "tag_v2", {}).get(258, 8)  # BitsPerSample
+        return channels if 16 in (bits if isinstance(bits, tuple) else (bits,)) else None
+    return None
 
 
-def _to_uint8(arr: NDArray, mode: str) -> NDArray[np.uint8]:
-    """Scale 16/32-bit integer or float pixel values to 0..255 with rounding."""
-    a = arr.astype(np.float64)
+def _decode_16bit_colour(data: bytes, channels: int) -> NDArray[np.uint8] | None:
+    """Decode 16-bit colour PNG/TIFF with OpenCV and round it to 8 bits (alpha on white), band by band.
+
+    None if OpenCV does not see 16-bit colour with ``channels`` channels (Pillow's 8-bit path is then used).
+    """
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] != channels:
+        return None
+    height, width = arr.shape[:2]
+    out = np.empty((height, width, 3), np.uint8)
+    for top, bottom in _bands(height, width):
+        bgr = arr[top:bottom, :, 2::-1]
+        if channels == 4:
+            out[top:bottom] = _over_white_u16(bgr, arr[top:bottom, :, 3:])
+        else:
+            out[top:bottom] = _u16_to_u8(bgr)
+    return out
+
+
+def _u16_to_u8(values: NDArray) -> NDArray[np.uint8]:
+    """``round(v / 257)`` in integers (65535 -> 255 exactly; no ties exist since 257 is odd)."""
+    return ((values.astype(np.uint32) + _U16_HALF_STEP) // _U16_PER_U8).astype(np.uint8)
+
+
+def _over_white_u8(rgb: NDArray[np.uint8], alpha: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """``round(c * a / 255 + 255 * (1 - a / 255))`` in integers, for 8-bit colour and alpha."""
+    a = alpha.astype(np.uint32)
+    num = rgb.astype(np.uint32) * a + WHITE * (255 - a)
+    return ((num + 127) // 255).astype(np.uint8)  # 255 is odd: no ties, rounding half up is exact
+
+
+def _over_white_u16(rgb: NDArray, alpha: NDArray) -> NDArray[np.uint8]:
+    """``round(c / 257 * a / 65535 + 255 * (1 - a / 65535))`` in integers, for 16-bit colour and alpha."""
+    a = alpha.astype(np.uint64)
+    den = _U16_MAX * _U16_MAX
+    num = rgb.astype(np.uint64) * WHITE * a + WHITE * _U16_MAX * (_U16_MAX - a)
+    return ((num + (den - 1) // 2) // den).astype(np.uint8)  # den is odd: no ties
+
+
+def _to_uint8(arr: NDArray, mode: str, peak: float | None = None) -> NDArray[np.uint8]:
+    """Scale 16/32-bit integer or float pixel values to 0..255 with rounding.
+
+    ``peak`` is the largest value of the whole image when ``arr`` is a band of it (None: ``arr``'s own).
+    Floats are computed in float32 on the band only.
+    """
+    if arr.size == 0:
+        return arr.astype(np.uint8)
+    if peak is None:
+        peak = float(np.nanmax(arr)) if np.issubdtype(arr.dtype, np.floating) else float(arr.max())
     if mode == "F":
-        peak = float(np.nanmax(a)) if a.size else 0.0
-        a = np.nan_to_num(a) * (255.0 if peak <= 1.0 else 1.0)
-    elif mode == "I" and a.size and a.max() > 65535:
-        a = a / a.max() * 255.0
+        a = np.nan_to_num(arr.astype(np.float32)) * np.float32(255.0 if peak <= 1.0 else 1.0)
+    elif mode == "I" and peak > _U16_MAX:
+        a = arr.astype(np.float32) / np.float32(peak) * np.float32(255.0)
     else:
-        a = a / 257.0  # 65535 -> 255 exactly
+        return _u16_to_u8(np.clip(arr, 0, _U16_MAX))
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
 
 def _gray_to_rgb(gray: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return np.repeat(gray[..., None], 3, axis=2)
-
-
-def _composite_on_white(rgb: NDArray, alpha: NDArray, alpha_max: float, scale: float = 1.0) -> NDArray[np.uint8]:
-    """Blend colour over white: ``rgb * a + white * (1 - a)``, rounded to uint8.
-
-    Args:
-        rgb: (H, W, 3) colour values in 0..alpha_max range (times ``1/scale``).
-        alpha: (H, W, 1) alpha in 0..alpha_max.
-        alpha_max: alpha value meaning opaque.
-        scale: factor bringing ``rgb`` to 0..255.
-    """
-    a = alpha.astype(np.float64) / alpha_max
-    out = rgb.astype(np.float64) * scale * a + WHITE * (1.0 - a)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- arrays
@@ -373,7 +594,7 @@ def as_rgb_uint8(image: NDArray, name: str = "image") -> NDArray[np.uint8]:
     if arr.ndim == 2:
         arr = _gray_to_rgb(arr)
     elif arr.shape[2] == 4:
-        arr = _composite_on_white(arr[..., :3], arr[..., 3:], 255)
+        arr = _over_white_u8(arr[..., :3], arr[..., 3:])
     return np.ascontiguousarray(arr)
 
 

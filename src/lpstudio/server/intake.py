@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import ImageError, PayloadTooLargeError
 from ..expressions.cache import source_digest
 from ..face.intake import load_image
+from .limits import UPLOAD_MAX_SIDE, ServiceLimits
 from .sessions import Source, display_image, encode_jpeg, make_source
 from .state import AppState
 
@@ -44,13 +45,30 @@ def check_upload(state: AppState, name: str, content_type: str | None, data: byt
         raise ImageError(f"{name} is empty", hint="choose a photo file")
 
 
+def decode_options(limits: ServiceLimits) -> dict[str, int]:
+    """What :func:`~lpstudio.face.intake.load_image` may spend on one upload (its keyword arguments).
+
+    The photo comes out at most :data:`UPLOAD_MAX_SIDE` a side (JPEGs decoded at a reduced scale),
+    and its decoded pixels may take at most ``max_decode_bytes``.
+    """
+    return {
+        "max_pixels": limits.max_upload_pixels,
+        "max_side": UPLOAD_MAX_SIDE,
+        "max_decode_bytes": limits.max_decode_bytes,
+    }
+
+
 async def decode(state: AppState, data: bytes, name: str, face_index: int | None) -> tuple[np.ndarray, str]:
-    """``(rgb, digest)`` of an uploaded file, decoded and hashed on a thread (at most ``max_decodes`` at once)."""
+    """``(rgb, digest)`` of an uploaded file, decoded and hashed on a thread (at most ``max_decodes`` at once).
+
+    The format comes from the file's first bytes, never from its name or declared type, and its
+    decoding cost (pixels, memory, JPEG scans, TIFF pages) is bounded before decoding starts.
+    """
     crop = state.settings.crop
-    max_pixels = state.limits.max_upload_pixels
+    options = decode_options(state.limits)
 
     def work() -> tuple[np.ndarray, str]:
-        rgb = load_image(data, name=name, max_pixels=max_pixels).rgb
+        rgb = load_image(data, name=name, **options).rgb
         return rgb, source_digest(rgb, crop=crop, face_index=face_index)
 
     async with state.decode_slots:

@@ -28,6 +28,12 @@ ENCODED_FRAME_BYTES = 400 * 1024
 """Upper estimate of one NDJSON frame line (base64 JPEG of a display photo of up to 1024 px), for the bound."""
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Room for multipart boundaries and form fields around an uploaded file."""
+UPLOAD_MAX_SIDE = 2048
+"""Longer side an uploaded photo is decoded to (twice the page's 1024 px display, so a face filling a
+quarter of the photo is still cropped to the renderer's 512 px from real pixels)."""
+DECODE_WORK_BYTES = (2 * UPLOAD_MAX_SIDE) ** 2 * (4 + 3) + UPLOAD_MAX_SIDE**2 * 3
+"""Besides the decoded pixels: the reduced image (under twice ``UPLOAD_MAX_SIDE`` a side, 4 bytes per pixel
+in Pillow), its 8-bit RGB copy and the final resize."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class ServiceLimits:
     max_pending_sources: int = 8
     """Photo uploads / session starts being decoded or prepared at once before new ones get 429."""
     max_decodes: int = 2
-    """Uploads decoded at the same time (each may take 3 bytes per pixel while decoding)."""
+    """Uploads decoded at the same time (each takes up to ``max_decode_bytes + DECODE_WORK_BYTES``)."""
     max_pending_speech: int = 4
     """Spoken requests waiting for or in speech synthesis (eSpeak NG speaks one text at a time, ~0.1-2 s
     each) before new ones get 429: four keep the speech thread busy without a long queue behind it."""
@@ -102,6 +108,9 @@ class ServiceLimits:
     # --- bodies
     max_upload_bytes: int = 20 * MIB
     max_upload_pixels: int = 40_000_000
+    max_decode_bytes: int = 160 * MIB
+    """Decoded pixels of one upload (pixels x bytes per pixel: 4 for 8-bit colour, 8 for 16-bit RGBA), checked
+    from the header before decoding; 160 MB is the 40 MP limit in 8-bit RGBA."""
     max_json_bytes: int = 64 * 1024
     """Largest JSON request body."""
     max_audio_upload_bytes: int = 10 * MIB
@@ -155,7 +164,8 @@ class ServiceLimits:
         (rendered frames and encoded lines) + the uploads being decoded + the worker's batch.
         """
         per_stream = self.stream_buffer_frames * (FRAME_BYTES + ENCODED_FRAME_BYTES)
-        uploads = self.max_pending_sources * self.max_upload_bytes + self.max_decodes * self.max_upload_pixels * 3
+        decode = self.max_decode_bytes + DECODE_WORK_BYTES
+        uploads = self.max_pending_sources * self.max_upload_bytes + self.max_decodes * decode
         return (
             self.max_session_memory_bytes
             + self.clip_cache_bytes

@@ -79,6 +79,10 @@ MAX_TEXT_BYTES = 4096
 MAX_CAMERA_PIXELS = 1920 * 1080
 """Largest camera picture decoded (checked from the JPEG header, before decoding)."""
 
+MAX_CAMERA_SCANS = 10
+"""Most scans a camera frame may have: a browser's frame is baseline (one scan); libjpeg's standard
+progressive script has 10. Each scan is a pass over the picture, so thousands are a CPU bomb."""
+
 MAX_FRAME_ID = 2**53 - 1
 """Frame ids are integers JavaScript can hold exactly."""
 
@@ -172,20 +176,28 @@ def _capture_time(header: Mapping[str, Any]) -> float | None:
 
 
 def decode_camera_jpeg(data: bytes, max_pixels: int = MAX_CAMERA_PIXELS) -> np.ndarray:
-    """JPEG bytes -> (H,W,3) uint8 RGB, the size checked from the header before decoding.
+    """JPEG bytes -> (H,W,3) uint8 RGB; the format, size and number of scans checked before decoding.
 
     Raises:
-        ImageError: not a JPEG, too many pixels, or undecodable.
+        ImageError: not a JPEG, too many pixels or scans, or undecodable (no decoder text in the message).
     """
-    if not data.startswith(JPEG_MAGIC):
+    from ..face.intake import jpeg_scan_count
+    from ..sniff import JPEG, SNIFF_BYTES, sniff_image
+
+    if sniff_image(data[:SNIFF_BYTES]) is not JPEG:
         raise ImageError(
             f"the camera frame ({len(data)} bytes) is not a JPEG", hint="send canvas.toBlob(..., 'image/jpeg') bytes"
         )
+    if jpeg_scan_count(data, MAX_CAMERA_SCANS) > MAX_CAMERA_SCANS:
+        raise ImageError(
+            f"the camera frame is a JPEG of more than {MAX_CAMERA_SCANS} scans",
+            hint="send canvas.toBlob(..., 'image/jpeg') bytes (a baseline JPEG of one scan)",
+        )
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data), formats=[JPEG.decoder]) as im:
             width, height = im.size
-    except Exception as exc:  # PIL raises many types for broken headers
-        raise ImageError(f"the camera frame is a broken JPEG ({exc})", hint="send a complete JPEG") from exc
+    except Exception:  # PIL raises many types for broken headers; its text is not for the client
+        raise ImageError("the camera frame is a broken JPEG", hint="send a complete JPEG") from None
     if width * height > max_pixels:
         raise ImageError(
             f"the camera frame is {width}x{height}, more than {max_pixels} pixels",
