@@ -8,6 +8,26 @@ from fastapi.testclient import TestClient
 
 from lpstudio.server import ServerSettings, ServiceLimits, create_app
 
+LOCAL_BASE_URL = "http://localhost"
+"""TestClient's own default (http://testserver) names a host the app refuses (421): tests talk to localhost."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clients_talk_to_localhost():
+    """Every TestClient of these tests defaults to ``Host: localhost``, as a browser on this machine sends.
+
+    The app answers only allowed Host names (DNS rebinding guard, server/http.py); a test that means
+    another host passes ``base_url`` or a ``Host`` header itself.
+    """
+    init = TestClient.__init__
+
+    def local_init(self, app, base_url: str = LOCAL_BASE_URL, *args, **kwargs) -> None:  # noqa: ANN001
+        init(self, app, base_url, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TestClient, "__init__", local_init)
+        yield
+
 
 @pytest.fixture(scope="module")
 def client(engine):

@@ -31,10 +31,10 @@ from ..errors import LPStudioError
 from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
 from ..speech.espeak import speech_available
-from .http import BodyLimitMiddleware, GuardMiddleware
+from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .limits import ServiceLimits
-from .live import register_live
+from .live import LIVE_PATH, register_live
 from .metrics import CONTENT_TYPE, AccessLogMiddleware
 from .plans import (
     MAX_SEED,
@@ -122,6 +122,7 @@ def create_app(
             state.encoder.close()
 
     app = FastAPI(title="lpstudio", version=_version(), lifespan=lifespan)
+    app.state.live_tickets = TicketBook()  # the key's stand-in on the live WebSocket (POST /live/ticket)
     _error_handlers(app)
     _middleware(app, settings)
     _page_routes(app)
@@ -157,7 +158,14 @@ def _middleware(app: FastAPI, settings: ServerSettings) -> None:
             allow_methods=["GET", "POST"],
             allow_headers=["content-type", "x-api-key", "authorization"],
         )
-    app.add_middleware(GuardMiddleware, api_key=settings.api_key, allowed_origins=settings.allowed_origins)
+    app.add_middleware(
+        GuardMiddleware,
+        api_key=settings.api_key,
+        allowed_origins=settings.allowed_origins,
+        allowed_hosts=settings.allowed_hosts,
+        tickets=app.state.live_tickets,
+        ticket_paths=(LIVE_PATH,),
+    )
     app.add_middleware(AccessLogMiddleware, metrics=lambda: getattr(app.state, "lp", None) and app.state.lp.metrics)
 
 

@@ -78,6 +78,7 @@ class RayOptions:
     source: str | None = None
     api_key: str | None = None
     allow_origin: tuple[str, ...] = ()
+    allow_host: tuple[str, ...] = ()  # Host names answered besides loopback (lpstudio serve's --host, --allow-host)
     limits: dict[str, float] = field(default_factory=dict)  # ServiceLimits fields
 
     @classmethod
@@ -132,6 +133,7 @@ class RayOptions:
             prerender=self.prerender,
             api_key=self.api_key or os.environ.get(ENV_API_KEY) or None,
             allowed_origins=tuple(self.allow_origin),
+            allowed_hosts=tuple(self.allow_host),
             limits=self.service_limits(),
         )
 
