@@ -5,6 +5,8 @@ The live socket's part of the guard (origin, ticket, caps, idle timeout, drainin
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from fastapi.testclient import TestClient
 from standin_server import StandInEngine
@@ -87,3 +89,47 @@ def test_cli_has_allow_host_and_refuses_a_bad_one_before_loading(capsys):
     code = main(["serve", "--host", "0.0.0.0", "--allow-host", "http://studio.lan", "--engine-factory", "nope:x"])
     err = capsys.readouterr().err
     assert code != 0 and "not a host name" in err
+
+
+# ---------------------------------------------------------------------- paths and errors seen
+@pytest.mark.parametrize("path", ["/static/app%00.js", "/static/%00", "/static/live.js%0a", "/health%00", "/%7f"])
+def test_control_characters_in_a_path_are_400_never_500(path):
+    with TestClient(_app(), raise_server_exceptions=False) as c:
+        res = c.get(path)
+    assert res.status_code == 400, res.text
+    assert res.json()["kind"] == "BadRequest" and "control characters" in res.json()["error"]
+
+
+def test_escape_sequences_in_a_url_are_escaped_in_the_access_log(caplog):
+    caplog.set_level(logging.INFO, logger="lpstudio.access")
+    with TestClient(_app()) as c:
+        res = c.get("/no-such-page%1b[31mRED%e2%80%aeevil")
+    assert 400 <= res.status_code < 500
+    lines = [r.getMessage() for r in caplog.records if r.name == "lpstudio.access" and "no-such-page" in r.getMessage()]
+    assert len(lines) == 1
+    assert "\x1b" not in lines[0] and "\u202e" not in lines[0]
+    assert "/no-such-page\\x1b[31mRED\\u202eevil" in lines[0]
+
+
+def test_a_forced_500_is_logged_and_counted_as_500_with_a_request_id(caplog):
+    caplog.set_level(logging.INFO, logger="lpstudio.access")
+    app = _app()
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals: /home/user/model.pt")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        res = c.get("/boom")
+        metrics = c.get("/metrics").text
+    assert res.status_code == 500
+    body = res.json()
+    assert body["kind"] == "InternalError" and "secret" not in res.text and "RuntimeError" not in res.text
+    rid = body["request_id"]
+    assert len(rid) >= 8 and rid in body["error"]
+    access = [r.getMessage() for r in caplog.records if r.name == "lpstudio.access" and "/boom" in r.getMessage()]
+    assert len(access) == 1 and '"GET /boom" 500' in access[0] and f"id={rid}" in access[0]
+    errors = [r for r in caplog.records if r.name == "lpstudio.server.app" and r.levelno == logging.ERROR]
+    assert any(rid in r.getMessage() and r.exc_info for r in errors), "the traceback is logged with the request id"
+    assert 'lpstudio_http_requests_total{route="/boom",status="500"} 1.0' in metrics
+    assert 'status="499"' not in metrics

@@ -35,7 +35,7 @@ from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .limits import ServiceLimits
 from .live import LIVE_PATH, register_live
-from .metrics import CONTENT_TYPE, AccessLogMiddleware
+from .metrics import CONTENT_TYPE, AccessLogMiddleware, printable, request_id
 from .plans import (
     MAX_SEED,
     ClipPlan,
@@ -213,8 +213,14 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error on %s %s", request.method, request.url.path)
-        body = {"error": "internal error", "hint": "the server log has the details", "kind": "InternalError"}
+        rid = request_id(request.scope) or "-"  # the access log line of this request has the same id
+        log.exception("internal error on %s %s (request id %s)", request.method, printable(request.url.path), rid)
+        body = {
+            "error": f"internal error (request id {rid})",
+            "hint": "the server log has the details: quote the request id when you report it",
+            "kind": "InternalError",
+            "request_id": rid,
+        }
         return JSONResponse(body, status_code=500)
 
 
