@@ -30,6 +30,7 @@ from standin_models import empty_det_outputs, write_face_models
 
 KEY = "live-test-key"
 GATE_TIMEOUT_S = 60.0  # a blocked stand-in render gives up after this (a failing test, never a hang)
+CLOSE_WAIT_S = 30.0  # a socket the server should close and has not by then is a failing test, never a hang
 
 
 class StandinRender:
@@ -283,6 +284,28 @@ def test_reset_and_region_settings_change_the_motion(live_client, live_session, 
 
 
 # ---------------------------------------------------------------------- the guard: origin, key, caps, idle, draining
+def _server_closes(ws) -> WebSocketDisconnect:  # noqa: ANN001
+    """Read until the server closes the socket; fail (never hang) when it has not within CLOSE_WAIT_S."""
+    outcome: dict[str, object] = {}
+
+    def read() -> None:
+        try:
+            while True:
+                message = ws.receive()
+                if message["type"] == "websocket.close":
+                    outcome["closed"] = WebSocketDisconnect(message.get("code", 1000), message.get("reason", ""))
+                    return
+        except Exception as exc:  # noqa: BLE001  (reported below)
+            outcome["error"] = exc
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(CLOSE_WAIT_S)
+    if "closed" not in outcome:
+        pytest.fail(f"the server did not close the socket within {CLOSE_WAIT_S:g} s ({outcome or 'still open'})")
+    return outcome["closed"]  # type: ignore[return-value]
+
+
 def _refused(client: TestClient, url: str, **kwargs) -> WebSocketDisconnect | None:
     """The close of a handshake the server refused (before accepting), or None when the socket was accepted."""
     try:
@@ -359,11 +382,10 @@ def test_a_silent_socket_is_closed_after_the_idle_timeout(live_client, live_sess
     try:
         with live_client.websocket_connect(f"/live?session={live_session}") as ws:
             _ready(ws)
-            with pytest.raises(WebSocketDisconnect) as info:
-                ws.receive_text()  # the page sends nothing: the server closes
+            closed = _server_closes(ws)  # the page sends nothing: the server closes
     finally:
         config.idle_timeout_s = LiveConfig.idle_timeout_s
-    assert info.value.code == 4408 and "idle" in info.value.reason
+    assert closed.code == 4408 and "idle" in closed.reason
     assert live_client.get("/live/status").json()["active"] == 0
 
 
@@ -374,9 +396,8 @@ def test_one_client_cannot_hold_every_live_socket(live_client, live_session) -> 
         _ready(first)
         with live_client.websocket_connect(f"/live?session={live_session}") as second:
             err = json.loads(second.receive_text())
-            with pytest.raises(WebSocketDisconnect) as info:
-                second.receive_text()
-    assert "from this client" in err["error"] and info.value.code == 1013
+            closed = _server_closes(second)
+    assert "from this client" in err["error"] and closed.code == 1013
     with live_client.websocket_connect(f"/live?session={live_session}") as again:  # the place is free again
         _ready(again)
 
@@ -389,16 +410,15 @@ def test_live_is_refused_while_draining_and_an_open_socket_is_closed(live_client
             admission.begin_drain()
             with live_client.websocket_connect(f"/live?session={live_session}") as late:
                 err = json.loads(late.receive_text())
-                with pytest.raises(WebSocketDisconnect) as refused:
-                    late.receive_text()
+                refused = _server_closes(late)
             open_ws.send_bytes(_frame(0, _camera(0)))
-            last = json.loads(open_ws.receive_text())
-            with pytest.raises(WebSocketDisconnect) as closed:
-                open_ws.receive_text()
+            last = open_ws.receive()
+            closed = _server_closes(open_ws)
     finally:
         admission.draining = False
-    assert err["type"] == "error" and "shutting down" in err["error"] and refused.value.code == 1013
-    assert last["type"] == "error" and last["kind"] == "ShuttingDownError" and closed.value.code == 1001
+    assert err["type"] == "error" and "shutting down" in err["error"] and refused.code == 1013
+    last = json.loads(last.get("text") or "{}")
+    assert last.get("type") == "error" and last.get("kind") == "ShuttingDownError" and closed.code == 1001
     assert render.calls == [], "nothing was rendered after the drain began"
 
 
