@@ -199,3 +199,35 @@ def test_missing_camera_shows_the_message(playwright_instance, live_url):
         assert errors == []
     finally:
         browser.close()
+
+
+LIVE_KEY = "browser-live-key"
+
+
+@pytest.fixture(scope="module")
+def keyed_live_url(engine):
+    """A server with an API key: the page must fetch a ticket to open the live socket."""
+    require_browser()
+    from service_helpers import live_server
+
+    standin = LivePortrait(engine.networks, "cpu", "float32")
+    standin.render_mixed = FollowingStandin()  # type: ignore[method-assign]
+    app = create_app(standin, ServerSettings(crop=False, fps=2.0, idle_default=False, api_key=LIVE_KEY))
+    with live_server(app) as url:
+        yield url
+
+
+def test_the_camera_works_on_a_keyed_server_through_a_ticket(playwright_instance, keyed_live_url, tmp_path):
+    clip = write_y4m(tmp_path / "clip.y4m", camera_clip())
+    flags = [*FAKE_CAMERA_FLAGS, f"--use-file-for-fake-video-capture={clip}"]
+    browser, page, errors = _open(playwright_instance, f"{keyed_live_url}/#key={LIVE_KEY}", flags)
+    try:
+        page.get_by_role("button", name="📷 카메라 / camera").click()
+        page.wait_for_function(
+            "() => Number(document.getElementById('liveStats').dataset.frames || 0) >= 2", timeout=WAIT_MS
+        )
+        assert page.evaluate("() => window.lpLive.ws.url").find(LIVE_KEY) < 0, "the key never goes into a URL"
+        assert "ticket=" in page.evaluate("() => window.lpLive.ws.url")
+        assert errors == []
+    finally:
+        browser.close()

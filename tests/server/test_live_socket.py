@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 
 import cv2
@@ -17,16 +18,19 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
+from starlette.websockets import WebSocketDisconnect
 
 from lpstudio.engine import LivePortrait
 from lpstudio.face import FacePipeline
 from lpstudio.server import ServerSettings, create_app
 from lpstudio.server.limits import ServiceLimits
-from lpstudio.server.live import MAX_MESSAGE_BYTES, pack_frame, unpack_frame
+from lpstudio.server.live import MAX_MESSAGE_BYTES, LiveConfig, pack_frame, unpack_frame
 from lpstudio.server.sessions import encode_jpeg
 from standin_models import empty_det_outputs, write_face_models
 
+KEY = "live-test-key"
 GATE_TIMEOUT_S = 60.0  # a blocked stand-in render gives up after this (a failing test, never a hang)
+CLOSE_WAIT_S = 30.0  # a socket the server should close and has not by then is a failing test, never a hang
 
 
 class StandinRender:
@@ -225,17 +229,20 @@ def test_a_failing_renderer_closes_the_socket_with_a_reason(live_client, live_se
         _ready(ws)
         ws.send_bytes(_frame(0, _camera(0)))
         err = json.loads(ws.receive_text())
-        assert err["type"] == "error" and "the device fell over" in err["error"]
+        assert err["type"] == "error" and err["kind"] == "InternalError" and err["error_id"] in err["error"]
+        assert "fell over" not in json.dumps(err) and "RuntimeError" not in json.dumps(err), "no exception text"
         with pytest.raises(WebSocketDisconnect) as info:
             ws.receive_text()
-    assert info.value.code == 1011 and "RuntimeError" in info.value.reason
+    assert info.value.code == 1011 and err["error_id"] in info.value.reason and "RuntimeError" not in info.value.reason
     assert live_client.get("/live/status").json()["active"] == 0
 
 
 def test_live_sockets_are_capped(live_client, live_session) -> None:
     from starlette.websockets import WebSocketDisconnect
 
-    cap = live_client.app.state.live_config.max_sockets
+    config = live_client.app.state.live_config
+    cap = config.max_sockets
+    config.max_sockets_per_client = cap  # every test socket comes from one client address
     opened = [live_client.websocket_connect(f"/live?session={live_session}") for _ in range(cap)]
     try:
         for ws in opened:
@@ -248,6 +255,7 @@ def test_live_sockets_are_capped(live_client, live_session) -> None:
                 extra.receive_text()
         assert info.value.code == 1013
     finally:
+        config.max_sockets_per_client = LiveConfig.max_sockets_per_client
         for ws in opened:
             ws.__exit__(None, None, None)
 
@@ -273,6 +281,183 @@ def test_reset_and_region_settings_change_the_motion(live_client, live_session, 
     assert torch.equal(after_reset, neutral), "after reset the current frame renders the neutral"
     assert torch.equal(moved, again) and not torch.equal(moved, neutral)
     assert not torch.equal(pose_only, neutral) and not torch.equal(pose_only, moved)
+
+
+# ---------------------------------------------------------------------- the guard: origin, key, caps, idle, draining
+def _server_closes(ws) -> WebSocketDisconnect:  # noqa: ANN001
+    """Read until the server closes the socket; fail (never hang) when it has not within CLOSE_WAIT_S."""
+    outcome: dict[str, object] = {}
+
+    def read() -> None:
+        try:
+            while True:
+                message = ws.receive()
+                if message["type"] == "websocket.close":
+                    outcome["closed"] = WebSocketDisconnect(message.get("code", 1000), message.get("reason", ""))
+                    return
+        except Exception as exc:  # noqa: BLE001  (reported below)
+            outcome["error"] = exc
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(CLOSE_WAIT_S)
+    if "closed" not in outcome:
+        pytest.fail(f"the server did not close the socket within {CLOSE_WAIT_S:g} s ({outcome or 'still open'})")
+    return outcome["closed"]  # type: ignore[return-value]
+
+
+def _refused(client: TestClient, url: str, **kwargs) -> WebSocketDisconnect | None:
+    """The close of a handshake the server refused (before accepting), or None when the socket was accepted."""
+    try:
+        with client.websocket_connect(url, **kwargs):
+            return None
+    except WebSocketDisconnect as exc:
+        return exc
+
+
+@pytest.fixture(scope="module")
+def keyed_client(standin_engine):
+    app = create_app(standin_engine, ServerSettings(crop=False, fps=2.0, idle_default=False, api_key=KEY))
+    with TestClient(app) as c:
+        yield c
+
+
+def test_a_foreign_origin_socket_is_refused_even_without_a_key(live_client, live_session) -> None:
+    evil = _refused(live_client, f"/live?session={live_session}", headers={"Origin": "http://evil.example:8765"})
+    assert evil is not None and evil.code == 1008 and "not allowed" in evil.reason
+    rebound = _refused(live_client, f"/live?session={live_session}", headers={"Host": "evil.example:8765"})
+    assert rebound is not None and "host name" in rebound.reason
+    assert _refused(live_client, f"/live?session={live_session}", headers={"Origin": "http://localhost"}) is None
+
+
+def test_a_keyed_server_refuses_sockets_without_the_key_or_a_ticket(keyed_client) -> None:
+    assert _refused(keyed_client, "/live?session=x") is not None
+    assert _refused(keyed_client, "/live?session=x&ticket=made-up") is not None
+    assert _refused(keyed_client, "/live?session=x", headers={"X-API-Key": "wrong"}) is not None
+    assert _refused(keyed_client, "/live?session=x", headers={"X-API-Key": KEY}) is None  # scripts send the header
+    assert keyed_client.post("/live/ticket").status_code == 401  # a ticket needs the key
+
+
+def test_a_ticket_opens_one_socket_once(keyed_client) -> None:
+    issued = keyed_client.post("/live/ticket", headers={"X-API-Key": KEY})
+    assert issued.status_code == 200 and 0 < issued.json()["expires_s"] <= 60
+    ticket = issued.json()["ticket"]
+    assert _refused(keyed_client, f"/live?session=x&ticket={ticket}") is None
+    again = _refused(keyed_client, f"/live?session=x&ticket={ticket}")
+    assert again is not None and again.code == 1008, "a ticket is single-use"
+    other = keyed_client.post("/live/ticket", headers={"X-API-Key": KEY}).json()["ticket"]
+    foreign = _refused(keyed_client, f"/live?session=x&ticket={other}", headers={"Origin": "http://evil.example"})
+    assert foreign is not None, "a ticket does not lift the origin check"
+
+
+def test_a_ticket_expires(keyed_client) -> None:
+    tickets = keyed_client.app.state.live_tickets
+    ttl = tickets.ttl_s
+    tickets.ttl_s = 0.0  # issued already expired: no waiting in the test
+    try:
+        ticket = keyed_client.post("/live/ticket", headers={"X-API-Key": KEY}).json()["ticket"]
+    finally:
+        tickets.ttl_s = ttl
+    assert _refused(keyed_client, f"/live?session=x&ticket={ticket}") is not None
+
+
+def test_ticket_book_expiry_single_use_and_bound() -> None:
+    from lpstudio.server.http import TicketBook
+
+    now = [100.0]
+    book = TicketBook(ttl_s=5.0, max_open=3, clock=lambda: now[0])
+    first = book.issue()
+    now[0] += 4.9
+    assert book.redeem(first) and not book.redeem(first)
+    late = book.issue()
+    now[0] += 5.0
+    assert not book.redeem(late)
+    kept = [book.issue() for _ in range(5)]
+    assert len(book) == 3 and not book.redeem(kept[0]) and book.redeem(kept[-1])
+
+
+def test_a_silent_socket_is_closed_after_the_idle_timeout(live_client, live_session) -> None:
+    config = live_client.app.state.live_config
+    config.idle_timeout_s = 1.0
+    try:
+        with live_client.websocket_connect(f"/live?session={live_session}") as ws:
+            _ready(ws)
+            closed = _server_closes(ws)  # the page sends nothing: the server closes
+    finally:
+        config.idle_timeout_s = LiveConfig.idle_timeout_s
+    assert closed.code == 4408 and "idle" in closed.reason
+    assert live_client.get("/live/status").json()["active"] == 0
+
+
+def test_one_client_cannot_hold_every_live_socket(live_client, live_session) -> None:
+    config = live_client.app.state.live_config
+    assert config.max_sockets_per_client < config.max_sockets
+    with live_client.websocket_connect(f"/live?session={live_session}") as first:
+        _ready(first)
+        with live_client.websocket_connect(f"/live?session={live_session}") as second:
+            err = json.loads(second.receive_text())
+            closed = _server_closes(second)
+    assert "from this client" in err["error"] and closed.code == 1013
+    with live_client.websocket_connect(f"/live?session={live_session}") as again:  # the place is free again
+        _ready(again)
+
+
+def test_live_is_refused_while_draining_and_an_open_socket_is_closed(live_client, live_session, render) -> None:
+    admission = live_client.app.state.lp.admission
+    try:
+        with live_client.websocket_connect(f"/live?session={live_session}") as open_ws:
+            _ready(open_ws)
+            admission.begin_drain()
+            with live_client.websocket_connect(f"/live?session={live_session}") as late:
+                err = json.loads(late.receive_text())
+                refused = _server_closes(late)
+            open_ws.send_bytes(_frame(0, _camera(0)))
+            last = open_ws.receive()
+            closed = _server_closes(open_ws)
+    finally:
+        admission.draining = False
+    assert err["type"] == "error" and "shutting down" in err["error"] and refused.code == 1013
+    last = json.loads(last.get("text") or "{}")
+    assert last.get("type") == "error" and last.get("kind") == "ShuttingDownError" and closed.code == 1001
+    assert render.calls == [], "nothing was rendered after the drain began"
+
+
+def test_each_live_frame_takes_an_admission_ticket(live_client, live_session, render) -> None:
+    admission = live_client.app.state.lp.admission
+    hog = admission.admit_job(admission.limits.max_pending_frames)  # the backlog is full: clips would get 429
+    try:
+        with live_client.websocket_connect(f"/live?session={live_session}") as ws:
+            _ready(ws)
+            ws.send_bytes(_frame(0, _camera(0)))
+            busy = json.loads(ws.receive_text())
+            assert busy["type"] == "error" and busy["kind"] == "OverloadedError" and busy["id"] == 0
+            hog.release()
+            render.gate.clear()
+            ws.send_bytes(_frame(1, _camera(1)))
+            assert render.entered.wait(GATE_TIMEOUT_S)
+            assert admission.snapshot()["jobs"] == 1, "the frame being rendered holds a ticket"
+            render.gate.set()
+            header, _ = _result(ws)
+            assert header["id"] == 1
+    finally:
+        hog.release()
+        render.gate.set()
+    assert admission.snapshot()["jobs"] == 0 and admission.snapshot()["pending_frames"] == 0
+
+
+def test_each_socket_has_access_log_lines(live_client, live_session, render, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="lpstudio.access")
+    with live_client.websocket_connect(f"/live?session={live_session}") as ws:
+        _ready(ws)
+        ws.send_bytes(_frame(0, _camera(0)))
+        _result(ws)
+    _refused(live_client, "/live", headers={"Origin": "http://evil.example"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "lpstudio.access" and "WS /live" in r.getMessage()]
+    assert any('"WS /live" 101 open' in x for x in lines)
+    closed = [x for x in lines if '"WS /live" 101 closed by ' in x]  # who closes first races in the TestClient
+    assert len(closed) == 1 and "in=1" in closed[0] and "out=2" in closed[0], lines
+    assert live_session not in " ".join(lines), "no query strings in the log"
+    assert any('"WS /live" 403 closed by server 1008' in x and "not allowed" in x for x in lines)
 
 
 # ---------------------------------------------------------------------- face models: tracking, faceless frames

@@ -58,6 +58,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="ORIGIN",
         help="another site (e.g. https://example.org) whose pages may call the API (CORS); repeatable; none by default",
     )
+    sec.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name (or address) the browser may use to reach the server, besides localhost, 127.0.0.1, "
+        "[::1] and the --host address; repeatable. Any other Host header is refused (421), which stops DNS "
+        "rebinding. Needed with --host 0.0.0.0: e.g. --allow-host studio.lan --allow-host 192.168.1.5",
+    )
     sec.add_argument("--no-access-log", action="store_true", help="no access log lines on stderr")
     lim = p.add_argument_group("limits")
     lim.add_argument(
@@ -173,6 +182,18 @@ def access_warning(host: str, api_key: str | None) -> str | None:
     )
 
 
+def host_note(host: str, allowed_hosts: tuple[str, ...]) -> str | None:
+    """The note printed when the server listens on every interface but answers no name besides loopback."""
+    from ..server.http import WILDCARD_HOSTS
+
+    if host.strip().lower() not in WILDCARD_HOSTS or allowed_hosts:
+        return None
+    return (
+        f"note: --host {host} listens on every interface, but only localhost, 127.0.0.1 and [::1] are "
+        "answered: name the host or address other machines use with --allow-host NAME (repeatable)."
+    )
+
+
 def warm_up(engine: Any, batch_size: int) -> float:
     """Compile/capture every batch size the worker will use before the server reports ready; returns seconds.
 
@@ -198,6 +219,7 @@ def warm_up(engine: Any, batch_size: int) -> float:
 def run(args: argparse.Namespace) -> int:
     from ..imageio import load_image
     from ..server import ServerSettings, create_app
+    from ..server.http import hosts_to_allow
     from ..server.lifecycle import serve
     from ..server.live import WS_MAX_SIZE
 
@@ -210,11 +232,12 @@ def run(args: argparse.Namespace) -> int:
     if args.source is not None:
         load_image(args.source)  # a bad start-up portrait is reported before the model loads
     api_key = args.api_key or os.environ.get(ENV_API_KEY) or None
+    allowed_hosts = hosts_to_allow(args.host, args.allow_host)  # a bad --allow-host before the model loads
     if args.ray:  # refuses a public bind without a key (one error line) unless --insecure-no-key
-        return _run_on_ray(args, limits, api_key)
-    warning = access_warning(args.host, api_key)
-    if warning:
-        print(warning, file=sys.stderr)
+        return _run_on_ray(args, limits, api_key, allowed_hosts)
+    for warning in (access_warning(args.host, api_key), host_note(args.host, allowed_hosts)):
+        if warning:
+            print(warning, file=sys.stderr)
     print("loading the model...", file=sys.stderr)
     crop = not args.no_crop
     engine = _factory_engine(args.engine_factory, crop) if args.engine_factory else load_engine(args, face=crop)
@@ -233,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
         prerender=args.prerender == "on" or (args.prerender == "auto" and engine.device.type != "cpu"),
         api_key=api_key,
         allowed_origins=tuple(args.allow_origin),
+        allowed_hosts=allowed_hosts,
         limits=limits,
     )
     app = create_app(engine, settings)
@@ -250,7 +274,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_on_ray(args: argparse.Namespace, limits, api_key: str | None) -> int:  # noqa: ANN001
+def _run_on_ray(
+    args: argparse.Namespace,
+    limits,  # noqa: ANN001
+    api_key: str | None,
+    allowed_hosts: tuple[str, ...],
+) -> int:
     """``serve --ray``: the same options, passed to :func:`lpstudio.server.ray_app.build_app`."""
     import dataclasses
 
@@ -274,6 +303,7 @@ def _run_on_ray(args: argparse.Namespace, limits, api_key: str | None) -> int:  
         "source": str(args.source) if args.source else None,
         "insecure_no_key": args.insecure_no_key,
         "allow_origin": tuple(args.allow_origin),
+        "allow_host": allowed_hosts,
         "limits": {f.name: getattr(limits, f.name) for f in dataclasses.fields(limits)},
     }
     RayOptions.from_args(options)  # bad --replicas / --gpus-per-replica before any download or Ray start

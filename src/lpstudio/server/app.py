@@ -32,11 +32,11 @@ from ..errors import LPStudioError
 from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
 from ..speech.espeak import speech_available
-from .http import BodyLimitMiddleware, GuardMiddleware
+from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .limits import ServiceLimits
-from .live import register_live
-from .metrics import CONTENT_TYPE, AccessLogMiddleware
+from .live import LIVE_PATH, register_live
+from .metrics import CONTENT_TYPE, AccessLogMiddleware, printable, request_id
 from .plans import (
     MAX_SEED,
     ClipPlan,
@@ -141,6 +141,7 @@ def create_app(
     app = FastAPI(title="lpstudio", version=_version(), lifespan=lifespan)
     # lifecycle.serve listens with this send buffer per connection, so unread streams stall (streams.py).
     app.state.socket_send_buffer_bytes = settings.limits.stream_socket_buffer_bytes
+    app.state.live_tickets = TicketBook()  # the key's stand-in on the live WebSocket (POST /live/ticket)
     _error_handlers(app)
     _middleware(app, settings)
     _page_routes(app)
@@ -176,14 +177,21 @@ def _middleware(app: FastAPI, settings: ServerSettings) -> None:
             allow_methods=["GET", "POST"],
             allow_headers=["content-type", "x-api-key", "authorization"],
         )
-    app.add_middleware(GuardMiddleware, api_key=settings.api_key, allowed_origins=settings.allowed_origins)
+    app.add_middleware(
+        GuardMiddleware,
+        api_key=settings.api_key,
+        allowed_origins=settings.allowed_origins,
+        allowed_hosts=settings.allowed_hosts,
+        tickets=app.state.live_tickets,
+        ticket_paths=(LIVE_PATH,),
+    )
     app.add_middleware(AccessLogMiddleware, metrics=lambda: getattr(app.state, "lp", None) and app.state.lp.metrics)
 
 
 # ---------------------------------------------------------------------- errors
-def _request_id() -> str:
-    """A short id for one refused request: the client quotes it, the server log has it with the details."""
-    return secrets.token_hex(REQUEST_ID_BYTES)
+def _request_id(request: Request) -> str:
+    """The request's id: the client quotes it; the access log line and the error log line carry the same."""
+    return request_id(request.scope) or secrets.token_hex(REQUEST_ID_BYTES)
 
 
 def _error(exc: LPStudioError, request_id: str | None = None) -> JSONResponse:
@@ -203,12 +211,12 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LPStudioError)
     async def _lp_error(request: Request, exc: LPStudioError) -> JSONResponse:
         # A library's text (FFmpeg's, Pillow's) stays here, on the error's cause: logged, never sent.
-        request_id = _request_id()
+        rid = _request_id(request)
         cause = exc.__cause__
         detail = f" (cause: {type(cause).__name__}: {cause})" if cause is not None else ""
         log.log(logging.WARNING if cause is not None else logging.INFO, "request %s: %s %s -> %s: %s%s",
-                request_id, request.method, request.url.path, type(exc).__name__, exc.message, detail)  # fmt: skip
-        return _error(exc, request_id)
+                rid, request.method, printable(request.url.path), type(exc).__name__, exc.message, detail)  # fmt: skip
+        return _error(exc, rid)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -237,13 +245,13 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        request_id = _request_id()
-        log.exception("request %s: internal error on %s %s", request_id, request.method, request.url.path)
+        rid = _request_id(request)
+        log.exception("request %s: internal error on %s %s", rid, request.method, printable(request.url.path))
         body = {
-            "error": "internal error",
-            "hint": "the server log has the details (quote the request id)",
+            "error": f"internal error (request id {rid})",
+            "hint": "the server log has the details: quote the request id when you report it",
             "kind": "InternalError",
-            "request_id": request_id,
+            "request_id": rid,
         }
         return JSONResponse(body, status_code=500)
 

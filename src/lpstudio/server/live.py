@@ -3,6 +3,13 @@
 ``GET /live?session=ID`` (WebSocket; optional query ``region``, ``smooth``,
 ``multiplier``, ``retarget_eyes``, ``retarget_lip``, ``stitching``).
 
+Guarded like the HTTP API (:class:`~lpstudio.server.http.GuardMiddleware`): an
+allowed Host, no foreign ``Origin`` (a browser always sends one on a WebSocket),
+and on a server with an API key either the ``X-API-Key`` header (scripts) or a
+``ticket`` from ``POST /live/ticket`` in the query (browsers cannot set headers on
+a WebSocket): single-use, good for ``expires_s`` seconds. A refused handshake is
+answered 403 before the socket opens.
+
 Messages from the page:
 
 - **binary**: one camera frame, :func:`pack_frame` layout: a 4-byte big-endian
@@ -21,7 +28,10 @@ shown (empty when there is nothing to show yet); **text** JSON ``ready``,
 ``pong``, ``settings`` and ``error`` (``{"type": "error", "id", "error",
 "hint"}``; the socket stays usable) messages. A socket that cannot go on is
 closed with a code and a reason: 1008 (bad session or query), 1013 (too many
-live cameras), 1011 (internal error).
+live cameras in all or from this client, or the server is draining before a
+stop), 1001 (the server began draining while the socket was open), 4408 (idle:
+nothing received for ``idle_timeout_s`` while no frame was being rendered), 1011
+(internal error; the reason has an id to quote, the details are in the server log).
 
 Backpressure, "newest frame wins": each socket has one frame in flight. Frames
 that arrive meanwhile replace each other in a one-frame slot; the ones
@@ -32,7 +42,10 @@ on a slow device the server renders the newest picture, not a backlog.
 Work stays off the event loop: JPEG decoding, paste-back and encoding in
 threads, face tracking and motion extraction as one call on the render worker
 (the model's thread), warping and decoding as a render job at interactive
-priority (batched with other sessions' frames).
+priority (batched with other sessions' frames). Each frame is admitted like a
+one-frame preview (:meth:`~lpstudio.server.admission.Admission.admit_job`): past
+the service's bounds it is answered with an ``error`` (busy) and dropped, so live
+cameras cannot push clips and previews out of the queue.
 """
 
 from __future__ import annotations
@@ -41,8 +54,11 @@ import asyncio
 import contextlib
 import io
 import json
+import logging
+import secrets
 import struct
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -55,11 +71,15 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..drive.driving_motion import DriveSettings
 from ..drive.live import DEFAULT_VERIFY_EVERY, LIVE_REGIONS, LiveDriver, LiveResult
-from ..errors import ImageError, LPStudioError, ParamError
+from ..errors import ImageError, LPStudioError, ParamError, ShuttingDownError
+from .http import TICKET_PARAM, TicketBook
 from .sessions import Source, encode_jpeg
 from .worker import PRIORITY_INTERACTIVE, RenderJob
 
 LIVE_PATH = "/live"
+TICKET_PATH = LIVE_PATH + "/ticket"
+
+log = logging.getLogger(__name__)
 
 HEADER_LENGTH = struct.Struct(">I")
 """The 4-byte big-endian length that starts every binary message."""
@@ -92,9 +112,17 @@ LIVE_JPEG_QUALITY = 80
 WS_MAX_SIZE = MAX_MESSAGE_BYTES + 64 * 1024
 """What the WebSocket layer (uvicorn ``ws_max_size``) lets through; larger messages close the socket (1009)."""
 
+CLOSE_GOING_AWAY = 1001
+"""RFC 6455: the server is going down (here: it began draining while the socket was open)."""
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
+CLOSE_IDLE = 4408
+"""Application close code (4000-4999 are the application's, RFC 6455): idle, after HTTP's 408 Request Timeout."""
+MAX_REASON_CHARS = 120
+"""Close reasons are cut to this (the protocol allows 123 bytes of UTF-8)."""
+ERROR_ID_BYTES = 6
+"""Random bytes of the id an internal error is reported with (quoted by the user, found in the log)."""
 
 BOOL_SETTINGS = ("retarget_eyes", "retarget_lip", "stitching")
 FLOAT_SETTINGS: dict[str, tuple[float, float]] = {"smooth": (0.0, 1.0), "multiplier": (0.0, 3.0)}
@@ -106,6 +134,12 @@ class LiveConfig:
     """Limits of the live route (``app.state.live_config``; set it before serving to change them)."""
 
     max_sockets: int = 2
+    # One camera per client address: one client cannot hold every socket (behind a reverse proxy every
+    # client shares the proxy's address; raise it there).
+    max_sockets_per_client: int = 1
+    # The page sends a frame at least every 2 s while its camera is on (RESEND_MS in live.js), so this
+    # long without a message means the page is gone or stuck; a frame still rendering postpones it.
+    idle_timeout_s: float = 30.0
     max_message_bytes: int = MAX_MESSAGE_BYTES
     max_pixels: int = MAX_CAMERA_PIXELS
     jpeg_quality: int = LIVE_JPEG_QUALITY
@@ -114,12 +148,24 @@ class LiveConfig:
 
 
 class LiveHub:
-    """Counts the open live sockets (touched on the event loop only)."""
+    """Counts the open live sockets, in all and per client (touched on the event loop only)."""
 
     def __init__(self) -> None:
         self.active = 0
         self.frames = 0
         self.dropped = 0
+        self.per_client: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()  # why sockets were refused after the handshake
+
+    def open(self, client: str) -> None:
+        self.active += 1
+        self.per_client[client] += 1
+
+    def close(self, client: str) -> None:
+        self.active -= 1
+        self.per_client[client] -= 1
+        if self.per_client[client] <= 0:
+            del self.per_client[client]
 
 
 class LiveProtocolError(LPStudioError):
@@ -152,8 +198,8 @@ def unpack_frame(data: bytes, max_header: int = MAX_HEADER_BYTES) -> tuple[dict[
         )
     try:
         header = json.loads(data[HEADER_LENGTH.size : HEADER_LENGTH.size + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LiveProtocolError(f"the frame header is not JSON ({exc})", hint='e.g. {"id": 1, "t": 1234.5}') from exc
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise LiveProtocolError("the frame header is not JSON text", hint='e.g. {"id": 1, "t": 1234.5}') from None
     if not isinstance(header, dict):
         raise LiveProtocolError("the frame header must be a JSON object", hint='e.g. {"id": 1, "t": 1234.5}')
     return header, data[HEADER_LENGTH.size + n :]
@@ -263,6 +309,7 @@ class LiveConnection:
         self._dropped = 0
         self._last_jpeg: bytes | None = None
         self._job: RenderJob | None = None
+        self._rendering = False
 
     # ------------------------------------------------------------------ sending
     async def send_json(self, obj: Mapping[str, Any]) -> None:
@@ -273,18 +320,37 @@ class LiveConnection:
         async with self._send_lock:
             await self.ws.send_bytes(pack_frame(header, payload))
 
-    async def send_error(self, exc: BaseException, frame_id: int | None = None) -> None:
+    async def send_error(self, exc: BaseException, frame_id: int | None = None) -> str | None:
+        """Tell the page; an unexpected error is logged with an id, and only the id is sent (returned)."""
+        error_id = None
         if isinstance(exc, LPStudioError):
             body = {"error": exc.message, "hint": exc.hint, "kind": type(exc).__name__}
         else:
-            body = {"error": f"live frame failed: {exc}", "hint": None, "kind": type(exc).__name__}
+            error_id = secrets.token_hex(ERROR_ID_BYTES)
+            log.error("live frame failed (error id %s)", error_id, exc_info=exc)
+            body = {
+                "error": f"live rendering failed: internal error (id {error_id})",
+                "hint": "the server log has the details: quote the id when you report it",
+                "kind": "InternalError",
+                "error_id": error_id,
+            }
         await self.send_json({"type": "error", "id": frame_id, **body})
+        return error_id
 
     # ------------------------------------------------------------------ reading
     async def read(self) -> None:
-        """Read messages until the page goes away; frames go to the slot, control is handled at once."""
+        """Read messages until the page goes away or is idle; frames go to the slot, control is handled at once."""
+        idle_s = self.config.idle_timeout_s
         while True:
-            message = await self.ws.receive()
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), timeout=idle_s)
+            except asyncio.TimeoutError:
+                if self._slot is not None or self._rendering:
+                    continue  # the page waits for our answer: not idle
+                reason = f"idle: no message for {idle_s:g} s, the live socket was closed"
+                with contextlib.suppress(Exception):
+                    await self.ws.close(CLOSE_IDLE, reason[:MAX_REASON_CHARS])
+                return
             if message["type"] == "websocket.disconnect":
                 return
             data, text = message.get("bytes"), message.get("text")
@@ -357,10 +423,15 @@ class LiveConnection:
             self._slot = None
             dropped, self._dropped = self._dropped, 0
             frame_id = int(header["id"])
+            self._rendering = True
             try:
                 reply, jpeg = await asyncio.wait_for(
                     self._process(header, payload, received), timeout=self.config.frame_timeout_s
                 )
+            except ShuttingDownError as exc:  # the server began draining: this socket ends here
+                await self.send_error(exc, frame_id)
+                await self.ws.close(CLOSE_GOING_AWAY, exc.message[:MAX_REASON_CHARS])
+                return
             except asyncio.TimeoutError:
                 await self.send_error(
                     LiveProtocolError(
@@ -374,6 +445,7 @@ class LiveConnection:
                 await self.send_error(exc, frame_id)
                 continue
             finally:
+                self._rendering = False
                 if self._job is not None:
                     self._job.cancel()
                     self._job = None
@@ -382,6 +454,15 @@ class LiveConnection:
             await self.send_frame(reply, jpeg)
 
     async def _process(self, header: dict[str, Any], payload: bytes, received: float) -> tuple[dict[str, Any], bytes]:
+        # Admitted like a one-frame preview before any work; busy or draining raises (the frame is dropped).
+        ticket = self.lp.admission.admit_job(1)
+        try:
+            return await self._process_admitted(header, payload, received, ticket)
+        finally:
+            ticket.release()
+
+    async def _process_admitted(self, header: dict[str, Any], payload: bytes, received: float,
+                                ticket: Any) -> tuple[dict[str, Any], bytes]:  # fmt: skip
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         rgb = await asyncio.to_thread(decode_camera_jpeg, payload, self.config.max_pixels)
@@ -393,7 +474,7 @@ class LiveConnection:
         held = not result.face and result.x_d is not None
         if result.face and result.x_d is not None:
             t2 = time.perf_counter()
-            frame = await self._render(result.x_d)
+            frame = await self._render(result.x_d, ticket)
             t3 = time.perf_counter()
             jpeg = await asyncio.to_thread(self._compose_jpeg, frame)
             timings.update(render=(t3 - t2) * 1000, encode=(time.perf_counter() - t3) * 1000)
@@ -419,8 +500,8 @@ class LiveConnection:
     def _compose_jpeg(self, frame: np.ndarray) -> bytes:
         return encode_jpeg(self.source.compose(frame), self.config.jpeg_quality)
 
-    async def _render(self, x_d: Any) -> np.ndarray:
-        """W+G of one frame on the render worker at interactive priority."""
+    async def _render(self, x_d: Any, ticket: Any) -> np.ndarray:
+        """W+G of one frame on the render worker at interactive priority, under the frame's admission ticket."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
         out: list[np.ndarray] = []
@@ -438,7 +519,7 @@ class LiveConnection:
         state = self.source.state
         # x_d is given, so params only sizes the job (one frame); the worker never edits it.
         self._job = RenderJob(state, [state.neutral_params()], on_frame, on_done, priority=PRIORITY_INTERACTIVE,
-                              x_d=x_d)  # fmt: skip
+                              x_d=x_d, ticket=ticket)  # fmt: skip
         self.lp.worker.submit(self._job)
         await done
         if not out:
@@ -453,27 +534,36 @@ def live_config(app: FastAPI) -> LiveConfig:
 
 
 def register_live(app: FastAPI, config: LiveConfig | None = None) -> None:
-    """Add the ``/live`` WebSocket route to the app made by :func:`~lpstudio.server.app.create_app`."""
+    """Add the ``/live`` WebSocket route (and its ticket and status routes) to the app made by
+    :func:`~lpstudio.server.app.create_app`, which gives the guard the same ``app.state.live_tickets``."""
     app.state.live_config = config or LiveConfig()
     app.state.live_hub = LiveHub()
+    if getattr(app.state, "live_tickets", None) is None:
+        app.state.live_tickets = TicketBook()
+
+    @app.post(TICKET_PATH, summary="Live mirror: a single-use ticket that opens /live?ticket=... (needs the API key)")
+    async def live_ticket() -> dict[str, Any]:
+        tickets: TicketBook = app.state.live_tickets
+        return {"ticket": tickets.issue(), "expires_s": tickets.ttl_s, "param": TICKET_PARAM}
 
     @app.websocket(LIVE_PATH)
     async def live(websocket: WebSocket) -> None:
         config: LiveConfig = websocket.app.state.live_config
         hub: LiveHub = websocket.app.state.live_hub
         lp = websocket.app.state.lp
+        client = websocket.client.host if websocket.client else "-"
         await websocket.accept()
-        if hub.active >= config.max_sockets:
-            reason = f"too many live cameras ({hub.active} in use, at most {config.max_sockets})"
-            await websocket.send_text(json.dumps({"type": "error", "id": None, "error": reason,
-                                                  "hint": "close another camera tab and try again"}))  # fmt: skip
-            await websocket.close(CLOSE_TRY_AGAIN, reason)
+        refusal = _refusal(lp, config, hub, client)
+        if refusal is not None:
+            reason, hint = refusal
+            await websocket.send_text(json.dumps({"type": "error", "id": None, "error": reason, "hint": hint}))
+            await websocket.close(CLOSE_TRY_AGAIN, reason[:MAX_REASON_CHARS])
             return
-        hub.active += 1
+        hub.open(client)
         try:
             await _serve(websocket, lp, config, hub)
         finally:
-            hub.active -= 1
+            hub.close(client)
 
     @app.get(LIVE_PATH + "/status", summary="Live mirror: limits and open cameras")
     async def live_status() -> dict[str, Any]:
@@ -482,6 +572,9 @@ def register_live(app: FastAPI, config: LiveConfig | None = None) -> None:
             "path": LIVE_PATH,
             "active": hub.active,
             "max_sockets": cfg.max_sockets,
+            "max_sockets_per_client": cfg.max_sockets_per_client,
+            "idle_timeout_s": cfg.idle_timeout_s,
+            "refused": dict(hub.refused),
             "max_message_bytes": cfg.max_message_bytes,
             "max_pixels": cfg.max_pixels,
             "frames": hub.frames,
@@ -490,8 +583,30 @@ def register_live(app: FastAPI, config: LiveConfig | None = None) -> None:
         }
 
 
+def _refusal(lp: Any, config: LiveConfig, hub: LiveHub, client: str) -> tuple[str, str] | None:
+    """``(reason, hint)`` when a new live socket must be closed at once: draining, or too many sockets."""
+    try:
+        lp.admission.check_open()
+    except ShuttingDownError as exc:
+        hub.refused["draining"] += 1
+        return exc.message, exc.hint or "try again in a moment"
+    if hub.active >= config.max_sockets:
+        hub.refused["sockets"] += 1
+        return (f"too many live cameras ({hub.active} in use, at most {config.max_sockets})",
+                "close another camera tab and try again")  # fmt: skip
+    if hub.per_client[client] >= config.max_sockets_per_client:
+        hub.refused["per_client"] += 1
+        reason = (
+            f"too many live cameras from this client ({hub.per_client[client]} open, "
+            f"at most {config.max_sockets_per_client} each)"
+        )
+        return reason, "close the camera in your other tab and try again"
+    return None
+
+
 async def _serve(ws: WebSocket, lp: Any, config: LiveConfig, hub: LiveHub) -> None:
     query = dict(ws.query_params)
+    query.pop(TICKET_PARAM, None)  # the guard has redeemed it
     session_id = query.pop("session", None)
     try:
         if not session_id:
@@ -523,8 +638,8 @@ async def _serve(ws: WebSocket, lp: Any, config: LiveConfig, hub: LiveHub) -> No
         if renderer in done and renderer.exception() is not None:  # a bug, not a bad frame: say so and close
             exc = renderer.exception()
             with contextlib.suppress(Exception):
-                await conn.send_error(exc)  # type: ignore[arg-type]
-                await ws.close(CLOSE_INTERNAL, f"live rendering failed: {type(exc).__name__}"[:120])
+                error_id = await conn.send_error(exc)  # type: ignore[arg-type]
+                await ws.close(CLOSE_INTERNAL, f"live rendering failed: internal error (id {error_id})")
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
             await reader

@@ -104,6 +104,7 @@ class RayOptions:
     source: str | None = None
     insecure_no_key: bool = False  # serve a non-loopback bind without an API key (a private network guards it)
     allow_origin: tuple[str, ...] = ()
+    allow_host: tuple[str, ...] = ()  # Host names answered besides loopback (lpstudio serve's --host, --allow-host)
     limits: dict[str, float] = field(default_factory=dict)  # ServiceLimits fields
 
     @classmethod
@@ -164,6 +165,7 @@ class RayOptions:
             prerender=self.prerender,
             api_key=api_key,
             allowed_origins=tuple(self.allow_origin),
+            allowed_hosts=tuple(self.allow_host),
             limits=self.service_limits(),
         )
 

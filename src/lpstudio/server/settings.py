@@ -20,5 +20,8 @@ class ServerSettings:
     prerender: bool = False  # render the button presets of a new photo in the background
     api_key: str | None = None  # when set, the API needs it (X-API-Key header)
     allowed_origins: tuple[str, ...] = ()  # other sites whose pages may call the API (CORS); none by default
+    # Host names answered besides localhost / loopback addresses (DNS rebinding guard): the --host value
+    # and each --allow-host (see server.http.hosts_to_allow); any other Host header gets 421.
+    allowed_hosts: tuple[str, ...] = ()
     encode_threads: int = 2  # threads compositing and JPEG-encoding frames
     limits: ServiceLimits = field(default_factory=ServiceLimits)

@@ -10,6 +10,8 @@
   const STATS_WINDOW = 30;          // results averaged for the fps and latency figures
   const STATS_EVERY_MS = 250;       // how often the figures are redrawn
   const SMOOTH_VARIANCE = 1e-5;     // "smooth" on: the Kalman observation variance of `lpstudio drive --smooth`
+  const CAP_RETRY_MS = 500;         // refused as "too many from this client" on a reconnect: our old socket is
+  const CAP_RETRIES = 3;            //   still closing on the server; try again this much later, this many times
 
   const $ = (id) => document.getElementById(id);
   const button = $("cameraButton");
@@ -21,7 +23,7 @@
 
   const live = {
     on: false, starting: false, stream: null, ws: null, session: null, ready: false,
-    nextId: 1, inFlight: null, resendTimer: null, results: [], lastStats: 0, retried: false,
+    nextId: 1, inFlight: null, resendTimer: null, results: [], lastStats: 0, retried: false, capRetries: 0,
     capture: document.createElement("canvas"), encoder: new TextEncoder(), decoder: new TextDecoder(),
   };
   window.lpLive = live;   // for tests and the console
@@ -95,6 +97,7 @@
     live.on = true;
     live.results = [];
     live.retried = false;
+    live.capRetries = 0;
     canvas.dataset.state = "live";
     setButton();
     say("연결 중 / connecting…");
@@ -120,13 +123,32 @@
   }
 
   // ------------------------------------------------------------------ socket
-  function connect() {
+  // With an API key the socket URL carries a single-use ticket from POST /live/ticket (a browser cannot set
+  // the X-API-Key header on a WebSocket, and the key itself never goes into a URL).
+  async function ticketQuery() {
+    if (!API_KEY) return "";
+    const res = await apiFetch("/live/ticket", { method: "POST" });
+    if (!res.ok) throw await errorFrom(res);
+    const body = await res.json();
+    return `&${body.param || "ticket"}=${encodeURIComponent(body.ticket)}`;
+  }
+
+  async function connect() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     live.session = app.session;
     live.ready = false;
     live.inFlight = null;
-    const url = `${proto}//${location.host}/live?session=${encodeURIComponent(app.session)}` +
-      `&region=${region()}&smooth=${smooth()}`;
+    let ticket = "";
+    try {
+      ticket = await ticketQuery();
+    } catch (err) {
+      stop();
+      say(`카메라 연결 실패 / live connection refused: ${err.message || err}`, "error");
+      return;
+    }
+    if (!live.on || live.ws) return;   // turned off (or connected again) while the ticket was on its way
+    const url = `${proto}//${location.host}/live?session=${encodeURIComponent(live.session)}` +
+      `&region=${region()}&smooth=${smooth()}${ticket}`;
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     ws.onmessage = (ev) => { if (ws === live.ws) onMessage(ev.data); };
@@ -140,6 +162,11 @@
     if (ev.code === 1008 && /no longer on the server/.test(ev.reason) && !live.retried) {
       live.retried = true;   // the server dropped our session: re-send the photo and reconnect once
       try { await openSource(app.sourceFile, { keepView: true }); connect(); return; } catch (_) { /* below */ }
+    }
+    if (ev.code === 1013 && /from this client/.test(ev.reason) && live.capRetries < CAP_RETRIES) {
+      live.capRetries += 1;
+      setTimeout(() => { if (live.on && !live.ws) connect(); }, CAP_RETRY_MS);
+      return;
     }
     const reason = ev.reason || (ev.code === 1006 ? "연결이 끊겼습니다 / the connection was lost" : `code ${ev.code}`);
     stop();
@@ -204,7 +231,12 @@
   function sendFrame() {
     if (!live.on || !live.ws || live.ws.readyState !== WebSocket.OPEN || !live.ready || live.inFlight) return;
     if (app.session !== live.session) {   // a new photo was uploaded: drive it instead
-      live.ws.onclose = null; live.ws.close(1000, "new photo"); connect(); return;
+      const old = live.ws;   // connect once the old socket is closed: the server allows one per client
+      live.ws = null;
+      old.onmessage = null;
+      old.onclose = () => { if (live.on && !live.ws) connect(); };
+      old.close(1000, "new photo");
+      return;
     }
     const w0 = selfView.videoWidth, h0 = selfView.videoHeight;
     if (!w0 || !h0) { live.resendTimer = setTimeout(sendFrame, 50); return; }
