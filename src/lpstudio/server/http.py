@@ -270,6 +270,18 @@ class TicketBook:
             return len(self._open)
 
 
+def key_matches(headers: dict[str, str], api_key: bytes) -> bool:
+    """True when ``headers`` (lower-case names) carry ``api_key`` in ``X-API-Key`` or ``Authorization: Bearer``.
+
+    Compared in constant time, so the answer's timing tells nothing about the key.
+    """
+    given = headers.get(API_KEY_HEADER)
+    if given is None:
+        auth = headers.get("authorization", "")
+        given = auth[7:] if auth.lower().startswith("bearer ") else None
+    return given is not None and hmac.compare_digest(given.encode("latin-1", "replace"), api_key)
+
+
 class GuardMiddleware:
     """Host allow-list, origin check, API key, clean paths and security headers, for HTTP and WebSocket.
 
@@ -374,8 +386,4 @@ class GuardMiddleware:
 
     def _key_ok(self, headers: dict[str, str]) -> bool:
         assert self.api_key is not None
-        given = headers.get(API_KEY_HEADER)
-        if given is None:
-            auth = headers.get("authorization", "")
-            given = auth[7:] if auth.lower().startswith("bearer ") else None
-        return given is not None and hmac.compare_digest(given.encode("latin-1", "replace"), self.api_key)
+        return key_matches(headers, self.api_key)

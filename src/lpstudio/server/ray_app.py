@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hmac
 import json
 import logging
 import os
@@ -41,7 +40,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import LPStudioError
-from .http import API_KEY_HEADER, is_loopback
+from .http import is_loopback, key_matches
 from .limits import ServiceLimits
 from .ray_render import BATCHING_WORKER, EngineSpec, render_replica_class
 from .settings import ServerSettings
@@ -275,11 +274,7 @@ class HealthGate:
         if self.api_key is None:
             return not self.insecure_no_key
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        given = headers.get(API_KEY_HEADER)
-        if given is None:
-            auth = headers.get("authorization", "")
-            given = auth[7:] if auth.lower().startswith("bearer ") else None
-        return given is not None and hmac.compare_digest(given.encode("latin-1", "replace"), self.api_key)
+        return key_matches(headers, self.api_key)
 
 
 def ingress_app(
