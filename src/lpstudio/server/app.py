@@ -40,6 +40,7 @@ from .plans import (
     MAX_SEED,
     ClipPlan,
     GenerateRequest,
+    PlanningSlots,
     RenderRequest,
     clip_cache_key,
     plan_clip,
@@ -105,6 +106,9 @@ def create_app(
         state = build_state(engine, settings, make_worker)
         app.state.speech_available = await asyncio.to_thread(speech_available)  # loads eSpeak NG once
         app.state.speech_memo = SpeechMemo(settings.limits.speech_memo_bytes)
+        app.state.plan_slots = PlanningSlots(
+            settings.limits.max_plans, retry_after_s=settings.limits.retry_after_s, on_reject=state.metrics.reject
+        )
         if settings.prerender:
             tasks: set[asyncio.Task] = set()
 
@@ -352,7 +356,9 @@ def _render_routes(app: FastAPI) -> None:
         idle = state.settings.idle_default if body.idle is None else body.idle
         limits = state.limits
         memo = request.app.state.speech_memo
-        plan = await state.off_loop(lambda: plan_clip(body, fps=fps, idle=idle, limits=limits, memo=memo))
+        plan = await request.app.state.plan_slots.run(
+            state.off_loop, lambda: plan_clip(body, fps=fps, idle=idle, limits=limits, memo=memo)
+        )
         return await _stream(state, source, plan, received)
 
     @app.post(

@@ -53,6 +53,9 @@ class ServiceLimits:
     """Photo uploads / session starts being decoded or prepared at once before new ones get 429."""
     max_decodes: int = 2
     """Uploads decoded at the same time (each may take 3 bytes per pixel while decoding)."""
+    max_plans: int = 2
+    """Requests being planned (command parsed, speech synthesised) at the same time before new ones get 429,
+    so a flood of distinct commands holds at most this many of the shared worker threads."""
     retry_after_s: float = 2.0
     """Base of the ``Retry-After`` a refused request is given (grows with the backlog)."""
 
