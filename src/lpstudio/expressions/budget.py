@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from ..errors import CommandError
 
 MAX_COMMAND_WORK: int = 60_000
-"""Units one command may cost. The longest legitimate commands of the test suite cost under 6,000
-(``tests/expressions``, ``tests/speech/test_speech_command.py``); 500-character commands made of many
-layered or sequenced parts cost up to ~25,000. At the measured ~1-2 us per unit (a 500-character
-scan of the whole lexicon takes ~0.5-1 ms on one core) this is well under 0.2 s of one worker's time."""
+"""Units one command may cost. Measured (split_speech + parse of the rest + parse of the whole): the
+commands of ``tests/expressions`` and ``tests/speech/test_speech_command.py`` cost at most ~900 units,
+natural 500-character commands up to ~4,100, adversarial 500-character ones (filler runs, repeated
+particles, typo-like words, merged modifier parts) up to ~15,000; 125 speech verbs in a row would cost
+~64,000 and are refused. At ~2 us per unit on one busy core, the budget is ~0.1-0.2 s of a worker."""
 
 
 class CommandTooComplexError(CommandError):
