@@ -287,3 +287,74 @@ def test_precise_play_items_and_auto_return() -> None:
 def test_precise_errors(text: str) -> None:
     with pytest.raises(CommandError):
         parse_command(text)
+
+
+# --- bounded work (a 70-character command used to hold a worker for 8-18 s) ---------------------------------
+
+PARSE_BOUND_S = 0.5
+"""Generous wall-clock bound for one adversarial command (they take ~1-30 ms; before the fix, seconds to hours)."""
+FILLER_RUN = "say smile with " + "해요" * 24 + "가"
+"""The reported command: a run of "해요" (filler words "해" + "요" or "해요") that ends in a non-filler syllable."""
+ADVERSARIAL_COMMANDS: list[str] = [
+    FILLER_RUN,
+    ("say smile with " + "해요" * 250 + "가")[:500],  # the longest filler run a command may hold
+    ("말해 " + "봐요" * 250 + "x")[:500],
+    ("웃" + "해 줘 " * 125 + "가")[:500],
+    ("웃고 " * 170)[:500],  # repeated sequence particles
+    ("웃으면서 " * 100)[:500],  # repeated layering particles
+    ("blnik " * 84)[:500],  # repeated typo-like words: the hint compares them with the vocabulary
+    " ".join(f"smiel{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(60))[:500],  # distinct typo-like words
+    ("wink " + "with right " * 45)[:500],  # modifier parts merged into the action before them
+    "x" * 500,
+]
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
+@pytest.mark.parametrize("text", ADVERSARIAL_COMMANDS, ids=lambda t: f"{t[:12]}..{len(t)}")
+def test_adversarial_commands_parse_in_bounded_time(text: str, strict: bool) -> None:
+    import time
+
+    start = time.perf_counter()
+    try:
+        plan = parse_command(text, strict=strict)
+    except CommandError as err:
+        assert err.message and err.hint  # refused with a message (not understood, or too complex)
+    else:
+        assert plan.actions
+    assert time.perf_counter() - start < PARSE_BOUND_S, text
+
+
+def test_filler_run_is_understood_as_before() -> None:
+    """The reported command still means what it meant (talk and smile), strict or not: only its cost changed."""
+    for strict in (False, True):
+        try:
+            plan = parse_command(FILLER_RUN, strict=strict)
+        except CommandError as err:
+            assert strict and "cannot understand" in err.message
+        else:
+            assert [[a.preset for a in g] for g in plan.groups] == [["talk", "smile"]]
+
+
+def test_speech_split_of_adversarial_commands_is_bounded() -> None:
+    import time
+
+    from lpstudio.expressions.speech_command import split_speech
+
+    for text in ADVERSARIAL_COMMANDS[:4]:
+        start = time.perf_counter()
+        rest, said = split_speech(text)
+        assert rest
+        assert time.perf_counter() - start < PARSE_BOUND_S, text
+    assert split_speech(FILLER_RUN) == ("say", "smile with " + "해요" * 24 + "가")
+
+
+def test_command_over_its_work_budget_is_refused_with_a_clear_error() -> None:
+    from lpstudio.expressions.budget import CommandTooComplexError, command_budget
+
+    text = "살짝 웃으면서 윙크해 주세요 then nod twice"
+    parse_command(text)  # fine within the default budget
+    with command_budget(limit=len(text)), pytest.raises(CommandTooComplexError) as err:
+        parse_command(text)
+    assert isinstance(err.value, CommandError)
+    assert "too complex" in err.value.message
+    assert "split it into several commands" in (err.value.hint or "")

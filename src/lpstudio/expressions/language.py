@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..errors import CommandError
+from .budget import MAX_COMMAND_WORK, CommandTooComplexError, command_budget
 from .phrases import (
     DEFAULT_WINK,
     MAX_REPEAT,
@@ -63,7 +64,8 @@ def parse_command(text: str, *, strict: bool = False) -> CommandPlan:
     Words that are not expressions (fillers, politeness, quoting particles) are ignored when a
     known action is present. Raises :class:`CommandError` (with close matches) when no action is
     understood, when a word is a near-miss of an action word, or (``strict``) when any part that is
-    not filler cannot be understood.
+    not filler cannot be understood, and :class:`CommandTooComplexError` (a :class:`CommandError`)
+    when understanding it would take more work than :data:`MAX_COMMAND_WORK` allows.
     """
     if not isinstance(text, str) or not text.strip():
         raise CommandError("empty command", hint="try '웃어줘', 'smile and wink', or 'blink twice'")
@@ -71,7 +73,8 @@ def parse_command(text: str, *, strict: bool = False) -> CommandPlan:
         raise CommandError(f"command is {len(text)} characters long", hint=f"keep it under {MAX_COMMAND_CHARS}")
     if is_precise(text):
         return CommandPlan((), text, precise=parse_precise(text))
-    return parse_phrases(text, strict=strict)
+    with command_budget():
+        return parse_phrases(text, strict=strict)
 
 
 def command_timeline(text: str) -> Timeline:
@@ -87,11 +90,13 @@ def plan_summary(plan: CommandPlan) -> Mapping[str, object]:
 __all__ = [
     "DEFAULT_WINK",
     "MAX_COMMAND_CHARS",
+    "MAX_COMMAND_WORK",
     "MAX_REPEAT",
     "MIN_POSE_CHANGE_MS",
     "POSE_RETURN_MS",
     "Action",
     "CommandPlan",
+    "CommandTooComplexError",
     "close_matches",
     "command_timeline",
     "is_precise",

@@ -14,6 +14,7 @@ must be understood or be filler.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
 import unicodedata
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..errors import CommandError
+from .budget import charge, command_budget
 from .lexicon import (
     ACTION_WORDS,
     AMPLIFIER_WORDS,
@@ -50,6 +52,13 @@ SEQUENCE_GAP_MS: float = 0.0
 DEFAULT_WINK: str = "wink_right"
 SUBSUMES: dict[str, frozenset[str]] = {"big_laugh": frozenset({"smile"})}
 """A preset that already contains others: "깔깔 웃어" is a laugh, not a laugh plus a smile."""
+CLOSE_MATCH_CUTOFF: float = 0.45
+"""Lowest similarity (difflib ratio) of a word to a command word for the hint to suggest it."""
+KOREAN_SHARED_SYLLABLE_SCORE: float = 0.5
+"""Similarity given to a Korean command word that shares a syllable with a word of the command."""
+MAX_HINT_TOKENS: int = 32
+"""Distinct words of a command compared with the vocabulary for the "did you mean" hint (the first ones:
+a hint needs no more, and a long command of distinct words would otherwise cost ~350 comparisons each)."""
 
 # Sequence connectors (split first), then layering connectors (within a clause).
 _SEQUENCE_SPLIT = re.compile(
@@ -81,13 +90,27 @@ def _word_rx(word: str, whole_suffix: str) -> re.Pattern[str]:
     return _compile(word)
 
 
-_ACTION_RX = tuple((_word_rx(w, "(?:s|ing|ed)?"), v) for w, v in ACTION_WORDS) + ((re.compile(r"보(?=\s|$)"), "look"),)
-_DIRECTION_RX = tuple(
-    (_compile(w) if not re.match(r"[a-z]", w) else re.compile(r"\b" + w + r"\b"), v) for w, v in DIRECTION_WORDS
+def _anchor(word: str) -> str:
+    """A literal every match of ``word``'s pattern contains (its first word): no anchor, no match."""
+    return word.split()[0]
+
+
+_Entry = tuple[re.Pattern[str], object, str]
+"""A lexicon pattern, what a match means, and the literal (anchor) a text must contain for it to match."""
+
+_ACTION_RX: tuple[_Entry, ...] = tuple((_word_rx(w, "(?:s|ing|ed)?"), v, _anchor(w)) for w, v in ACTION_WORDS) + (
+    (re.compile(r"보(?=\s|$)"), "look", "보"),
 )
-_INTENSITY_RX = tuple((_word_rx(w, "(?:ly)?"), v) for w, v in INTENSITY_WORDS)
-_SPEED_RX = tuple((_compile(w), v) for w, v in SPEED_WORDS)
-_AMP_RX = tuple(re.compile((r"\b" + w + r"\b") if re.match(r"[a-z]", w) else re.escape(w)) for w in AMPLIFIER_WORDS)
+_DIRECTION_RX: tuple[_Entry, ...] = tuple(
+    (_compile(w) if not re.match(r"[a-z]", w) else re.compile(r"\b" + w + r"\b"), v, _anchor(w))
+    for w, v in DIRECTION_WORDS
+)
+_INTENSITY_RX: tuple[_Entry, ...] = tuple((_word_rx(w, "(?:ly)?"), v, _anchor(w)) for w, v in INTENSITY_WORDS)
+_SPEED_RX: tuple[_Entry, ...] = tuple((_compile(w), v, _anchor(w)) for w, v in SPEED_WORDS)
+_AMP_RX: tuple[_Entry, ...] = tuple(
+    (re.compile((r"\b" + w + r"\b") if re.match(r"[a-z]", w) else re.escape(w)), AMPLIFIER_EXPONENT, w)
+    for w in AMPLIFIER_WORDS
+)
 
 
 @dataclass(frozen=True)
@@ -203,7 +226,13 @@ class _Match:
 
 
 def _scan(text: str) -> list[_Match]:
-    """All lexicon matches, longest first, without overlaps, in text order."""
+    """All lexicon matches, longest first, without overlaps, in text order.
+
+    Linear in the text for a fixed lexicon: a pattern runs only when its anchor literal is in the
+    text, and a candidate is checked against its two neighbours among the matches kept (they never
+    overlap, so they are ordered by start and by end alike). Charged to the command's budget.
+    """
+    charge(len(text) + 1)
     cands: list[_Match] = []
     for kind, table in (
         ("action", _ACTION_RX),
@@ -211,21 +240,30 @@ def _scan(text: str) -> list[_Match]:
         ("int", _INTENSITY_RX),
         ("speed", _SPEED_RX),
     ):
-        for rx, value in table:
-            for m in rx.finditer(text):
-                cands.append(_Match(m.start(), m.end(), kind, value))
+        _find(text, table, kind, cands)
     for pattern, how in REPEAT_PATTERNS:
         for m in pattern.finditer(text):
             cands.append(_Match(m.start(), m.end(), "repeat", _repeat_value(m, how)))
-    for rx in _AMP_RX:
-        for m in rx.finditer(text):
-            cands.append(_Match(m.start(), m.end(), "amp", AMPLIFIER_EXPONENT))
+    _find(text, _AMP_RX, "amp", cands)
     cands.sort(key=lambda c: (-(c.end - c.start), c.start))
+    starts: list[int] = []
     taken: list[_Match] = []
     for c in cands:
-        if all(c.end <= t.start or c.start >= t.end for t in taken):
-            taken.append(c)
-    return sorted(taken, key=lambda c: c.start)
+        i = bisect.bisect_left(starts, c.start)
+        if i > 0 and taken[i - 1].end > c.start:
+            continue  # overlaps the kept match that starts before it
+        if i < len(taken) and taken[i].start < c.end:
+            continue  # overlaps the kept match that starts at or after it
+        starts.insert(i, c.start)
+        taken.insert(i, c)
+    return taken
+
+
+def _find(text: str, table: tuple[_Entry, ...], kind: str, into: list[_Match]) -> None:
+    """Append the matches of ``table``'s patterns whose anchor is in ``text``."""
+    for rx, value, anchor in table:
+        if anchor in text:
+            into.extend(_Match(m.start(), m.end(), kind, value) for m in rx.finditer(text))
 
 
 def _repeat_value(m: re.Match[str], how: str) -> int:
@@ -318,22 +356,49 @@ def _vocabulary() -> dict[str, str]:
 
 
 def close_matches(text: str, n: int = 5) -> list[str]:
-    """Presets whose command words are closest to ``text``, as ``"preset (word)"``."""
+    """Presets whose command words are closest to ``text``, as ``"preset (word)"``.
+
+    ``text`` and its first :data:`MAX_HINT_TOKENS` distinct words are compared with every command
+    word; difflib's cheap upper bounds skip the comparisons that cannot beat the best so far.
+    """
     vocab = _vocabulary()
+    matchers = [(word, preset, _matcher(word), bool(re.search(r"[가-힣]", word))) for word, preset in vocab.items()]
     scored: dict[str, tuple[float, str]] = {}
-    for tok in [text, *text.split()]:
-        for word, preset in vocab.items():
-            score = difflib.SequenceMatcher(None, tok, word).ratio()
-            if re.search(r"[가-힣]", word) and (set(word) & set(tok)) - set(" "):
-                score = max(score, 0.5)  # Korean: sharing a syllable with a stem is a likely typo
-            if score >= 0.45 and score > scored.get(preset, (0.0, ""))[0]:
+    for tok in list(dict.fromkeys([text, *text.split()]))[: MAX_HINT_TOKENS + 1]:
+        charge(len(tok) + 1)
+        letters = set(tok) - {" "}
+        for word, preset, matcher, korean in matchers:
+            floor = KOREAN_SHARED_SYLLABLE_SCORE if korean and not letters.isdisjoint(word) else 0.0
+            best = scored.get(preset, (0.0, ""))[0]
+            matcher.set_seq1(tok)
+            score = _similarity(matcher, floor, best)
+            if score is not None:
                 scored[preset] = (score, word)
-    best = sorted(scored.items(), key=lambda kv: -kv[1][0])[:n]
+    best_words = sorted(scored.items(), key=lambda kv: -kv[1][0])[:n]
     out = []
-    for preset, (_, word) in best:
+    for preset, (_, word) in best_words:
         shown = "look_left/look_right/look_up/look_down" if preset == "look" else preset
         out.append(shown if preset.startswith(word) or word == preset else f"{shown} ({word})")
     return out
+
+
+def _similarity(matcher: difflib.SequenceMatcher[str], floor: float, best: float) -> float | None:
+    """``max(ratio, floor)`` when it is at least :data:`CLOSE_MATCH_CUTOFF` and over ``best``, else None.
+
+    The ratio is computed only when its two cheap upper bounds leave it a chance.
+    """
+    for bound in (matcher.real_quick_ratio, matcher.quick_ratio, matcher.ratio):
+        score = max(bound(), floor)
+        if score < CLOSE_MATCH_CUTOFF or score <= best:
+            return None
+    return score
+
+
+def _matcher(word: str) -> difflib.SequenceMatcher[str]:
+    """A matcher against ``word`` (its index built once; each token is set as the first sequence)."""
+    matcher: difflib.SequenceMatcher[str] = difflib.SequenceMatcher(None)
+    matcher.set_seq2(word)
+    return matcher
 
 
 def unknown_command_error(text: str) -> CommandError:
@@ -349,8 +414,14 @@ def parse_phrases(text: str, *, strict: bool = False) -> CommandPlan:
     """Understand a natural (not precise) command; raises :class:`CommandError` with close matches.
 
     Words that are not expressions are ignored when a known action is present (see the module
-    doc); ``strict`` refuses any part that is neither understood nor filler.
+    doc); ``strict`` refuses any part that is neither understood nor filler. The work is bounded
+    (:mod:`.budget`): a command that would take too long is refused with a :class:`CommandError`.
     """
+    with command_budget():
+        return _parse_phrases(text, strict=strict)
+
+
+def _parse_phrases(text: str, *, strict: bool) -> CommandPlan:
     norm = normalize(text)
     groups: list[tuple[Action, ...]] = []
     unknown: list[str] = []
@@ -369,10 +440,9 @@ def parse_phrases(text: str, *, strict: bool = False) -> CommandPlan:
                 carry = ""
             elif not _scan(part):
                 unknown.append(part)  # no known word at all
-            elif parts and _part_actions(f"{parts[-1][0]} {part}"):
+            elif parts and (merged_acts := _part_actions(merged := f"{parts[-1][0]} {part}")):
                 # "wink with your right eye": a part of modifiers belongs to the previous action
-                merged = f"{parts[-1][0]} {part}"
-                parts[-1] = (merged, _part_actions(merged))
+                parts[-1] = (merged, merged_acts)
             else:
                 carry = text_part  # "slowly and smile": modifiers before their action
         if carry:
@@ -435,20 +505,43 @@ def _typo(norm: str) -> str | None:
     """The first leftover English word that is a near-miss of an English action word ("blnik"), if any."""
     words = _typo_targets()
     for word in leftover_words(norm):
-        if len(word) < TYPO_MIN_CHARS or not re.fullmatch(r"[a-z]+", word) or _FILLER.match(word):
+        if len(word) < TYPO_MIN_CHARS or not re.fullmatch(r"[a-z]+", word) or _is_filler(word):
             continue
         if any(_near_miss(word, known) for known in words):
             return word
     return None
 
 
-# Parts with none of these are filler ("please", "해 주세요", "좀") and may be ignored.
-_FILLER = re.compile(
-    r"^(?:please|pls|now|again|do it|and|also|too|for me|okay|ok|hey|just|"
-    r"좀|해|해요|해줘|해 줘|해 주세요|해주세요|주세요|줘|봐|봐요|요|한번|한 번|다시|또|같이|그냥|이제|"
-    r"어|아|여|지|자|라|세요|\s)*$"
-)
+FILLER_WORDS: tuple[str, ...] = (
+    "please", "pls", "now", "again", "do it", "and", "also", "too", "for me", "okay", "ok", "hey", "just",
+    "좀", "해", "해요", "해줘", "해 줘", "해 주세요", "해주세요", "주세요", "줘", "봐", "봐요", "요",
+    "한번", "한 번", "다시", "또", "같이", "그냥", "이제", "어", "아", "여", "지", "자", "라", "세요",
+)  # fmt: skip
+"""Parts made only of these (and spaces, in any number and order) are filler ("please", "해 주세요", "좀")."""
+_FILLER_BY_FIRST: dict[str, tuple[str, ...]] = {
+    first: tuple(w for w in FILLER_WORDS if w[0] == first) for first in {w[0] for w in FILLER_WORDS}
+}
+
+
+def _is_filler(text: str) -> bool:
+    """Whether ``text`` is a run of :data:`FILLER_WORDS` and spaces.
+
+    Linear time: the positions reachable by a run of filler words, left to right (a regular expression
+    with these words as alternatives backtracks exponentially: "해요" is "해" + "요").
+    """
+    charge(len(text) + 1)
+    reach = bytearray(len(text) + 1)
+    reach[0] = 1
+    for i, ch in enumerate(text):
+        if not reach[i]:
+            continue
+        if ch.isspace():
+            reach[i + 1] = 1
+        for word in _FILLER_BY_FIRST.get(ch, ()):
+            if text.startswith(word, i):
+                reach[i + len(word)] = 1
+    return bool(reach[len(text)])
 
 
 def _meaningful(parts: Iterable[str]) -> bool:
-    return any(not _FILLER.match(p.strip()) for p in parts)
+    return any(not _is_filler(p.strip()) for p in parts)

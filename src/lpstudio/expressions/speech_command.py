@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from .budget import CommandTooComplexError, command_budget
+
 QUOTES: dict[str, str] = {
     '"': '"',
     "'": "'",
@@ -93,6 +95,8 @@ def _is_commandish(tail: str) -> bool:
         return True
     try:
         parse_command(tail, strict=True)
+    except CommandTooComplexError:
+        raise  # the whole command is refused, not just this reading of it
     except Exception:  # noqa: BLE001  (any refusal means: not a command)
         return False
     return True
@@ -118,6 +122,8 @@ def _text_and_more(tail: str) -> tuple[str, str]:
             continue
         try:
             parse_command(right, strict=True)
+        except CommandTooComplexError:
+            raise
         except Exception:  # noqa: BLE001
             continue
         return left.strip(), tail[m.start() :].strip(" ,")
@@ -142,8 +148,14 @@ def _keep_verb(rest: str) -> str:
 def split_speech(command: str) -> tuple[str, str | None]:
     """``(rest_of_command, text)`` with ``text`` None when the command says nothing particular.
 
-    See the module docstring for the forms; the text keeps its own punctuation and case.
+    See the module docstring for the forms; the text keeps its own punctuation and case. The work is
+    bounded (:mod:`.budget`): a command that would take too long raises :class:`CommandTooComplexError`.
     """
+    with command_budget():
+        return _split_speech(command)
+
+
+def _split_speech(command: str) -> tuple[str, str | None]:
     s = unicodedata.normalize("NFKC", command).strip()
     # 1. quoted text
     m = _QUOTE_RX.search(s)

@@ -41,6 +41,7 @@ from .plans import (
     MAX_SEED,
     ClipPlan,
     GenerateRequest,
+    PlanningSlots,
     RenderRequest,
     clip_cache_key,
     plan_clip,
@@ -120,6 +121,9 @@ def create_app(
         app.state.speech_memo = SpeechMemo(settings.limits.speech_memo_bytes)
         app.state.speech_desk = SpeechDesk(
             settings.limits.max_pending_speech, settings.limits.retry_after_s, on_reject=state.metrics.reject
+        )
+        app.state.plan_slots = PlanningSlots(
+            settings.limits.max_plans, retry_after_s=settings.limits.retry_after_s, on_reject=state.metrics.reject
         )
         if settings.prerender:
             tasks: set[asyncio.Task] = set()
@@ -400,6 +404,7 @@ def _render_routes(app: FastAPI) -> None:
         idle = state.settings.idle_default if body.idle is None else body.idle
         limits = state.limits
         memo = request.app.state.speech_memo
+        plan_slots = request.app.state.plan_slots
 
         def must_speak() -> bool:  # a parse, not a synthesis
             speaks = request_speaks(body.preset, body.command, idle_loop=body.idle_loop, limits=limits)
@@ -408,10 +413,10 @@ def _render_routes(app: FastAPI) -> None:
         def make() -> ClipPlan:
             return plan_clip(body, fps=fps, idle=idle, limits=limits, memo=memo)
 
-        if await state.off_loop(must_speak):  # admitted (or 429) before eSpeak NG runs, on its own thread
-            plan = await request.app.state.speech_desk.run(make)
+        if await plan_slots.run(state.off_loop, must_speak):  # admitted (or 429) before eSpeak NG runs
+            plan = await request.app.state.speech_desk.run(make)  # on the speech thread, not the shared pool
         else:
-            plan = await state.off_loop(make)
+            plan = await plan_slots.run(state.off_loop, make)
         return await _stream(state, source, plan, received, client_of(request), body.session)
 
     @app.post(

@@ -71,6 +71,9 @@ class ServiceLimits:
     max_pending_speech: int = 4
     """Spoken requests waiting for or in speech synthesis (eSpeak NG speaks one text at a time, ~0.1-2 s
     each) before new ones get 429: four keep the speech thread busy without a long queue behind it."""
+    max_plans: int = 2
+    """Requests being planned (command parsed, speech synthesised) at the same time before new ones get 429,
+    so a flood of distinct commands holds at most this many of the shared worker threads."""
     retry_after_s: float = 2.0
     """Base of the ``Retry-After`` a refused request is given (grows with the backlog)."""
 

@@ -8,13 +8,15 @@ Both are plain functions (run them off the event loop) that another front end ca
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import threading
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import CommandError
+from ..errors import CommandError, OverloadedError
+from ..expressions.budget import command_budget
 from ..expressions.cache import clip_key
 from ..expressions.compose import IDLE_TAIL_MS, build_timeline
 from ..expressions.idle import idle_timeline, with_idle
@@ -28,7 +30,10 @@ from .limits import ServiceLimits
 from .speech import SpeechMemo, SpeechStart, audio_start, speaking_command, talk_preset
 from .worker import PRIORITY_BACKGROUND, PRIORITY_CLIP
 
+T = TypeVar("T")
 MAX_SEED = 2**32 - 1
+REASON_PLANNING = "planning"
+"""The refusal reason (metrics label) of a request refused because planning slots are full."""
 IDLE_LOOP_MS = 4000.0
 """Length of the idle-liveliness loop the page plays while waiting."""
 
@@ -94,7 +99,16 @@ def plan_clip(
     """The bounded timeline of a request (raises LimitError / CommandError before sampling anything).
 
     A request that speaks gets its audio from ``memo`` when the same request was spoken before.
+    Understanding the command is bounded by one work budget for the whole request
+    (:mod:`lpstudio.expressions.budget`: CommandTooComplexError, a 400).
     """
+    with command_budget():
+        return _plan_clip(body, fps=fps, idle=idle, limits=limits, memo=memo)
+
+
+def _plan_clip(
+    body: GenerateRequest, *, fps: float, idle: bool, limits: ServiceLimits, memo: SpeechMemo | None
+) -> ClipPlan:
     limits.check_fps(fps)
     if not body.idle_loop and (body.preset or (body.command and body.command.strip())):
         key = speech_key(body, fps=fps, idle=idle, limits=limits)
@@ -177,3 +191,62 @@ def sample_clip(plan: ClipPlan, base: EditParams) -> list[EditParams]:
     if plan.speech is not None:
         return plan.speech.clip.sample(plan.fps, base)
     return plan.timeline.sample(plan.fps, base)
+
+
+class PlanningSlots:
+    """At most ``size`` requests planned at once; past that a request is refused at once (429), never queued.
+
+    Planning runs on the shared worker threads (photo decoding, sampling and encoding use them too);
+    capping it keeps a flood of distinct commands from starving everyone else. A slot is held until the
+    planning function has *finished* on its thread (not merely until its caller stopped waiting), so a
+    client that disconnects does not free a slot while its work still runs. Thread-safe.
+    """
+
+    def __init__(
+        self, size: int, *, retry_after_s: float = 1.0, on_reject: Callable[[str], None] | None = None
+    ) -> None:
+        self.size = size
+        self.retry_after_s = retry_after_s
+        self._on_reject = on_reject
+        self._lock = threading.Lock()
+        self.busy = 0
+
+    async def run(self, off_loop: Callable[[Callable[[], T]], Awaitable[T]], fn: Callable[[], T]) -> T:
+        """``await off_loop(fn)`` in a slot, or :class:`OverloadedError` when all slots are busy."""
+        with self._lock:
+            if self.busy >= self.size:
+                full = True
+            else:
+                full = False
+                self.busy += 1
+        if full:
+            if self._on_reject is not None:
+                self._on_reject(REASON_PLANNING)
+            raise OverloadedError(
+                f"the server is busy: {self.size} requests are being planned (the limit)",
+                reason=REASON_PLANNING,
+                retry_after_s=self.retry_after_s,
+            )
+        state = {"started": False, "released": False}
+
+        def release() -> None:
+            with self._lock:
+                if not state["released"]:
+                    state["released"] = True
+                    self.busy -= 1
+
+        def in_slot() -> T:
+            with self._lock:
+                state["started"] = True
+            try:
+                return fn()
+            finally:
+                release()
+
+        try:
+            return await off_loop(in_slot)
+        finally:
+            with self._lock:
+                never_ran = not state["started"]
+            if never_ran:  # cancelled before a thread took it: it never will
+                release()

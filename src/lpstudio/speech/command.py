@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CommandError
+from ..expressions.budget import CommandTooComplexError
 from ..expressions.compose import IDLE_TAIL_MS
 from ..expressions.idle import with_idle
 from ..expressions.language import Action, CommandPlan, parse_command
@@ -37,6 +38,8 @@ TALK: str = "talk"
 def _plan(rest: str, text: str | None) -> CommandPlan:
     try:
         plan = parse_command(rest)
+    except CommandTooComplexError:
+        raise  # refused for its cost, not a reading to fall back from
     except CommandError:
         if text is None:
             raise
