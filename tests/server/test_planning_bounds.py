@@ -132,3 +132,59 @@ def test_a_cancelled_wait_keeps_the_slot_until_the_work_is_done() -> None:
         assert slots.busy == 0
 
     asyncio.run(scenario())
+
+
+def test_a_short_burst_waits_in_the_queue_and_only_past_it_is_refused() -> None:
+    """Two slots and a queue of two: four requests at once all get planned (two after a wait), a fifth is a 429,
+    and the waiters run in arrival order as slots free."""
+    rejected: list[str] = []
+    slots = PlanningSlots(2, queue=2, retry_after_s=1.0, on_reject=rejected.append)
+    gate = threading.Event()
+    order: list[int] = []
+
+    async def scenario() -> None:
+        def off_loop(fn):  # noqa: ANN001, ANN202
+            return asyncio.to_thread(fn)
+
+        def work(i: int):  # noqa: ANN202
+            def run() -> int:
+                gate.wait()
+                order.append(i)
+                return i
+
+            return run
+
+        held = [asyncio.create_task(slots.run(off_loop, work(i))) for i in range(4)]
+        while slots.busy < 2 or slots.waiting < 2:
+            await asyncio.sleep(0)
+        with pytest.raises(OverloadedError):
+            await slots.run(off_loop, lambda: -1)
+        gate.set()
+        assert sorted(await asyncio.gather(*held)) == [0, 1, 2, 3]
+        assert slots.busy == 0 and slots.waiting == 0
+
+    asyncio.run(scenario())
+    assert rejected == ["planning"]
+    assert set(order[2:]) == {2, 3}  # the queued two ran after the first two
+
+
+def test_a_cancelled_waiter_leaves_the_queue_and_takes_no_slot() -> None:
+    slots = PlanningSlots(1, queue=1)
+    gate = threading.Event()
+
+    async def scenario() -> None:
+        first = asyncio.create_task(slots.run(lambda fn: asyncio.to_thread(fn), gate.wait))
+        while slots.busy < 1:
+            await asyncio.sleep(0)
+        waiter = asyncio.create_task(slots.run(lambda fn: asyncio.to_thread(fn), lambda: "never"))
+        while slots.waiting < 1:
+            await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert slots.waiting == 0 and slots.busy == 1
+        gate.set()
+        assert await first is True
+        assert slots.busy == 0
+
+    asyncio.run(scenario())

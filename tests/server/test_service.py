@@ -228,7 +228,8 @@ def _unread_stream(url: str, address: str, body: dict) -> socket.socket:
     sock.connect(("127.0.0.1", port))
     data = json.dumps(body).encode()
     head = (
-        f"POST /generate HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        "POST /generate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
     )
     sock.sendall(head.encode() + data)
     return sock
@@ -245,7 +246,7 @@ def test_unread_streams_on_loopback_are_cut_off_and_render_only_their_window():
     limits = {
         "stall_timeout_s": 1.5, "stream_buffer_frames": UNREAD_WINDOW, "stream_socket_buffer_bytes": send_buffer,
         "max_streams": 256, "max_jobs": 256, "max_pending_frames": 100_000, "max_streams_per_session": 256,
-        "max_history_bytes": 8 * 2**20, "clip_cache_bytes": 8 * 2**20,
+        "max_history_bytes": 8 * 2**20, "clip_cache_bytes": 8 * 2**20, "max_plan_queue": 256,
     }  # fmt: skip
     app, _ = _app(frame_ms=0.2, **limits)
     with bounded_server(app, send_buffer) as url, httpx.Client(base_url=url, timeout=WAIT_S) as c:

@@ -123,7 +123,10 @@ def create_app(
             settings.limits.max_pending_speech, settings.limits.retry_after_s, on_reject=state.metrics.reject
         )
         app.state.plan_slots = PlanningSlots(
-            settings.limits.max_plans, retry_after_s=settings.limits.retry_after_s, on_reject=state.metrics.reject
+            settings.limits.max_plans,
+            queue=settings.limits.max_plan_queue,
+            retry_after_s=settings.limits.retry_after_s,
+            on_reject=state.metrics.reject,
         )
         if settings.prerender:
             tasks: set[asyncio.Task] = set()

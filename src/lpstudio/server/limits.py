@@ -74,6 +74,9 @@ class ServiceLimits:
     max_plans: int = 2
     """Requests being planned (command parsed, speech synthesised) at the same time before new ones get 429,
     so a flood of distinct commands holds at most this many of the shared worker threads."""
+    max_plan_queue: int = 32
+    """Requests waiting (on the event loop, holding no thread) for a planning slot before new ones get 429:
+    a few pages asking at once wait milliseconds instead of being refused."""
     retry_after_s: float = 2.0
     """Base of the ``Retry-After`` a refused request is given (grows with the backlog)."""
 

@@ -8,7 +8,9 @@ Both are plain functions (run them off the event loop) that another front end ca
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -194,59 +196,98 @@ def sample_clip(plan: ClipPlan, base: EditParams) -> list[EditParams]:
 
 
 class PlanningSlots:
-    """At most ``size`` requests planned at once; past that a request is refused at once (429), never queued.
+    """At most ``size`` requests planned at once, ``queue`` more waiting for a slot; past that a 429 at once.
 
     Planning runs on the shared worker threads (photo decoding, sampling and encoding use them too);
-    capping it keeps a flood of distinct commands from starving everyone else. A slot is held until the
-    planning function has *finished* on its thread (not merely until its caller stopped waiting), so a
-    client that disconnects does not free a slot while its work still runs. Thread-safe.
+    capping it keeps a flood of distinct commands from starving everyone else, while a short queue
+    (waiting on the event loop, holding no thread) lets the ordinary burst of a few pages asking at
+    once through. A slot is held until the planning function has *finished* on its thread (not
+    merely until its caller stopped waiting), so a client that disconnects does not free a slot while
+    its work still runs; a request cancelled before a thread took its work frees its slot at once.
+    Use from one event loop; the worker threads hand their slot back through that loop.
     """
 
     def __init__(
-        self, size: int, *, retry_after_s: float = 1.0, on_reject: Callable[[str], None] | None = None
+        self,
+        size: int,
+        *,
+        queue: int = 0,
+        retry_after_s: float = 1.0,
+        on_reject: Callable[[str], None] | None = None,
     ) -> None:
         self.size = size
+        self.queue = queue
         self.retry_after_s = retry_after_s
         self._on_reject = on_reject
         self._lock = threading.Lock()
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self.busy = 0
+        """Slots held (work running, or about to run, on a thread)."""
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a slot."""
+        return len(self._waiters)
+
+    def _refuse(self) -> OverloadedError:
+        if self._on_reject is not None:
+            self._on_reject(REASON_PLANNING)
+        return OverloadedError(
+            f"the server is busy: {self.size} requests are being planned and {self.waiting} wait (the limit)",
+            reason=REASON_PLANNING,
+            retry_after_s=self.retry_after_s,
+        )
+
+    async def _acquire(self) -> None:
+        if self.busy < self.size and not self._waiters:
+            self.busy += 1
+            return
+        if len(self._waiters) >= self.queue:
+            raise self._refuse()
+        ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(ticket)
+        try:
+            await ticket  # a finishing request hands its slot over (busy stays as it is)
+        except asyncio.CancelledError:
+            if ticket in self._waiters:
+                self._waiters.remove(ticket)  # gave up before a slot came
+            elif ticket.done() and not ticket.cancelled():
+                self._release()  # a slot came as the wait was cancelled: pass it on
+            raise
+
+    def _release(self) -> None:
+        """Hand a slot to the oldest waiter, or free it (on the event loop)."""
+        while self._waiters:
+            ticket = self._waiters.popleft()
+            if not ticket.done():
+                ticket.set_result(None)
+                return
+        self.busy -= 1
 
     async def run(self, off_loop: Callable[[Callable[[], T]], Awaitable[T]], fn: Callable[[], T]) -> T:
-        """``await off_loop(fn)`` in a slot, or :class:`OverloadedError` when all slots are busy."""
-        with self._lock:
-            if self.busy >= self.size:
-                full = True
-            else:
-                full = False
-                self.busy += 1
-        if full:
-            if self._on_reject is not None:
-                self._on_reject(REASON_PLANNING)
-            raise OverloadedError(
-                f"the server is busy: {self.size} requests are being planned (the limit)",
-                reason=REASON_PLANNING,
-                retry_after_s=self.retry_after_s,
-            )
-        state = {"started": False, "released": False}
-
-        def release() -> None:
-            with self._lock:
-                if not state["released"]:
-                    state["released"] = True
-                    self.busy -= 1
+        """``await off_loop(fn)`` in a slot (after a wait in the queue), or :class:`OverloadedError` when full."""
+        await self._acquire()
+        loop = asyncio.get_running_loop()
+        state = {"started": False, "abandoned": False}
 
         def in_slot() -> T:
             with self._lock:
+                if state["abandoned"]:  # its caller is gone and its slot already freed: do nothing
+                    raise asyncio.CancelledError
                 state["started"] = True
             try:
                 return fn()
             finally:
-                release()
+                try:
+                    loop.call_soon_threadsafe(self._release)
+                except RuntimeError:  # the loop has closed (shutdown): nothing waits for the slot
+                    pass
 
         try:
             return await off_loop(in_slot)
         finally:
             with self._lock:
                 never_ran = not state["started"]
+                state["abandoned"] = never_ran
             if never_ran:  # cancelled before a thread took it: it never will
-                release()
+                self._release()
