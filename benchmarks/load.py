@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -52,6 +53,8 @@ MIB = 1024 * 1024
 CLIENT_KEEPALIVE_S = 2.0
 """Idle connections are not reused after this (below uvicorn's 5 s keep-alive), as browsers avoid the race
 of sending on a connection the server is closing."""
+PAGES_PER_OCTET = 250
+"""Pages per 127.0.x.0/24 block of loopback source addresses (.2 to .251)."""
 
 
 @dataclass
@@ -277,6 +280,21 @@ def _rejections(text: str) -> dict[str, float]:
     return out
 
 
+def page_address(index: int) -> str:
+    """The loopback address page ``index`` connects from (127.0.x.y; Linux routes all of 127.0.0.0/8 to lo).
+
+    Distinct pages are distinct users to the server, whose per-client caps (streams, photos, fair
+    shares) go by address: from one address, 50 pages would be one greedy client."""
+    return f"127.0.{1 + index // PAGES_PER_OCTET}.{2 + index % PAGES_PER_OCTET}"
+
+
+def page_client(index: int) -> httpx.AsyncClient:
+    """An HTTP client for one page: its own address and a few keep-alive connections (a browser's share)."""
+    limits = httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=CLIENT_KEEPALIVE_S)
+    transport = httpx.AsyncHTTPTransport(local_address=page_address(index), limits=limits)
+    return httpx.AsyncClient(transport=transport)
+
+
 async def run_load(args: argparse.Namespace) -> dict:
     sys.path.insert(0, str(ROOT / "src"))
     from lpstudio.server.limits import ServiceLimits
@@ -295,17 +313,13 @@ async def run_load(args: argparse.Namespace) -> dict:
         peak = [baseline]
         stop = asyncio.Event()
         poller = asyncio.create_task(poll_rss(proc.pid, peak, stop))
-        limits = httpx.Limits(
-            max_connections=args.users * 2 + 10,
-            max_keepalive_connections=args.users * 2,
-            keepalive_expiry=CLIENT_KEEPALIVE_S,
-        )
         started = time.monotonic()
-        async with httpx.AsyncClient(limits=limits) as client:
+        async with contextlib.AsyncExitStack() as stack:
             deadline = started + args.duration
-            pages = [Page(i, url, client, stats, deadline) for i in range(args.users)]
+            clients = [await stack.enter_async_context(page_client(i)) for i in range(args.users)]
+            pages = [Page(i, url, c, stats, deadline) for i, c in enumerate(clients)]
             await asyncio.gather(*(p.run() for p in pages))
-            metrics = (await client.get(f"{url}/metrics")).text
+            metrics = (await clients[0].get(f"{url}/metrics")).text
         elapsed = time.monotonic() - started
         stop.set()
         await poller
