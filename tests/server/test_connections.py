@@ -189,6 +189,26 @@ def read_response(sock: socket.socket, timeout: float) -> tuple[int, dict[str, s
     return int(lines[0].split()[1]), headers, body
 
 
+def trickle(
+    sock: socket.socket, first: bytes, piece: bytes, every_s: float
+) -> tuple[threading.Event, threading.Thread]:
+    """Send ``first``, then ``piece`` every ``every_s`` on a thread until the returned event is set."""
+    stop = threading.Event()
+
+    def send() -> None:
+        try:
+            sock.sendall(first)
+            while not stop.is_set():
+                sock.sendall(piece)
+                stop.wait(every_s)
+        except OSError:
+            pass  # the server closed it: what is expected
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    return stop, sender
+
+
 def get(port: int, path: str, timeout: float = HEALTH_LIMIT_S) -> tuple[int, float]:
     """GET ``path`` on a fresh connection: (status, seconds)."""
     start = time.monotonic()
@@ -221,20 +241,8 @@ def assert_json_error(body: bytes, kind: str, server: Server) -> None:
 def test_endless_header_is_cut_off_at_the_head_timeout_while_health_stays_fast(server: Server) -> None:
     """A head trickled forever (a few bytes every 50 ms, never ending) is closed with 408 at the time limit."""
     sock = socket.create_connection((HOST, server.port))
-    stop = threading.Event()
-
-    def trickle() -> None:
-        try:
-            sock.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Endless: ".encode())
-            while not stop.is_set():
-                sock.sendall(b"aaaa")
-                stop.wait(0.05)
-        except OSError:
-            pass  # the server closed it: what is expected
-
-    sender = threading.Thread(target=trickle, daemon=True)
     start = time.monotonic()
-    sender.start()
+    stop, sender = trickle(sock, f"GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Endless: ".encode(), b"aaaa", 0.05)
     try:
         for _ in range(3):
             assert_health_fast(server.port)
@@ -381,20 +389,9 @@ def test_chunked_body_that_stops_is_closed_after_the_body_idle_timeout(server: S
 def test_chunked_body_that_trickles_forever_is_closed_after_its_total_time(server: Server) -> None:
     """Progress every 100 ms keeps the idle timer quiet; the total allowance (grace + size / rate) still ends it."""
     sock = socket.create_connection((HOST, server.port))
-    stop = threading.Event()
-
-    def trickle() -> None:
-        try:
-            sock.sendall(f"POST /upload HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
-            while not stop.is_set():
-                sock.sendall(b"1\r\na\r\n")
-                stop.wait(0.1)
-        except OSError:
-            pass  # the server closed it: what is expected
-
-    sender = threading.Thread(target=trickle, daemon=True)
     start = time.monotonic()
-    sender.start()
+    head = f"POST /upload HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    stop, sender = trickle(sock, head, b"1\r\na\r\n", 0.1)
     try:
         status, _, body = read_response(sock, LIMITS.body_grace_s + SLACK_S + 3)
         elapsed = time.monotonic() - start

@@ -55,6 +55,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..errors import LimitError, LPStudioError, OverloadedError, PayloadTooLargeError
+from .limits import ByteBudget
 
 log = logging.getLogger(__name__)
 
@@ -239,23 +240,6 @@ def connection_cap(limits: ConnectionLimits, nofile: int | None = None) -> tuple
 
 
 # ---------------------------------------------------------------------- shared state of one server
-class UploadBudget:
-    """Bytes of request bodies being received, over all connections of a server (event-loop thread only)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def try_reserve(self, n: int) -> bool:
-        if self.used + n > self.limit:
-            return False
-        self.used += n
-        return True
-
-    def release(self, n: int) -> None:
-        self.used = max(0, self.used - n)
-
-
 class ConnectionRegistry:
     """The open connections of a server, by client address, oldest waiting-for-a-head first.
 
@@ -374,7 +358,7 @@ class ConnectionGuard:
         self.limits = limits
         total, per_client = connection_cap(limits, nofile)
         self.registry = ConnectionRegistry(total, per_client)
-        self.budget = UploadBudget(limits.body_budget_bytes)
+        self.budget = ByteBudget(limits.body_budget_bytes)  # bodies being received, all connections
         self._window_start = 0.0
         self._window_lines = 0
         self._unlogged = 0
@@ -611,7 +595,7 @@ class BoundedH11Protocol(H11Protocol):
 
 
 class _BudgetedApp:
-    """The ASGI app of one connection: bodies reserve :class:`UploadBudget` bytes before the app reads them."""
+    """The ASGI app of one connection: bodies reserve :class:`~.limits.ByteBudget` bytes before the app reads them."""
 
     def __init__(self, app: ASGIApp, protocol: BoundedH11Protocol) -> None:
         self.app = app
@@ -639,7 +623,7 @@ class _BudgetedApp:
                 )
             )
             return
-        if not budget.try_reserve(declared):
+        if not budget.take(declared):
             self.protocol.refuse(budget_error(limits, declared))
             return
         reserved = declared
@@ -649,7 +633,7 @@ class _BudgetedApp:
             message = await receive()
             if chunked and message.get("type") == "http.request":
                 n = len(message.get("body", b""))
-                if n and not budget.try_reserve(n):
+                if n and not budget.take(n):
                     self.protocol.refuse(budget_error(limits, reserved + n))
                     return {"type": "http.disconnect"}
                 reserved += n

@@ -36,6 +36,25 @@ DECODE_WORK_BYTES = (2 * UPLOAD_MAX_SIDE) ** 2 * (4 + 3) + UPLOAD_MAX_SIDE**2 * 
 in Pillow), its 8-bit RGB copy and the final resize."""
 
 
+class ByteBudget:
+    """A count of bytes held against a limit: the encoded lines of renders in progress, the request bodies
+    being received. Used from one thread (the event loop), so it needs no lock."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> bool:
+        """Hold ``n`` more bytes if they fit under the limit (True), else hold nothing (False)."""
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    def release(self, n: int) -> None:
+        self.used = max(0, self.used - n)
+
+
 @dataclass(frozen=True)
 class ServiceLimits:
     """Bounds on work, queues, memory and bodies. All sizes in bytes, times in ms or s as named."""

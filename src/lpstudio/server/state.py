@@ -82,7 +82,8 @@ def build_state(engine: Any, settings: ServerSettings, make_worker: WorkerFactor
 
     ``make_worker``: the render part (default: a local :class:`RenderWorker` on ``engine``).
     """
-    from .streams import HistoryBudget, LineCache
+    from .limits import ByteBudget
+    from .streams import LineCache
 
     limits = settings.limits
     loop = asyncio.get_running_loop()
@@ -92,7 +93,7 @@ def build_state(engine: Any, settings: ServerSettings, make_worker: WorkerFactor
     admission = Admission(limits, render_fps=lambda: worker.measured_fps, on_reject=metrics.reject)
     encoder = FrameEncoder(settings.encode_threads)
     hub = ClipHub(
-        worker, encoder, LineCache(limits.clip_cache_bytes), HistoryBudget(limits.max_history_bytes),
+        worker, encoder, LineCache(limits.clip_cache_bytes), ByteBudget(limits.max_history_bytes),
         limits.stream_buffer_frames, loop,
     )  # fmt: skip
     state = AppState(

@@ -23,7 +23,7 @@ then stops taking frames after that much plus its own receive window, the render
 stall cut-off fires. The bytes in those buffers are kernel memory (bounded per connection),
 not the server's.
 * Lines of renders in progress are kept (so a late viewer of the same clip joins it
-  from the start) within a global :class:`HistoryBudget`; finished clips go to a
+  from the start) within a global :class:`~.limits.ByteBudget`; finished clips go to a
   :class:`LineCache` bounded in bytes.
 
 Everything here except :class:`FrameEncoder` and the worker callbacks runs on the event loop.
@@ -50,6 +50,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..errors import LPStudioError
 from ..params import EditParams
+from .limits import ByteBudget
 from .sessions import Source, encode_jpeg
 from .worker import ANONYMOUS_CLIENT, RenderJob, RenderWorker
 
@@ -129,23 +130,6 @@ class FrameEncoder:
     def close(self) -> None:
         for _ in self._threads:
             self._queue.put(((9, 9), next(self._seq), None, None))
-
-
-class HistoryBudget:
-    """Bytes of encoded lines that renders in progress may keep (event loop only)."""
-
-    def __init__(self, limit_bytes: int) -> None:
-        self.limit = limit_bytes
-        self.used = 0
-
-    def take(self, n: int) -> bool:
-        if self.used + n > self.limit:
-            return False
-        self.used += n
-        return True
-
-    def release(self, n: int) -> None:
-        self.used = max(0, self.used - n)
 
 
 class LineCache:
@@ -376,7 +360,7 @@ class ClipHub:
         worker: RenderWorker,
         encoder: FrameEncoder,
         cache: LineCache,
-        history: HistoryBudget,
+        history: ByteBudget,
         buffer_frames: int,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
