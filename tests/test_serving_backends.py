@@ -12,11 +12,14 @@ import torch
 
 from lpstudio.backends import available_backends
 from lpstudio.backends.compiled import CompiledBackend
+from lpstudio.backends.cpu_support import cpu_bfloat16_unavailable_reason
 from lpstudio.engine import LivePortrait
 from lpstudio.params import EditParams
 from lpstudio.server.worker import RenderJob, RenderWorker
 
 CPU = torch.device("cpu")
+FUSED_DTYPE = "float32" if cpu_bfloat16_unavailable_reason() else "bfloat16"
+"""The fused backend's CPU dtype here: bfloat16 where the CPU runs it natively (building it is refused elsewhere)."""
 MIN_PSNR_DB = 40.0
 UINT8_PEAK = 255.0
 MAX_LEVEL_DIFF_F32 = 1  # float32 backends: within the golden tolerance, so at most one uint8 level apart
@@ -202,15 +205,15 @@ def test_load_engine_with_auto_uses_the_cached_choice(engine, synthetic_weights_
 
     monkeypatch.setenv(auto.ENV_CACHE_DIR, str(tmp_path))
     key = auto.calibration_key(CPU, weights_fingerprint(engine.networks), torch.float32)
-    auto.write_cache(tmp_path / auto.CACHE_FILE, key, auto.Choice("fused", "bfloat16", 100.0, 400.0, 12.0))
+    auto.write_cache(tmp_path / auto.CACHE_FILE, key, auto.Choice("fused", FUSED_DTYPE, 100.0, 400.0, 12.0))
     monkeypatch.setattr(auto, "calibrate", lambda *a, **k: pytest.fail("calibrated although a choice was cached"))
     args = argparse.Namespace(weights_dir=synthetic_weights_dir, device="cpu", dtype="float32", backend="auto",
                               backend_dtype=None, face_models="auto", no_download=True, recalibrate=False,
                               batch_size=2)  # fmt: skip
     loaded = load_engine(args, face=False)
-    assert (loaded.backend.name, loaded.backend.dtype) == ("fused", torch.bfloat16)
+    assert (loaded.backend.name, loaded.backend.dtype) == ("fused", getattr(torch, FUSED_DTYPE))
     assert loaded.backend_choice.cached
-    assert "auto backend: fused bfloat16 (cached calibration, 4.00x float32 eager)" in capsys.readouterr().err
+    assert f"auto backend: fused {FUSED_DTYPE} (cached calibration, 4.00x float32 eager)" in capsys.readouterr().err
 
 
 @pytest.mark.slow

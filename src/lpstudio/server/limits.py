@@ -31,9 +31,13 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 UPLOAD_MAX_SIDE = 2048
 """Longer side an uploaded photo is decoded to (twice the page's 1024 px display, so a face filling a
 quarter of the photo is still cropped to the renderer's 512 px from real pixels)."""
-DECODE_WORK_BYTES = (2 * UPLOAD_MAX_SIDE) ** 2 * (4 + 3) + UPLOAD_MAX_SIDE**2 * 3
-"""Besides the decoded pixels: the reduced image (under twice ``UPLOAD_MAX_SIDE`` a side, 4 bytes per pixel
-in Pillow), its 8-bit RGB copy and the final resize."""
+REDUCED_WORK_BYTES_PER_PIXEL = 4 + 3
+"""Besides the decoded pixels, per pixel of the reduced image (under twice ``UPLOAD_MAX_SIDE`` a side): Pillow's
+4 bytes and its 8-bit RGB copy."""
+FINAL_BYTES_PER_PIXEL = 3
+"""The final 8-bit RGB resize to at most ``UPLOAD_MAX_SIDE`` a side."""
+MAX_DECODED_BYTES_PER_PIXEL = 8
+"""The widest pixel an allowed format decodes to (16-bit RGBA)."""
 
 
 class ByteBudget:
@@ -86,7 +90,7 @@ class ServiceLimits:
     max_pending_sources: int = 8
     """Photo uploads / session starts being decoded or prepared at once before new ones get 429."""
     max_decodes: int = 2
-    """Uploads decoded at the same time (each takes up to ``max_decode_bytes + DECODE_WORK_BYTES``)."""
+    """Uploads decoded at the same time (each takes up to :attr:`decode_bytes`)."""
     max_pending_speech: int = 4
     """Spoken requests waiting for or in speech synthesis (eSpeak NG speaks one text at a time, ~0.1-2 s
     each) before new ones get 429: four keep the speech thread busy without a long queue behind it."""
@@ -182,6 +186,15 @@ class ServiceLimits:
         """Largest multipart body of an audio upload: the file limit plus boundaries and fields."""
         return self.max_audio_upload_bytes + MULTIPART_OVERHEAD_BYTES
 
+    @property
+    def decode_bytes(self) -> int:
+        """Most memory one upload's decode takes: its decoded pixels (``max_decode_bytes``, and never more than
+        the pixel limit at the widest pixel) plus the reduced copies made from them."""
+        pixels = self.max_upload_pixels
+        decoded = min(self.max_decode_bytes, pixels * MAX_DECODED_BYTES_PER_PIXEL)
+        reduced = min(pixels, (2 * UPLOAD_MAX_SIDE) ** 2) * REDUCED_WORK_BYTES_PER_PIXEL
+        return decoded + reduced + min(pixels, UPLOAD_MAX_SIDE**2) * FINAL_BYTES_PER_PIXEL
+
     def memory_bound_bytes(self, batch_size: int = 4) -> int:
         """Upper bound of the memory the service itself holds on top of the loaded model.
 
@@ -189,8 +202,7 @@ class ServiceLimits:
         (rendered frames and encoded lines) + the uploads being decoded + the worker's batch.
         """
         per_stream = self.stream_buffer_frames * (FRAME_BYTES + ENCODED_FRAME_BYTES)
-        decode = self.max_decode_bytes + DECODE_WORK_BYTES
-        uploads = self.max_pending_sources * self.max_upload_bytes + self.max_decodes * decode
+        uploads = self.max_pending_sources * self.max_upload_bytes + self.max_decodes * self.decode_bytes
         return (
             self.max_session_memory_bytes
             + self.clip_cache_bytes
