@@ -129,7 +129,7 @@ def test_a_forced_500_is_logged_and_counted_as_500_with_a_request_id(caplog):
     assert len(rid) >= 8 and rid in body["error"]
     access = [r.getMessage() for r in caplog.records if r.name == "lpstudio.access" and "/boom" in r.getMessage()]
     assert len(access) == 1 and '"GET /boom" 500' in access[0] and f"id={rid}" in access[0]
-    errors = [r for r in caplog.records if r.name == "lpstudio.server.app" and r.levelno == logging.ERROR]
+    errors = [r for r in caplog.records if r.name == "lpstudio.server.responses" and r.levelno == logging.ERROR]
     assert any(rid in r.getMessage() and r.exc_info for r in errors), "the traceback is logged with the request id"
     assert 'lpstudio_http_requests_total{route="/boom",status="500"} 1.0' in metrics
     assert 'status="499"' not in metrics

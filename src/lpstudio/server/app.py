@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,9 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from ..errors import LPStudioError
@@ -36,7 +33,7 @@ from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .limits import ServiceLimits
 from .live import LIVE_PATH, register_live
-from .metrics import CONTENT_TYPE, AccessLogMiddleware, printable, request_id
+from .metrics import CONTENT_TYPE, AccessLogMiddleware
 from .plans import (
     MAX_SEED,
     ClipPlan,
@@ -49,6 +46,7 @@ from .plans import (
     speech_key,
     speech_plan,
 )
+from .responses import install_error_handlers
 from .sessions import Source, encode_jpeg
 from .settings import ServerSettings
 from .speech import SpeechDesk, SpeechMemo, check_audio_upload, request_speaks, uploaded_speech
@@ -83,9 +81,6 @@ GENERATE_AUDIO_PATH = "/generate-audio"
 """Where the page uploads speech audio for the portrait to say."""
 MAX_FILENAME_CHARS = 200
 MAX_FACE_INDEX = 63
-VALIDATION_ERRORS_SHOWN = 5
-REQUEST_ID_BYTES = 6
-"""Random bytes of a request id (12 hex digits): unique enough to find one request in a day's log."""
 
 
 def lp(request: Request) -> AppState:
@@ -149,7 +144,7 @@ def create_app(
     # lifecycle.serve listens with this send buffer per connection, so unread streams stall (streams.py).
     app.state.socket_send_buffer_bytes = settings.limits.stream_socket_buffer_bytes
     app.state.live_tickets = TicketBook()  # the key's stand-in on the live WebSocket (POST /live/ticket)
-    _error_handlers(app)
+    install_error_handlers(app)
     _middleware(app, settings)
     _page_routes(app)
     _info_routes(app)
@@ -193,74 +188,6 @@ def _middleware(app: FastAPI, settings: ServerSettings) -> None:
         ticket_paths=(LIVE_PATH,),
     )
     app.add_middleware(AccessLogMiddleware, metrics=lambda: getattr(app.state, "lp", None) and app.state.lp.metrics)
-
-
-# ---------------------------------------------------------------------- errors
-def _request_id(request: Request) -> str:
-    """The request's id: the client quotes it; the access log line and the error log line carry the same."""
-    return request_id(request.scope) or secrets.token_hex(REQUEST_ID_BYTES)
-
-
-def _error(exc: LPStudioError, request_id: str | None = None) -> JSONResponse:
-    body = {"error": exc.message, "hint": exc.hint, "kind": type(exc).__name__}
-    if request_id is not None:
-        body["request_id"] = request_id
-    headers = {}
-    retry = getattr(exc, "retry_after_s", None)
-    if retry is not None:
-        headers["Retry-After"] = str(max(1, round(retry)))
-    return JSONResponse(body, status_code=exc.http_status, headers=headers)
-
-
-def _error_handlers(app: FastAPI) -> None:
-    """Every error is JSON with a message; nothing reaches a client as a traceback."""
-
-    @app.exception_handler(LPStudioError)
-    async def _lp_error(request: Request, exc: LPStudioError) -> JSONResponse:
-        # A library's text (FFmpeg's, Pillow's) stays here, on the error's cause: logged, never sent.
-        rid = _request_id(request)
-        cause = exc.__cause__
-        detail = f" (cause: {type(cause).__name__}: {cause})" if cause is not None else ""
-        log.log(logging.WARNING if cause is not None else logging.INFO, "request %s: %s %s -> %s: %s%s",
-                rid, request.method, printable(request.url.path), type(exc).__name__, exc.message, detail)  # fmt: skip
-        return _error(exc, rid)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors()[:VALIDATION_ERRORS_SHOWN]:
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-            problems.append(f"{where[:80]}: {str(err.get('msg', 'invalid'))[:200]}")
-        body = {
-            "error": "invalid request: " + "; ".join(problems),
-            "hint": "see the API schema at /docs",
-            "kind": "ValidationError",
-        }
-        return JSONResponse(body, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        cause = exc.__cause__
-        if isinstance(cause, UnicodeDecodeError):
-            message, hint = "the request body is not UTF-8 text", "send JSON encoded as UTF-8"
-        elif isinstance(cause, RecursionError):
-            message, hint = "the JSON body is nested too deeply", "send a flat JSON object (see /docs)"
-        else:
-            message, hint = str(exc.detail), None
-        body = {"error": message, "hint": hint, "kind": "HTTPError"}
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        rid = _request_id(request)
-        log.exception("request %s: internal error on %s %s", rid, request.method, printable(request.url.path))
-        body = {
-            "error": f"internal error (request id {rid})",
-            "hint": "the server log has the details: quote the request id when you report it",
-            "kind": "InternalError",
-            "request_id": rid,
-        }
-        return JSONResponse(body, status_code=500)
 
 
 # ---------------------------------------------------------------------- page
