@@ -133,7 +133,7 @@ def test_malicious_template_pickle_is_refused_and_never_runs(files, tmp_path, ca
 def test_truncated_video(files, tmp_path, capsys):
     import numpy as np
 
-    from lpstudio.video import VideoWriter
+    from lpstudio.video_writer import VideoWriter
 
     full = tmp_path / "full.mp4"
     with VideoWriter(str(full), 10.0, "mp4") as writer:

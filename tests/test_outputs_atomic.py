@@ -21,7 +21,8 @@ from lpstudio.drive.template import MotionTemplateError, MotionTrack, load_motio
 from lpstudio.errors import ImageError, LPStudioError, VideoError
 from lpstudio.imageio import save_image
 from lpstudio.speech.audio import AudioClip
-from lpstudio.video import VideoReader, VideoWriter
+from lpstudio.video import VideoReader
+from lpstudio.video_writer import VideoWriter
 
 FPS = 10
 OLD_FRAMES = 5

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from lpstudio.errors import VideoError
-from lpstudio.video import VideoReader, VideoWriter, detect_format, write_video
+from lpstudio.video import VideoReader, detect_format
+from lpstudio.video_writer import VideoWriter, write_video
 
 N_FRAMES = 6
 

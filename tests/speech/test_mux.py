@@ -11,7 +11,7 @@ import pytest
 from lpstudio.errors import VideoError
 from lpstudio.speech.audio import AudioClip
 from lpstudio.speech.mux import stream_durations
-from lpstudio.video import VideoWriter
+from lpstudio.video_writer import VideoWriter
 
 
 def _write(path: Path, clips: list[AudioClip], fps: float, n_frames: int, channels: int = 1) -> dict[str, float]:

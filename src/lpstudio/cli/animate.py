@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from ..expressions.compose import build_timeline
     from ..expressions.render import render_timeline
     from ..imageio import load_image
-    from ..video import VideoWriter, detect_format
+    from ..video import detect_format
+    from ..video_writer import VideoWriter
 
     fmt = detect_format(args.output)  # fail on a bad output name before loading anything
     _, timeline = build_timeline(args.text, idle=not args.no_idle, seed=args.seed)

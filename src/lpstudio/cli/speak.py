@@ -203,7 +203,7 @@ def render_speech(
     from ..imageio import load_image
     from ..speech.clip import sample_timeline_at
     from ..speech.mux import DEFAULT_CRF
-    from ..video import VideoWriter
+    from ..video_writer import VideoWriter
 
     it = iter(clips)
     first = next(it)

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from ..errors import FaceNotFoundError, ImageError
-from ..video import DEFAULT_FPS, VideoWriter, is_video_path, iter_frames, probe_video
+from ..video import DEFAULT_FPS, is_video_path, iter_frames, probe_video
+from ..video_writer import VideoWriter
 from .crop import DrivingCrop, DrivingCropper
 from .driving_motion import DriveSettings, DrivingMotion, KeypointDriver, extract_motion
 from .template import MotionTrack, is_template_path, load_motion, save_motion

@@ -16,7 +16,7 @@ Modules: :mod:`.espeak` (the C library through ctypes: audio and phoneme events)
 (look-ahead, co-articulation, bilabial closure, loudness -> parameters), :mod:`.prosody` (nods,
 brows, blinks), :mod:`.analyser` (audio -> mouth), :mod:`.audio` (reading audio, WAV bytes),
 :mod:`.clip` (:class:`SpeechClip`), :mod:`.command` (expression commands that speak),
-:mod:`.mux` (a written clip's stream durations; :class:`lpstudio.video.VideoWriter` writes clips),
+:mod:`.mux` (a written clip's stream durations; :class:`lpstudio.video_writer.VideoWriter` writes clips),
 :mod:`.payload` (the audio for a page, on the frames' clock).
 Nothing loads the speech library on import.
 """

@@ -1,7 +1,7 @@
-"""Checking a speaking clip's streams; the clip itself is written by :class:`lpstudio.video.VideoWriter`.
+"""Checking a speaking clip's streams; the clip itself is written by :class:`lpstudio.video_writer.VideoWriter`.
 
 Speaking clips are written by the one video writer (``audio_channels`` and
-:meth:`~lpstudio.video.VideoWriter.add_audio`), so they follow its policy: audio and video
+:meth:`~lpstudio.video_writer.VideoWriter.add_audio`), so they follow its policy: audio and video
 interleaved on one clock, the audio cut or padded to exactly ``frames / fps`` seconds, and the
 output written to a partial beside the target that replaces it only when complete.
 :func:`stream_durations` reads back what a player sees, for the tests and benchmarks.
