@@ -22,7 +22,7 @@ import image_bombs as bombs
 import lpstudio
 from lpstudio.errors import ImageError
 from lpstudio.server import ServerSettings, ServiceLimits, create_app
-from lpstudio.server.live import decode_camera_jpeg
+from lpstudio.server.live_messages import decode_camera_jpeg
 
 DECODER_WORDS = (
     "cannot identify",

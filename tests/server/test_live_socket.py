@@ -24,7 +24,8 @@ from lpstudio.engine import LivePortrait
 from lpstudio.face import FacePipeline
 from lpstudio.server import ServerSettings, create_app
 from lpstudio.server.limits import ServiceLimits
-from lpstudio.server.live import MAX_MESSAGE_BYTES, LiveConfig, pack_frame, unpack_frame
+from lpstudio.server.live import LiveConfig
+from lpstudio.server.live_messages import MAX_MESSAGE_BYTES, pack_frame, unpack_frame
 from lpstudio.server.sessions import encode_jpeg
 from standin_models import empty_det_outputs, write_face_models
 
@@ -117,7 +118,7 @@ def _result(ws) -> tuple[dict, bytes]:
 def test_pack_unpack_round_trip_and_bad_headers() -> None:
     header, payload = unpack_frame(pack_frame({"id": 3, "t": 1.5}, b"\xff\xd8\xffabc"))
     assert header == {"id": 3, "t": 1.5} and payload == b"\xff\xd8\xffabc"
-    from lpstudio.server.live import LiveProtocolError
+    from lpstudio.server.live_messages import LiveProtocolError
 
     for bad, message in [(b"\x00\x00", "too short"), (b"\x00\x00\x10\x00{}", "header length"),
                          (b"\x00\x00\x00\x02[]", "JSON object"), (b"\x00\x00\x00\x02{x", "not JSON")]:  # fmt: skip
@@ -569,7 +570,7 @@ def test_a_message_past_the_websocket_limit_closes_with_1009(standin_engine) -> 
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    from lpstudio.server.live import WS_MAX_SIZE
+    from lpstudio.server.live_messages import WS_MAX_SIZE
 
     app = create_app(standin_engine, ServerSettings(crop=False, fps=2.0, idle_default=False))
     with socket.socket() as s:

@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     from ..server import ServerSettings, create_app
     from ..server.http import hosts_to_allow
     from ..server.lifecycle import serve
-    from ..server.live import WS_MAX_SIZE
+    from ..server.live_messages import WS_MAX_SIZE
 
     limits = _limits(args)  # bad limits are reported before the model loads
     connections = _connection_limits(args)

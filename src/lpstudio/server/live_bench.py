@@ -82,7 +82,7 @@ def measure(engine: Any, frames: int = 20, warmup: int = 2) -> dict[str, Any]:
     from websockets.sync.client import connect
 
     from . import ServerSettings, create_app
-    from .live import WS_MAX_SIZE, pack_frame, unpack_frame
+    from .live_messages import WS_MAX_SIZE, pack_frame, unpack_frame
     from .sessions import encode_jpeg
 
     app = create_app(engine, ServerSettings(crop=False, idle_default=False))
