@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 import lpstudio
-from lpstudio.server.connections import ConnectionLimits, raise_nofile_limit, server_config
+from lpstudio.server.connection_limits import ConnectionLimits, raise_nofile_limit
+from lpstudio.server.connections import server_config
 
 HOST = "127.0.0.1"
 SERVER_NOFILE = 1024
@@ -469,7 +470,7 @@ def test_serve_refuses_a_nonsense_connection_limit_before_loading_anything(capsy
 
 def test_connection_limits_refuse_nonsense_and_keep_below_the_descriptor_limit() -> None:
     from lpstudio.errors import LimitError
-    from lpstudio.server.connections import FD_RESERVE, connection_cap
+    from lpstudio.server.connection_limits import FD_RESERVE, connection_cap
 
     with pytest.raises(LimitError, match="head_timeout_s"):
         ConnectionLimits(head_timeout_s=0)

@@ -19,7 +19,7 @@ MIB = 1024 * 1024
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..server.connections import ConnectionLimits
+    from ..server.connection_limits import ConnectionLimits
     from ..server.limits import ServiceLimits
 
     d = ServiceLimits()
@@ -153,7 +153,7 @@ def _limits(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _connection_limits(args: argparse.Namespace):  # noqa: ANN202
-    from ..server.connections import ConnectionLimits
+    from ..server.connection_limits import ConnectionLimits
 
     return ConnectionLimits(max_connections=args.max_connections, body_budget_bytes=int(args.upload_budget_mb * MIB))
 

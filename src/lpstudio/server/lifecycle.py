@@ -17,7 +17,8 @@ from types import FrameType
 from fastapi import FastAPI
 
 from ..errors import ShuttingDownError
-from .connections import ConnectionLimits, raise_nofile_limit, server_config
+from .connection_limits import ConnectionLimits, raise_nofile_limit
+from .connections import server_config
 from .streams import bounded_listener
 
 log = logging.getLogger(__name__)
