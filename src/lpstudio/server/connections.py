@@ -42,7 +42,6 @@ import asyncio
 import functools
 import logging
 import math
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -67,11 +66,10 @@ from .connection_limits import (
     head_too_large_error,
 )
 from .limits import ByteBudget
+from .metrics import new_request_id
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID_BYTES = 6
-"""Random bytes of a request id (12 hex digits: short enough to quote, unique enough to find in a log)."""
 LINGER_S = 2.0
 """After a refusal: how long the rest of the request is read and dropped, so the client sees the answer, not a reset."""
 LINGER_BYTES = 1 * MIB
@@ -294,7 +292,7 @@ class BoundedH11Protocol(H11Protocol):
                 reason="connections",
                 retry_after_s=self.limits.retry_after_s,
             )
-            transport.write(error_response(error, secrets.token_hex(REQUEST_ID_BYTES)))
+            transport.write(error_response(error, new_request_id()))
             transport.close()
             return
         self._enter_waiting()
@@ -415,7 +413,7 @@ class BoundedH11Protocol(H11Protocol):
         """Answer ``error`` (JSON, ``Connection: close``) unless a response started, then close after a linger."""
         if self._done and self.guard.registry.open.get(self) is None:
             return
-        request_id = secrets.token_hex(REQUEST_ID_BYTES)
+        request_id = new_request_id()
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
         in_request = not self._awaiting_head and self.scope is not None
         request = f"{self.scope['method']} {self.scope['path']}" if in_request else None

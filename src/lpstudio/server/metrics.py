@@ -107,6 +107,11 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
+def new_request_id() -> str:
+    """A fresh request id (:data:`REQUEST_ID_BYTES` random bytes as hex), for the access log and error answers."""
+    return secrets.token_hex(REQUEST_ID_BYTES)
+
+
 def request_id(scope: Scope) -> str | None:
     """The id :class:`AccessLogMiddleware` gave this request (logged with it), or None outside it."""
     return scope.get(REQUEST_ID_KEY)
@@ -145,7 +150,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        rid = scope[REQUEST_ID_KEY] = secrets.token_hex(REQUEST_ID_BYTES)
+        rid = scope[REQUEST_ID_KEY] = new_request_id()
         status = 0
         sent = 0
 
@@ -172,7 +177,7 @@ class AccessLogMiddleware:
     async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket: a line when accepted or refused, one when closed (duration, messages, close)."""
         start = time.perf_counter()
-        rid = scope[REQUEST_ID_KEY] = secrets.token_hex(REQUEST_ID_BYTES)
+        rid = scope[REQUEST_ID_KEY] = new_request_id()
         client, path = _client(scope), printable(scope.get("path", ""))
         state = {"status": 0, "in": 0, "out": 0, "by": "client", "code": None, "reason": ""}
 

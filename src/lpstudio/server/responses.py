@@ -8,7 +8,6 @@ carries the request's id (the one its access-log line has), so a client can quot
 from __future__ import annotations
 
 import logging
-import secrets
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import LPStudioError
-from .metrics import REQUEST_ID_BYTES, printable, request_id
+from .metrics import new_request_id, printable, request_id
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,7 @@ VALIDATION_ERRORS_SHOWN = 5
 
 def _request_id(request: Request) -> str:
     """The request's id: the client quotes it; the access log line and the error log line carry the same."""
-    return request_id(request.scope) or secrets.token_hex(REQUEST_ID_BYTES)
+    return request_id(request.scope) or new_request_id()
 
 
 def error_response(exc: LPStudioError, request_id: str | None = None) -> JSONResponse:
