@@ -383,7 +383,9 @@ def test_a_flood_of_distinct_speaking_commands_is_admitted_first_and_starves_no_
     the shared threads), and /health, /session and a photo upload stay fast meanwhile."""
     import asyncio
 
-    limits = ServiceLimits(max_clip_ms=6_000.0)
+    # one page speaks all of them: the per-session and per-client stream caps are other tests' subject (on a busy
+    # machine the admitted clips are still streaming when the last speakers arrive, and would take those 429s)
+    limits = ServiceLimits(max_clip_ms=6_000.0, max_streams_per_session=SPEAKERS, max_streams_per_client=SPEAKERS)
     engine = StandInEngine(frame_ms=1, prepare_ms=1)
     with live_server(create_app(engine, _settings(limits))) as url:
 
