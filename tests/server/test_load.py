@@ -171,7 +171,7 @@ def test_caches_fill_to_their_bounds_and_memory_growth_stays_under_them():
     assert _metric(metrics, "lpstudio_source_evictions_total") > 0  # the churn did push photos out
     growth = result["peak"] - result["baseline"]
     # Under LEAK_BYTES, while the caches alone (asserted full above) grew by over 45 MB since the baseline
-    # (which held one photo and one clip): a leak of LEAK_BYTES on top fails it. Measured: 143-182 MiB of
+    # (taken after one request of each kind): a leak of LEAK_BYTES on top fails it. Measured: 143-182 MiB of
     # growth in three runs, against ~182 MiB of configured bounds.
     assert growth <= LEAK_BYTES, (growth / MIB, bound / MIB)
     assert rc == 0 and "Traceback" not in stderr, stderr[-2000:]
