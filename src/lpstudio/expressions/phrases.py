@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ..errors import CommandError
 from .budget import charge, command_budget
+from .custom import custom_patterns
 from .lexicon import (
     ACTION_WORDS,
     AMPLIFIER_WORDS,
@@ -234,6 +235,7 @@ def _scan(text: str) -> list[_Match]:
     """
     charge(len(text) + 1)
     cands: list[_Match] = []
+    _find(text, custom_patterns(), "action", cands)  # saved names first: they win ties ("smile2" over "smile")
     for kind, table in (
         ("action", _ACTION_RX),
         ("dir", _DIRECTION_RX),

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import CommandError
+from .custom import active_custom
 from .timeline import Easing, Gesture, Keyframe, Rel, Value
 
 PITCH_DOWN: float = 1.0
@@ -851,6 +852,9 @@ def get_preset(name: str) -> Preset:
     key = name.strip().lower().replace("-", "_")
     if key in PRESETS:
         return PRESETS[key]
+    custom = active_custom().get(key)  # a name the page saved (expressions/library.py), while it is in force
+    if custom is not None:
+        return custom
     for p in PRESETS.values():
         if name.strip() in p.names_ko or key.replace("_", " ") in p.names_en:
             return p

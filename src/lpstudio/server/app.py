@@ -26,10 +26,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.middleware.cors import CORSMiddleware
 
 from ..errors import LPStudioError
+from ..expressions.custom import using_custom
 from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
 from ..speech.espeak import speech_available
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
+from .keep_routes import keep_of, register_keep, session_base, session_presets
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .limits import ServiceLimits
 from .live import LIVE_PATH, register_live
@@ -151,6 +153,7 @@ def create_app(
     _source_routes(app)
     _render_routes(app)
     register_live(app)  # the live mirror's WebSocket (server/live.py)
+    register_keep(app)  # downloads, base, saved expressions, face regions (server/keep_routes.py)
     return app
 
 
@@ -319,7 +322,7 @@ def _render_routes(app: FastAPI) -> None:
         state = lp(request)
         state.admission.check_open()
         _, source = state.resolve(body.session)
-        params = source.state.neutral_params().replace(**dict(body.params))
+        params = session_base(state, body.session, source).replace(**dict(body.params))
         frame = await _render_one(state, source, params, client_of(request))
         jpeg = await state.off_loop(lambda: encode_jpeg(source.compose(frame)))
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -335,13 +338,18 @@ def _render_routes(app: FastAPI) -> None:
         limits = state.limits
         memo = request.app.state.speech_memo
         plan_slots = request.app.state.plan_slots
+        saved = session_presets(state, body.session)  # the page's own expression names (server/keep_routes.py)
+        if saved and body.command:
+            memo = None  # its saved names mean this page's values: its speech is not shared with other pages
 
         def must_speak() -> bool:  # a parse, not a synthesis
-            speaks = request_speaks(body.preset, body.command, idle_loop=body.idle_loop, limits=limits)
-            return speaks and speech_key(body, fps=fps, idle=idle, limits=limits) not in memo
+            with using_custom(saved):
+                speaks = request_speaks(body.preset, body.command, idle_loop=body.idle_loop, limits=limits)
+            return speaks and (memo is None or speech_key(body, fps=fps, idle=idle, limits=limits) not in memo)
 
         def make() -> ClipPlan:
-            return plan_clip(body, fps=fps, idle=idle, limits=limits, memo=memo)
+            with using_custom(saved):
+                return plan_clip(body, fps=fps, idle=idle, limits=limits, memo=memo)
 
         if await plan_slots.run(state.off_loop, must_speak):  # admitted (or 429) before eSpeak NG runs
             plan = await request.app.state.speech_desk.run(make)  # on the speech thread, not the shared pool
@@ -399,13 +407,16 @@ async def _stream(
     ``client`` (the address) and ``session``: whose stream it is, for the per-client stream caps and the
     worker's fair shares.
     """
-    base = source.state.neutral_params()
+    base = session_base(state, session, source)  # the page's base when it set one ("use as base")
     key = await state.off_loop(lambda: clip_cache_key(source.digest, plan, base, state.settings_key()))
     stream_ticket = state.admission.admit_stream(client, session)
     try:
         clip, how = await _clip_for(state, key, source, plan, base, client)
         h, w = source.display.shape[:2]
         start = {**plan.start_info(), "width": w, "height": h}
+        if session is not None:  # addressable for the MP4 download (server/keep_routes.py)
+            audio = None if plan.speech is None else plan.speech.clip.audio
+            start["clip"] = keep_of(state).remember(session, clip, plan.fps, audio)
         viewer = Viewer(
             clip,
             start,

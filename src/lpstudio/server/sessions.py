@@ -244,6 +244,9 @@ class SessionStore:
             del self._owned[session.owner]
         self.evictions += 1
 
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._items
+
     def __len__(self) -> int:
         return len(self._items)
 

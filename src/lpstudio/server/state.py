@@ -47,6 +47,7 @@ class AppState:
     default_view: bytes | None = None  # its display JPEG
     on_new_source: Callable[[Source], None] | None = None
     loaded_at: float = field(default_factory=time.time)
+    keep_store: Any = None  # the KeepStore of server/keep_routes.py (bases, saved expressions, downloads)
 
     @property
     def limits(self) -> ServiceLimits:
