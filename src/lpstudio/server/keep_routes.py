@@ -67,6 +67,16 @@ CROP_LAYOUT: dict[str, tuple[float, float, float, float]] = {
 }
 
 
+FACE_BOX_LAYOUT: dict[str, tuple[float, float, float, float]] = {
+    "brows": (0.15, 0.20, 0.85, 0.34),
+    "eyes": (0.15, 0.34, 0.85, 0.50),
+    "mouth": (0.27, 0.66, 0.73, 0.88),
+}
+"""The same, as fractions of a detected face box (brow to chin), where landmarks do not fit it."""
+MAX_REGION_SHARE: float = 0.5
+"""A landmark region covering more than this share of the face box is not believed."""
+
+
 class SessionParams(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -163,22 +173,45 @@ def encode_mp4(lines: list[bytes], fps: float, audio: Any | None) -> tuple[Path,
     return path, folder
 
 
+def _in_box(layout: dict[str, tuple[float, float, float, float]], box: list[float]) -> dict[str, list[float]]:
+    """``layout`` (fractions) placed in ``box`` ``[x0, y0, x1, y1]``."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    return {name: [x0 + a * w, y0 + b * h, x0 + c * w, y0 + d * h] for name, (a, b, c, d) in layout.items()}
+
+
+def _plausible(region: list[float], head: list[float]) -> bool:
+    """A landmark box that fits the face: its centre inside the face box, at most half its area."""
+    cx, cy = (region[0] + region[2]) / 2, (region[1] + region[3]) / 2
+    area = (region[2] - region[0]) * (region[3] - region[1])
+    head_area = (head[2] - head[0]) * (head[3] - head[1])
+    return head[0] <= cx <= head[2] and head[1] <= cy <= head[3] and area <= MAX_REGION_SHARE * head_area
+
+
 def face_regions(source: Source) -> dict[str, list[float]]:
-    """Boxes ``[x0, y0, x1, y1]`` of ``eyes``, ``brows``, ``mouth`` and ``head`` in display pixels."""
+    """Boxes ``[x0, y0, x1, y1]`` of ``eyes``, ``brows``, ``mouth`` and ``head`` in display pixels.
+
+    From the face's 203 landmarks when they look like a face; else (a pre-cropped face, or
+    landmarks that do not fit the face box) where the parts usually are in the crop or the face box.
+    """
     h, w = source.display.shape[:2]
     face = source.state.face
     lmk = getattr(face, "lmk203_photo", None)
     if face is None or lmk is None:
-        return {name: [x0 * w, y0 * h, x1 * w, y1 * h] for name, (x0, y0, x1, y1) in CROP_LAYOUT.items()}
+        return _in_box(CROP_LAYOUT, [0.0, 0.0, float(w), float(h)])
     pw, ph = face.photo_size
-    pts = np.asarray(lmk, dtype=np.float64) * np.array([w / pw, h / ph])
-    out: dict[str, list[float]] = {}
+    sx, sy = w / pw, h / ph
+    bx0, by0, bx1, by1 = (float(v) for v in face.box[:4])
+    head = [max(0.0, bx0 * sx), max(0.0, by0 * sy), min(float(w), bx1 * sx), min(float(h), by1 * sy)]
+    out = _in_box(FACE_BOX_LAYOUT, head)
+    pts = np.asarray(lmk, dtype=np.float64) * np.array([sx, sy])
     for name, part in (("eyes", LMK203_EYES), ("brows", LMK203_BROWS), ("mouth", LMK203_LIPS)):
         (x0, y0), (x1, y1) = pts[part].min(axis=0), pts[part].max(axis=0)
         pad = REGION_PAD[name] * max(y1 - y0, 1.0)
-        out[name] = [max(0.0, x0 - pad), max(0.0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)]
-    bx0, by0, bx1, by1 = (float(v) * s for v, s in zip(face.box[:4], (w / pw, h / ph, w / pw, h / ph)))
-    out["head"] = [max(0.0, bx0), max(0.0, by0), min(float(w), bx1), min(float(h), by1)]
+        box = [max(0.0, x0 - pad), max(0.0, y0 - pad), min(float(w), x1 + pad), min(float(h), y1 + pad)]
+        if _plausible(box, head):
+            out[name] = box
+    out["head"] = head
     return out
 
 

@@ -199,6 +199,7 @@ async function playStream(res, token, onStart) {
         const msg = JSON.parse(line);
         if (msg.type === "start") {
           total = msg.frames; fps = msg.fps; onStart && onStart(msg);
+          document.dispatchEvent(new CustomEvent("lpstudio:clip", { detail: msg }));   // keep.js: the clip id
           if (msg.audio) {
             audio = msg.audio; audioSettled = false;
             decodeVoice(msg.audio).then((b) => { audioBuffer = b; }, (err) => {
@@ -377,6 +378,7 @@ async function openSource(file, { keepView = false } = {}) {
     canvas.dataset.state = "neutral";
     resetSliders(false);
   }
+  document.dispatchEvent(new CustomEvent("lpstudio:source", { detail: { info, keepView } }));   // keep.js
   return info;
 }
 
