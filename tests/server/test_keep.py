@@ -210,7 +210,7 @@ def test_downloads(keep_client):
     import av
 
     sid = _new_session(keep_client)
-    png = keep_client.post("/download/photo", json={"session": sid, "params": {"head_yaw": 5.0}})
+    png = keep_client.post("/download/photo", data={"session": sid, "params": json.dumps({"head_yaw": 5.0})})
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
     start, frames = _frames(keep_client, sid, command="blink")
@@ -224,3 +224,51 @@ def test_downloads(keep_client):
     gone = keep_client.get("/download/clip", params={"session": sid, "clip": "nope"})
     assert gone.status_code == 404 and "play it again" in gone.json()["hint"]
     np.testing.assert_equal(len(frames), start["frames"] if "frames" in start else len(frames))
+
+
+def _photo_png(w: int, h: int, seed: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    img = np.clip(rng.normal(150, 30, (h // 8, w // 8, 3)), 0, 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_photo_download_is_at_the_photos_resolution(tmp_path):
+    """A photo larger than the page shows downloads at its own size: the default from the server, an upload
+    sent again with the download (checked to be the session's photo)."""
+    import io
+
+    from PIL import Image
+    from standin_models import write_face_models
+
+    from lpstudio.face import FacePipeline
+
+    default = tmp_path / "default.png"
+    default.write_bytes(_photo_png(1120, 1040, 0))
+    face = FacePipeline(write_face_models(tmp_path / "weights"), ["CPUExecutionProvider"])
+    settings = ServerSettings(crop=True, fps=FPS, idle_default=False, default_source=default)
+    with TestClient(create_app(StandInEngine(frame_ms=0.5, prepare_ms=0, face=face), settings)) as client:
+
+        def size(r) -> tuple[int, int]:
+            assert r.status_code == 200, r.text
+            return Image.open(io.BytesIO(r.content)).size
+
+        sid = client.post("/session").json()["session"]
+        assert client.get("/face-regions", params={"session": sid}).json()["width"] == 1024
+        assert size(client.post("/download/photo", data={"session": sid})) == (1120, 1040)
+        mine = _photo_png(1104, 1064, 1)
+        up = client.post("/source-image", files={"file": ("mine.png", mine, "image/png")}).json()["session"]
+        refused = client.post("/download/photo", data={"session": up})
+        assert refused.status_code == 409 and refused.json()["kind"] == "NeedsPhoto"
+        files = {"file": ("mine.png", mine, "image/png")}
+        assert size(client.post("/download/photo", data={"session": up, "params": '{"smile": 1}'}, files=files)) == (1104, 1064)
+        other = {"file": ("other.png", _photo_png(1104, 1064, 2), "image/png")}
+        wrong = client.post("/download/photo", data={"session": up}, files=other)
+        assert wrong.status_code == 400 and "not the photo this page shows" in wrong.json()["error"]
+        bad = client.post("/download/photo", data={"session": up, "params": "[1, 2]"}, files=files)
+        assert bad.status_code == 400 and "JSON object" in bad.json()["error"]

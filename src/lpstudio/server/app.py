@@ -31,7 +31,7 @@ from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
 from ..speech.espeak import speech_available
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
-from .keep_routes import keep_of, register_keep, session_base, session_presets
+from .keep_routes import DOWNLOAD_PHOTO_PATH, keep_of, register_keep, session_base, session_presets
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .limits import ServiceLimits
 from .live import LIVE_PATH, register_live
@@ -168,7 +168,7 @@ def _middleware(app: FastAPI, settings: ServerSettings) -> None:
     limits = settings.limits
 
     def body_limit(path: str) -> int:
-        if path == "/source-image":
+        if path in ("/source-image", DOWNLOAD_PHOTO_PATH):  # the photo download may carry the photo again
             return limits.max_upload_body_bytes
         if path == GENERATE_AUDIO_PATH:
             return limits.max_audio_upload_body_bytes

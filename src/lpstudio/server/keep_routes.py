@@ -33,13 +33,16 @@ from urllib.parse import quote
 
 import cv2
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
+from ..errors import ImageError, LPStudioError, ParamError
+from ..expressions.cache import source_digest
 from ..expressions.library import MAX_EXPRESSIONS, MAX_LIBRARY_JSON_BYTES, LibraryError
 from ..params import EditParams
+from .intake import check_upload, decode, default_image
 from .keep import KeepStore, decode_frame_line
 from .sessions import Source
 from .state import AppState
@@ -50,6 +53,9 @@ PNG_COMPRESSION: int = 3
 MAX_DOWNLOAD_STEM: int = 60
 """Characters of the photo's name kept in a download's file name."""
 DOWNLOAD_DIR_PREFIX: str = "lpstudio-download-"
+DOWNLOAD_PHOTO_PATH: str = "/download/photo"
+"""Where the page downloads the still (a form: the photo may come with it, so uploads' body limit applies)."""
+MAX_PARAMS_CHARS: int = 4096
 
 # Where the parts of the face are among the 203 landmarks (the layout of lpstudio.face.mesh_layout):
 LMK203_EYES = slice(0, 48)  # both eyes' rings, 24 points each
@@ -215,6 +221,67 @@ def face_regions(source: Source) -> dict[str, list[float]]:
     return out
 
 
+class NeedsPhoto(LPStudioError):
+    """The photo is larger than the server keeps and was not sent with the download: 409."""
+
+    http_status = 409
+
+
+def _params_json(text: str) -> dict[str, float | None]:
+    """The ``params`` form field: a JSON object of parameter values (checked by EditParams)."""
+    try:
+        values = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ParamError("params must be a JSON object of parameter values", hint='e.g. {"smile": 0.8}') from None
+    if not isinstance(values, dict) or not all(v is None or isinstance(v, (int, float)) for v in values.values()):
+        raise ParamError("params must be a JSON object of parameter values", hint='e.g. {"smile": 0.8}')
+    return values
+
+
+async def _full_photo(state: AppState, source: Source, upload: UploadFile | None) -> np.ndarray | None:
+    """The photo at its full (decoded) resolution when the page shows it smaller, else None (the display is it).
+
+    The server keeps a prepared photo at display size only; the default portrait is at hand, an uploaded
+    one comes again with the download (decoded with the same bounds as an upload, and checked to be the
+    session's photo by its digest).
+    """
+    face = source.state.face
+    if face is None or source.display.shape[:2] == (face.photo_size[1], face.photo_size[0]):
+        return None
+    rgb, digest = await default_image(state)
+    if digest == source.digest:
+        return rgb
+    if upload is None:
+        raise NeedsPhoto(
+            "the photo is larger than the server keeps; its full-size download needs the photo again",
+            hint="the page sends it with the download: try again from the page",
+        )
+    name = (upload.filename or "photo")[:MAX_DOWNLOAD_STEM]
+    ticket = state.admission.admit_source()
+    try:
+        data = await upload.read(state.limits.max_upload_bytes + 1)
+        check_upload(state, name, upload.content_type, data)
+        rgb, digest = await decode(state, data, name, None)
+        del data
+    finally:
+        ticket.release()
+    if digest != source.digest:
+        again = await state.off_loop(lambda: source_digest(rgb, crop=True, face_index=face.face_index))
+        if again != source.digest:
+            raise ImageError(f"{name} is not the photo this page shows", hint="download from the page that shows it")
+    return rgb
+
+
+def _paste(source: Source, frame: np.ndarray, photo: np.ndarray | None) -> np.ndarray:
+    """The rendered crop as the page shows it, or pasted back into the full ``photo``: (H, W, 3) uint8."""
+    if photo is None:
+        return source.compose(frame)
+    from ..face import PasteBack
+
+    face = source.state.face
+    return PasteBack(np.asarray(face.M_c2o, dtype=np.float64), photo.shape[:2])(frame, photo)
+
+
 def _lp(request: Request) -> AppState:
     return request.app.state.lp
 
@@ -254,19 +321,26 @@ def register_keep(app: FastAPI) -> None:
 
 def _download_routes(app: FastAPI) -> None:
     @app.post(
-        "/download/photo",
-        summary="The portrait with these parameters as a PNG download (pasted back into the photo as shown)",
+        DOWNLOAD_PHOTO_PATH,
+        summary="The portrait with these parameters as a PNG download, pasted back into the photo at its resolution",
         response_class=Response,
         responses={200: {"content": {"image/png": {}}}},
     )
-    async def download_photo(request: Request, body: SessionParams) -> Response:
+    async def download_photo(
+        request: Request,
+        session: str = Form(..., max_length=256),
+        params: str = Form("{}", max_length=MAX_PARAMS_CHARS, description="JSON object: absolute parameter values"),
+        file: UploadFile | None = File(None, description="the page's photo, when it is larger than the page shows"),
+    ) -> Response:
         state = _lp(request)
         state.admission.check_open()
-        session, source = state.resolve(body.session)
-        params = session_base(state, body.session, source).replace(**(body.params or {}))
-        frame = await _render_still(state, source, params, _client(request))
-        png = await state.off_loop(lambda: encode_png(source.compose(frame)))
-        return Response(png, media_type="image/png", headers=attachment(download_name(session.name, "png")))
+        sess, source = state.resolve(session)
+        values = _params_json(params)
+        photo = await _full_photo(state, source, file)
+        edit = session_base(state, session, source).replace(**values)
+        frame = await _render_still(state, source, edit, _client(request))
+        png = await state.off_loop(lambda: encode_png(_paste(source, frame, photo)))
+        return Response(png, media_type="image/png", headers=attachment(download_name(sess.name, "png")))
 
     @app.get(
         "/download/clip",
@@ -321,7 +395,10 @@ def _download_routes(app: FastAPI) -> None:
         _, source = state.resolve(session)
         h, w = source.display.shape[:2]
         boxes = await state.off_loop(lambda: face_regions(source))
-        return {"width": w, "height": h, "regions": boxes, "landmarks": source.state.face is not None}
+        face = source.state.face
+        photo_w, photo_h = face.photo_size if face is not None else (w, h)
+        return {"width": w, "height": h, "regions": boxes, "landmarks": face is not None,
+                "photo_width": int(photo_w), "photo_height": int(photo_h)}  # fmt: skip
 
 
 def _base_and_library_routes(app: FastAPI) -> None:

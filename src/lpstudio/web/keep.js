@@ -94,7 +94,14 @@
   // ---------------------------------------------------------------- downloads
   async function downloadPhoto() {
     note("사진을 만드는 중 / rendering the photo…");
-    const res = await postJSON("/download/photo", { session: app.session, params: sliderValues() });
+    const form = new FormData();
+    form.append("session", app.session);
+    form.append("params", JSON.stringify(sliderValues()));
+    const info = keep.regions;   // the server keeps a large photo at display size: it comes again for the full size
+    if (app.sourceFile && info && info.photo_width * info.photo_height > canvas.width * canvas.height) {
+      form.append("file", app.sourceFile, app.sourceFile.name);
+    }
+    const res = await api("/download/photo", { method: "POST", body: form }, false);
     const name = filenameOf(res, "portrait-lpstudio.png");
     saveBlob(await res.blob(), name);
     note(`저장됨 / saved ${name}`);
