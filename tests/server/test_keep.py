@@ -24,7 +24,7 @@ from lpstudio.expressions.library import (
     check_name,
 )
 from lpstudio.server import ServerSettings, create_app
-from lpstudio.server.keep import CLIPS_PER_SESSION, ENCODES_PER_CLIENT, ClipGone, KeepStore
+from lpstudio.server.keep import CLIPS_PER_SESSION, ENCODES_PER_CLIENT, ClipGone, ClipNotReady, KeepStore
 from lpstudio.server.streams import SharedClip
 
 FPS = 8.0
@@ -156,6 +156,14 @@ def test_download_store_bounds():
     with pytest.raises(ClipGone):
         store.clip("a", ids[0])  # only the last CLIPS_PER_SESSION are kept
     assert store.clip("a", ids[-1]).frames_ready() == [b"x" * 100] * 4
+    rendering = _clip(2, 10)
+    rendering.lines[1], rendering.finished = None, False
+    pending = store.remember("b", rendering, 10.0, None)
+    with pytest.raises(ClipNotReady):
+        store.clip("b", pending).frames_ready()
+    del rendering  # a clip that went away unfinished (cancelled) cannot be had; it never held the photo
+    with pytest.raises(ClipGone):
+        store.clip("b", pending).frames_ready()
     store.remember("b", _clip(9, 1000), 10.0, None)  # 9000 bytes: the oldest of all go past 10000
     assert store.clip_bytes <= 10_000
     alive.discard("a")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,27 +63,37 @@ class ClipNotReady(LPStudioError):
 
 @dataclass
 class KeptClip:
-    """A clip a page played: its frame lines (one base64 JPEG each), fps, and audio when it spoke."""
+    """A clip a page played: its frame lines (one base64 JPEG each, filled in as they are encoded), fps,
+    and audio when it spoke.
 
-    clip: SharedClip
+    It holds the clip's list of lines and only a weak reference to the clip itself, so a kept clip never
+    keeps its prepared photo (the clip's ``source``) in memory after the photo store let it go.
+    """
+
+    lines: list[bytes | None]
     fps: float
     audio: Any | None  # lpstudio.speech.audio.AudioClip: (channels, n) float32 samples
+    clip: weakref.ref[SharedClip]
+
+    @classmethod
+    def of(cls, clip: SharedClip, fps: float, audio: Any | None) -> KeptClip:
+        return cls(clip.lines, fps, audio, weakref.ref(clip))
 
     @property
     def nbytes(self) -> int:
-        return sum(len(x) for x in self.clip.lines if x is not None)
+        return sum(len(x) for x in self.lines if x is not None)
 
     def frames_ready(self) -> list[bytes]:
-        """The clip's frame lines; :class:`ClipNotReady` while rendering, :class:`ClipGone` if they were dropped."""
-        clip = self.clip
-        if clip.error is not None:
-            raise ClipNotReady("that clip did not finish rendering", hint="play it again, then download it")
-        if not clip.finished:
+        """The clip's frame lines; :class:`ClipNotReady` while rendering, :class:`ClipGone` if it cannot be had."""
+        lines = self.lines
+        if lines and all(x is not None for x in lines):
+            return list(lines)  # type: ignore[arg-type]
+        clip = self.clip()
+        if clip is not None and not clip.finished:
+            if not clip.keep_history:
+                raise ClipGone("the clip is too long to keep for download", hint="play a shorter clip and download it")
             raise ClipNotReady("the clip is still being rendered", hint="download it when it has finished playing")
-        lines = [x for x in clip.lines if x is not None]
-        if len(lines) != clip.n:
-            raise ClipGone("the clip was too long to keep for download", hint="play a shorter clip and download it")
-        return lines
+        raise ClipGone("that clip did not finish rendering", hint="play it again, then download it")
 
 
 @dataclass
@@ -158,7 +169,7 @@ class KeepStore:
         """Keep ``clip`` for download by this session; returns its id."""
         item = self.record(session_id)
         clip_id = secrets.token_urlsafe(CLIP_ID_BYTES)
-        item.clips[clip_id] = KeptClip(clip, fps, audio)
+        item.clips[clip_id] = KeptClip.of(clip, fps, audio)
         while len(item.clips) > CLIPS_PER_SESSION:
             item.clips.popitem(last=False)
         self._trim()
