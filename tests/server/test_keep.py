@@ -136,6 +136,25 @@ def test_saved_names_parse_in_commands_only_while_in_force():
     assert [[a.preset for a in g] for g in parse_command("my_smile").groups] == [["smile"]]  # not in force: a smile
 
 
+def test_saved_names_keep_parsing_inside_the_work_budget():
+    """32 saved names and a 500-character command of them: understood, or refused as too complex, never
+    worked on past the budget (the budget counts work, so this is deterministic)."""
+    from lpstudio.expressions.budget import CommandTooComplexError
+
+    lib = ExpressionLibrary()
+    for i in range(MAX_EXPRESSIONS):
+        lib.save(f"face_{chr(97 + i % 26)}{i}", {"smile": 0.5})
+    names = lib.names()
+    text = " then ".join(names[i % len(names)] for i in range(60))[:500].rsplit(" then ", 1)[0]
+    with using_custom(lib.presets()):
+        try:
+            plan = parse_command(text)
+        except CommandTooComplexError:
+            return
+        assert [g[0].preset for g in plan.groups] == [names[i % len(names)] for i in range(len(plan.groups))]
+        assert [[a.intensity < 1 for a in g] for g in parse_command("살짝 face_a0").groups] == [[True]]
+
+
 # ---------------------------------------------------------------------- download store (unit)
 class _Hub:
     history = None

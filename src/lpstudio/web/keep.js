@@ -92,8 +92,17 @@
   }
 
   // ---------------------------------------------------------------- downloads
-  async function downloadPhoto() {
+  async function downloadPhoto(again = true) {
     note("사진을 만드는 중 / rendering the photo…");
+    try { await sendPhotoDownload(); }
+    catch (err) {   // the server dropped the session: reopen the photo (app.js) and try once more
+      if (!again || err.kind !== "SessionExpired") throw err;
+      await openSource(app.sourceFile, { keepView: true });
+      await sendPhotoDownload();
+    }
+  }
+
+  async function sendPhotoDownload() {
     const form = new FormData();
     form.append("session", app.session);
     form.append("params", JSON.stringify(sliderValues()));
@@ -212,7 +221,7 @@
     const { keepView } = ev.detail || {};
     keep.clip = null;
     $("downloadVideo").disabled = true;
-    keep.regions = null;
+    if (!keepView) keep.regions = null;   // the same photo reopened keeps its regions
     try {
       if (keepView && keep.baseValues) await postJSON("/base", { session: app.session, params: keep.baseValues });
       else if (!keepView) { keep.baseValues = null; $("resetBase").disabled = true; document.body.dataset.keepBase = "photo"; }
