@@ -191,7 +191,7 @@ def test_saved_expression_round_trip(browser, page, service, tmp_path, shots):
         other.close()
 
 
-def test_drag_down_on_the_mouth_opens_it(page):
+def test_drag_down_on_the_mouth_opens_it(page, shots):
     page.locator("#portrait").scroll_into_view_if_needed()
     regions = json.loads(page.evaluate("() => document.getElementById('portrait').dataset.regions"))
     box = page.locator("#portrait").bounding_box()
@@ -201,7 +201,10 @@ def test_drag_down_on_the_mouth_opens_it(page):
     before = float(page.input_value("#p-lip_variation_three"))
     renders: list[str] = []
     page.on("request", lambda r: renders.append(r.url) if r.url.endswith("/render") else None)
+    page.mouse.move(x - 2, y)
     page.mouse.move(x, y)
+    page.wait_for_selector("#keepRegion:not([hidden])", timeout=TIMEOUT_MS)
+    page.screenshot(path=str(shots / "keep-04-drag-mouth.png"))
     page.mouse.down()
     page.wait_for_function("() => document.body.dataset.keepDrag === 'mouth'", timeout=TIMEOUT_MS)
     for k in range(1, 6):

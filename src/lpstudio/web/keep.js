@@ -289,8 +289,23 @@
     ev.preventDefault();
     canvas.setPointerCapture(ev.pointerId);
     keep.drag = { region, p0: p, v0: sliderValues(), id: ev.pointerId };
+    canvas.style.cursor = "grabbing";
+    showRegion(region);
     document.body.dataset.keepDrag = region;
     note(`${REGION_NAMES[region]} 움직이는 중 / dragging`);
+  }
+
+  // Outline of the region under the pointer (a box over the canvas, never drawn on it).
+  function showRegion(region) {
+    const mark = $("keepRegion");
+    if (!region) { mark.hidden = true; return; }
+    const b = keep.regions.regions[region];
+    const c = canvas.getBoundingClientRect(), d = $("drop").getBoundingClientRect();
+    const k = c.width / canvas.width;
+    Object.assign(mark.style, { left: `${c.left - d.left + b[0] * k}px`, top: `${c.top - d.top + b[1] * k}px`,
+                                width: `${(b[2] - b[0]) * k}px`, height: `${(b[3] - b[1]) * k}px` });
+    mark.dataset.label = REGION_NAMES[region];
+    mark.hidden = false;
   }
 
   function dragMove(ev) {
@@ -299,6 +314,7 @@
       const region = regionAt(canvasPoint(ev));
       canvas.style.cursor = region ? "grab" : "";
       canvas.title = region ? `${REGION_NAMES[region]}: 끌어서 바꾸기 / drag to change` : "";
+      showRegion(region);
       return;
     }
     if (ev.pointerId !== d.id) return;
@@ -314,6 +330,7 @@
     keep.drag = null;
     delete document.body.dataset.keepDrag;
     canvas.style.cursor = "";
+    showRegion(null);
     note("");
   }
 
@@ -339,6 +356,10 @@
     document.addEventListener("lpstudio:source", onSource);
     document.addEventListener("lpstudio:clip", onClip);
     canvas.classList.add("draggable");
+    const mark = document.createElement("div");
+    mark.id = "keepRegion"; mark.className = "keep-region"; mark.hidden = true;
+    $("drop").appendChild(mark);
+    canvas.addEventListener("pointerleave", () => { if (!keep.drag) showRegion(null); });
     canvas.addEventListener("pointerdown", dragStart);
     canvas.addEventListener("pointermove", dragMove);
     canvas.addEventListener("pointerup", dragEnd);
