@@ -122,18 +122,22 @@ def test_library_is_bounded_and_import_is_all_or_none():
     assert fresh.to_json() == lib.to_json()
 
 
+def _presets(plan) -> list[list[str]]:
+    return [[a.preset for a in g] for g in plan.groups]
+
+
 def test_saved_names_parse_in_commands_only_while_in_force():
     lib = ExpressionLibrary()
     lib.save("my_smile", {"smile": 0.9, "eyebrow": 10.0})
     lib.save("내미소", {"smile": 0.5})
     with using_custom(lib.presets()):
-        assert [[a.preset for a in g] for g in parse_command("my_smile 하고 윙크").groups] == [["my_smile"], ["wink_right"]]
-        assert [[a.preset for a in g] for g in parse_command("my_smile then wink").groups] == [["my_smile"], ["wink_right"]]
-        assert [[a.preset for a in g] for g in parse_command("내미소해줘").groups] == [["내미소"]]
+        for text in ("my_smile 하고 윙크", "my_smile then wink"):
+            assert _presets(parse_command(text)) == [["my_smile"], ["wink_right"]]
+        assert _presets(parse_command("내미소해줘")) == [["내미소"]]
         peak = parse_command("my_smile").timeline().sample(10.0)
         assert max(p.smile for p in peak) == pytest.approx(0.9)
         assert max(p.eyebrow for p in peak) == pytest.approx(10.0)
-    assert [[a.preset for a in g] for g in parse_command("my_smile").groups] == [["smile"]]  # not in force: a smile
+    assert _presets(parse_command("my_smile")) == [["smile"]]  # not in force: a smile
 
 
 def test_saved_names_keep_parsing_inside_the_work_budget():
@@ -271,9 +275,9 @@ def test_photo_download_is_at_the_photos_resolution(tmp_path):
     import io
 
     from PIL import Image
-    from standin_models import write_face_models
 
     from lpstudio.face import FacePipeline
+    from standin_models import write_face_models
 
     default = tmp_path / "default.png"
     default.write_bytes(_photo_png(1120, 1040, 0))
@@ -293,7 +297,8 @@ def test_photo_download_is_at_the_photos_resolution(tmp_path):
         refused = client.post("/download/photo", data={"session": up})
         assert refused.status_code == 409 and refused.json()["kind"] == "NeedsPhoto"
         files = {"file": ("mine.png", mine, "image/png")}
-        assert size(client.post("/download/photo", data={"session": up, "params": '{"smile": 1}'}, files=files)) == (1104, 1064)
+        smiling = {"session": up, "params": '{"smile": 1}'}
+        assert size(client.post("/download/photo", data=smiling, files=files)) == (1104, 1064)
         other = {"file": ("other.png", _photo_png(1104, 1064, 2), "image/png")}
         wrong = client.post("/download/photo", data={"session": up}, files=other)
         assert wrong.status_code == 400 and "not the photo this page shows" in wrong.json()["error"]

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.browser
 TIMEOUT_MS = 60_000
 FPS = 12.0
 NEUTRAL_JS = "() => document.getElementById('portrait').dataset.state === 'neutral'"
+WIDER_THAN_VIEWPORT_JS = """() => [...document.querySelectorAll('#keep *')]
+  .filter(e => e.getBoundingClientRect().right > innerWidth + 1).length"""
 HASH_JS = """() => {
   const c = document.getElementById('portrait');
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -115,7 +117,7 @@ def test_download_photo_is_the_full_photo_as_png(page, tmp_path, shots):
     with Image.open(path) as img:
         size = img.size
         assert img.format == "PNG"
-    w, h = page.evaluate("() => [document.getElementById('portrait').width, document.getElementById('portrait').height]")
+    w, h = page.evaluate("() => { const c = document.getElementById('portrait'); return [c.width, c.height]; }")
     assert size == (w, h) == (512, 512)  # the photo's own size (512 x 512), pasted back
     page.screenshot(path=str(shots / "keep-01-desktop.png"), full_page=True)
     assert page.errors == []
@@ -180,7 +182,7 @@ def test_saved_expression_round_trip(browser, page, service, tmp_path, shots):
         other.wait_for_selector("button.saved-play[data-expression=my_glow]", timeout=TIMEOUT_MS)
         _command(other, "my_glow then blink")
         other.screenshot(path=str(shots / "keep-03-phone.png"), full_page=True)
-        wide = other.evaluate("() => [...document.querySelectorAll('#keep *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1).length")
+        wide = other.evaluate(WIDER_THAN_VIEWPORT_JS)
         assert wide == 0, "an element of the keep panel is wider than the phone"
         other.set_input_files("[data-testid=library-file]", {"name": "bad.json", "mimeType": "application/json",
                                                               "buffer": b'{"format": "nope"}'})  # fmt: skip

@@ -17,9 +17,7 @@ from contextvars import ContextVar
 from typing import Any
 
 _ACTIVE: ContextVar[Mapping[str, Any] | None] = ContextVar("lpstudio_custom_expressions", default=None)
-_PATTERNS: ContextVar[tuple[tuple[re.Pattern[str], str, str], ...]] = ContextVar(
-    "lpstudio_custom_patterns", default=()
-)
+_PATTERNS: ContextVar[tuple[tuple[re.Pattern[str], str, str], ...]] = ContextVar("lpstudio_custom_patterns", default=())
 
 
 def name_words(name: str) -> str:

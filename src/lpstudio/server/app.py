@@ -31,8 +31,8 @@ from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
 from ..speech.espeak import speech_available
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
-from .keep_routes import DOWNLOAD_PHOTO_PATH, keep_of, register_keep, session_base, session_presets
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
+from .keep_routes import DOWNLOAD_PHOTO_PATH, keep_of, register_keep, session_base, session_presets
 from .limits import ServiceLimits
 from .live import LIVE_PATH, register_live
 from .metrics import CONTENT_TYPE, AccessLogMiddleware
@@ -414,7 +414,7 @@ async def _stream(
         clip, how = await _clip_for(state, key, source, plan, base, client)
         h, w = source.display.shape[:2]
         start = {**plan.start_info(), "width": w, "height": h}
-        if session is not None:  # addressable for the MP4 download (server/keep_routes.py)
+        if session is not None and plan.priority != PRIORITY_BACKGROUND:  # the MP4 download's (keep_routes.py)
             audio = None if plan.speech is None else plan.speech.clip.audio
             start["clip"] = keep_of(state).remember(session, clip, plan.fps, audio)
         viewer = Viewer(
