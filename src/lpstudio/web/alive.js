@@ -43,7 +43,7 @@ window.lpAlive = (() => {
     info: null, segs: new Map(), loading: new Set(), atlas: null, atlasLoading: false,
     running: false, raf: 0, offset: 0, since: 0, lastKey: null,
     seed: null, durations: null, rng: null, next: null, queue: [], current: null, log: [],
-    gaze: { enabled: true, u: 0, v: 0, tu: 0, tv: 0, from: null, sacc: null, fixUntil: 0, lastMove: -Infinity, px: null },
+    gaze: { enabled: true, u: 0, v: 0, sacc: null, fixUntil: 0, lastMove: -Infinity, px: null },
     clip: { id: null, start: null, askedAt: 0, firstAt: null, lastAt: null, shown: 0, fps: 0, label: "" },
     waitTimer: null,
   };
@@ -159,7 +159,7 @@ window.lpAlive = (() => {
       if (gen !== S.gen) { rows.flat().forEach((f) => f.close()); return; }
       S.atlas = { cols: body.cols, rows: body.rows, frames: rows };
       const g = S.gaze;
-      g.u = g.tu = (body.cols - 1) / 2; g.v = g.tv = (body.rows - 1) / 2;
+      g.u = (body.cols - 1) / 2; g.v = (body.rows - 1) / 2;
       markGaze();
     } finally { S.atlasLoading = false; }
   }
@@ -267,16 +267,16 @@ window.lpAlive = (() => {
       now - g.lastMove < RETURN_AFTER_MS;
   }
 
-  // Where the eyes aim: the pointer's position relative to the portrait's centre, the page's far edges
-  // mapping to the atlas's outer cells (columns: screen left to right; rows: top to bottom).
+  // Where the eyes aim: the pointer's position relative to the portrait's centre, each edge of the window
+  // mapping to the atlas's outer cells on that side (columns: screen left to right; rows: top to bottom).
   function aim(now) {
     const g = S.gaze, c = centre();
     if (!g.px || now - g.lastMove >= RETURN_AFTER_MS) return c;
     const r = canvas.getBoundingClientRect();
     const cx = r.left + r.width / 2, cy = r.top + r.height / 2;
-    const reachX = Math.max(cx, innerWidth - cx, 1), reachY = Math.max(cy, innerHeight - cy, 1);
-    const nx = Math.max(-1, Math.min(1, (g.px.x - cx) / reachX));
-    const ny = Math.max(-1, Math.min(1, (g.px.y - cy) / reachY));
+    const dx = g.px.x - cx, dy = g.px.y - cy;
+    const nx = Math.max(-1, Math.min(1, dx / Math.max(1, dx < 0 ? cx : innerWidth - cx)));
+    const ny = Math.max(-1, Math.min(1, dy / Math.max(1, dy < 0 ? cy : innerHeight - cy)));
     return { u: c.u + nx * c.u, v: c.v + ny * c.v };
   }
 
@@ -288,6 +288,7 @@ window.lpAlive = (() => {
       g.u = g.sacc.u0 + (g.sacc.u1 - g.sacc.u0) * e;
       g.v = g.sacc.v0 + (g.sacc.v1 - g.sacc.v0) * e;
       if (k >= 1) {
+        g.u = g.sacc.u1; g.v = g.sacc.v1;   // lands exactly (the centre is the base pose)
         g.sacc = null;
         g.fixUntil = now + FIXATION_MS[0] + Math.random() * (FIXATION_MS[1] - FIXATION_MS[0]);
       }

@@ -368,6 +368,7 @@ async function openSource(file, { keepView = false } = {}) {
   if (file) {
     const form = new FormData();
     form.append("file", file, file.name);
+    if (app.session) form.append("replaces", app.session);   // the old photo's background work stops
     res = await api("/source-image", { method: "POST", body: form }, false);
   } else {
     res = await postJSON("/session", {});
