@@ -36,6 +36,7 @@ window.lpAlive = (() => {
   const CENTRE_EPS = 1e-3;
   // --- clips
   const WAIT_TICK_MS = 500;              // the "waiting for the first frame" text is refreshed this often
+  const SETTLE_MS = 180;                 // a clip asked while the eyes are away: back to the base pose this fast
 
   const $ = (id) => document.getElementById(id);
   const S = {
@@ -249,10 +250,27 @@ window.lpAlive = (() => {
     S.offset = clockNow();   // the idle clock pauses: after a clip the schedule goes on, it never restarts
     S.running = false;
     S.current = null;
+    if (S.lastKey !== null && S.lastKey !== "base") settle();
     if (S.atlas) Object.assign(S.gaze, centre(), { sacc: null, fixUntil: 0 });   // a clip ends at the base pose
     cancelAnimationFrame(S.raf);
     delete canvas.dataset.idle;
     delete canvas.dataset.idleSegment;
+  }
+
+  // A clip was asked for while a segment or the gaze was on the canvas: cross-fade to the base pose (the
+  // clip's own start) while it waits, unless its first frame or anything else takes the canvas first.
+  function settle() {
+    const snap = document.createElement("canvas");
+    snap.width = canvas.width; snap.height = canvas.height;
+    snap.getContext("2d").drawImage(canvas, 0, 0);
+    const t0 = performance.now();
+    const step = (now) => {
+      if (canvas.dataset.state !== "waiting" || S.running || !app.base) return;
+      const k = Math.min(1, (now - t0) / SETTLE_MS);
+      draw(snap); draw(app.base, k);
+      if (k < 1) requestAnimationFrame(step); else draw(app.base);
+    };
+    requestAnimationFrame(step);
   }
 
   // ---------------------------------------------------------------- gaze
