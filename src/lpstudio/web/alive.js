@@ -40,7 +40,7 @@ window.lpAlive = (() => {
 
   const $ = (id) => document.getElementById(id);
   const S = {
-    gen: 0, session: null, supported: null, pollTimer: null, polling: false,
+    gen: 0, session: null, supported: null, reopened: false, pollTimer: null, polling: false,
     info: null, segs: new Map(), loading: new Set(), atlas: null, atlasLoading: false,
     running: false, raf: 0, offset: 0, since: 0, lastKey: null,
     seed: null, durations: null, rng: null, next: null, queue: [], current: null, log: [],
@@ -113,7 +113,7 @@ window.lpAlive = (() => {
       if (gen === S.gen && S.supported && !S.atlas) await pollGaze(gen);
     } catch (_) { /* a failed poll is retried at the next one */ }
     finally { S.polling = false; }
-    if (gen === S.gen && S.supported !== false && !allLoaded()) schedulePoll();
+    if (gen === S.gen && S.supported !== false && !S.dropped && !allLoaded()) schedulePoll();
   }
 
   async function pollIdle(gen) {
@@ -124,6 +124,13 @@ window.lpAlive = (() => {
       if (S.running) { stopPlayer(); startIdle(); }
       return;
     }
+    if (res.status === 409 && !S.reopened && !app.clip) {
+      // the server dropped our session (restart, too many pages): open the photo again, once, as app.js's api() does
+      S.reopened = true;
+      await openSource(app.sourceFile, { keepView: true });   // calls newSource: polling goes on with the new id
+      return;
+    }
+    if (res.status === 409) { S.dropped = true; return; }   // again: polls stop; the next command re-opens it
     if (!res.ok) return;
     S.supported = true;
     const info = await res.json();
@@ -428,7 +435,7 @@ window.lpAlive = (() => {
     for (const seg of S.segs.values()) seg.frames.forEach((f) => f.close());
     if (S.atlas) S.atlas.frames.flat().forEach((f) => f.close());
     Object.assign(S, {
-      info: null, segs: new Map(), loading: new Set(), atlas: null, atlasLoading: false, polling: false,
+      dropped: false, info: null, segs: new Map(), loading: new Set(), atlas: null, atlasLoading: false, polling: false,
       seed: null, durations: null, next: null, queue: [], current: null, lastKey: null, offset: 0,
       since: performance.now(),
     });
