@@ -345,3 +345,25 @@ def test_leaving_the_page_closes_its_session(page: Any, server: tuple[str, Any])
     while app.state.lp.sessions.peek(session) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert app.state.lp.sessions.peek(session) is None, "the page's session stayed open after it left"
+
+
+def test_leaving_a_keyed_page_closes_its_session(browser: Any) -> None:
+    """With an API key the close passes the same guard (the key in the X-API-Key header, as every request)."""
+    import httpx
+
+    key = "alive-page-test-key"
+    app = create_app(VisibleStandIn(), ServerSettings(crop=False, fps=CLIP_FPS, idle_default=False, api_key=key))
+    with live_server(app) as url:
+        page = browser.new_page()
+        page.goto(f"{url}/#key={key}")
+        page.wait_for_function("() => document.getElementById('portrait').dataset.state === 'neutral'")
+        session = page.evaluate("app.session")
+        unkeyed = httpx.post(f"{url}/session/close", json={"session": session})
+        assert unkeyed.status_code == 401, "the guard let a close without the key through"
+        assert app.state.lp.sessions.peek(session) is not None
+        page.goto("about:blank")
+        deadline = time.monotonic() + 10
+        while app.state.lp.sessions.peek(session) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        page.close()
+        assert app.state.lp.sessions.peek(session) is None, "the keyed page's session stayed open after it left"
