@@ -24,13 +24,15 @@ from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, require_browser
 from service_helpers import live_server
 from standin_server import PX_PER_GAZE, StandInEngine
 
-from lpstudio.server import ServerSettings, create_app
+from lpstudio.server import ServerSettings, ServiceLimits, create_app
 
 pytestmark = pytest.mark.browser
 pytest.importorskip("lpstudio.server.alive", reason="the server side of issue 22 (branch sched) is not merged yet")
 
 CLIP_FPS = 5.0
 """The server's clip rate here: a smile (~2 s) is about ten frames, long enough to cancel while it plays."""
+IDLE_FPS = 6.25
+"""Idle segments at half the default rate: fewer frames to render for the test (a blink is still 2-3 frames)."""
 READY_TIMEOUT_MS = 120_000
 """Generous: the machine may be busy (the pieces take about a second with the stand-in)."""
 IDLE_WATCH_S = 62.0
@@ -89,7 +91,10 @@ class VisibleStandIn(StandInEngine):
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, Any]]:
     require_browser()
-    settings = ServerSettings(crop=False, fps=CLIP_FPS, idle_default=True, idle_pieces=True, batch_size=4)
+    limits = ServiceLimits(idle_fps=IDLE_FPS)
+    settings = ServerSettings(
+        crop=False, fps=CLIP_FPS, idle_default=True, idle_pieces=True, batch_size=4, limits=limits
+    )
     app = create_app(VisibleStandIn(), settings)
     with live_server(app) as url:
         yield url, app

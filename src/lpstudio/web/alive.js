@@ -12,7 +12,8 @@
 
 window.lpAlive = (() => {
   // --- polling (the server cancels background work of a page silent for 20 s: ServiceLimits.page_gone_s)
-  const POLL_MS = 3000;               // /idle and /gaze are asked this often until every piece is here
+  const POLL_MS = 3000;               // /idle and /gaze are asked this often until every piece is here,
+  const POLL_FAST_MS = 1000;          //   or this often while the server reports progress (pieces arriving)
   const UNSUPPORTED = new Set([404, 405]);   // a server without /idle: app.js's single idle clip is used
   // --- the idle schedule: mirrors lpstudio/expressions/idle_segments.py (idle_schedule, Mulberry32)
   const BLINK_INTERVAL_S = [2.0, 6.0];       // BLINK_INTERVAL_S: blink start to blink start, uniform
@@ -113,7 +114,11 @@ window.lpAlive = (() => {
       if (gen === S.gen && S.supported && !S.atlas) await pollGaze(gen);
     } catch (_) { /* a failed poll is retried at the next one */ }
     finally { S.polling = false; }
-    if (gen === S.gen && S.supported !== false && !S.dropped && !allLoaded()) schedulePoll();
+    if (gen === S.gen && S.supported !== false && !S.dropped && !allLoaded()) {
+      const progress = JSON.stringify([S.info && S.info.progress, S.gazeProgress]);
+      schedulePoll(progress !== S.lastProgress ? POLL_FAST_MS : POLL_MS);
+      S.lastProgress = progress;
+    }
   }
 
   async function pollIdle(gen) {
@@ -160,6 +165,7 @@ window.lpAlive = (() => {
     const res = await keyed(`/gaze?${q()}`);
     if (!res.ok || gen !== S.gen) return;
     const body = await res.json();
+    S.gazeProgress = body.progress;
     if (!body.ready || !body.frames || gen !== S.gen || S.atlasLoading) return;
     S.atlasLoading = true;
     try {
@@ -435,7 +441,7 @@ window.lpAlive = (() => {
     for (const seg of S.segs.values()) seg.frames.forEach((f) => f.close());
     if (S.atlas) S.atlas.frames.flat().forEach((f) => f.close());
     Object.assign(S, {
-      dropped: false, info: null, segs: new Map(), loading: new Set(), atlas: null, atlasLoading: false, polling: false,
+      dropped: false, lastProgress: null, gazeProgress: null, info: null, segs: new Map(), loading: new Set(), atlas: null, atlasLoading: false, polling: false,
       seed: null, durations: null, next: null, queue: [], current: null, lastKey: null, offset: 0,
       since: performance.now(),
     });
