@@ -27,6 +27,7 @@ window.lpAlive = (() => {
   const MULBERRY_INCREMENT = 0x6d2b79f5;     // Mulberry32's additive constant
   const TWO_POW_32 = 4294967296;
   const LATE_START_S = 0.25;   // a segment more than this late (gaze held the canvas) is skipped, not cut in
+  const PREDECODE_S = 1.0;     // a segment's JPEGs are decoded this long before it plays, and freed after
   const LOG_MAX = 400;         // segments remembered in lpAlive.log (tests, console)
   // --- gaze (grid units: one atlas cell = 1)
   const FIXATION_MS = [150, 400];        // a fixation lasts this long before the next saccade may start
@@ -153,9 +154,9 @@ window.lpAlive = (() => {
         const r = await keyed(`/idle/segment?${q(`&id=${encodeURIComponent(seg.id)}`)}`);
         if (!r.ok || gen !== S.gen) continue;
         const body = await r.json();
-        const frames = await bitmaps(body.frames);
-        if (gen !== S.gen) { frames.forEach((f) => f.close()); return; }
-        S.segs.set(seg.id, { frames, fps: body.fps || info.fps, kind: seg.kind });
+        if (gen !== S.gen || !body.frames.length) continue;
+        // kept as JPEG blobs (tens of KB each); decoded only around their turn (a decoded frame is w*h*4 bytes)
+        S.segs.set(seg.id, { blobs: body.frames.map(b64ToBlob), frames: null, decoding: null, fps: body.fps || info.fps });
       } finally { S.loading.delete(seg.id); }
     }
     markIdle();
@@ -197,7 +198,25 @@ window.lpAlive = (() => {
 
   function playLength(item) {
     const seg = S.segs.get(item.segment);
-    return seg ? seg.frames.length / seg.fps : (S.durations[item.segment] || 0);
+    return seg ? seg.blobs.length / seg.fps : (S.durations[item.segment] || 0);
+  }
+
+  function decode(seg) {
+    if (!seg || seg.frames || seg.decoding) return;
+    const gen = S.gen;
+    seg.decoding = Promise.all(seg.blobs.map((b) => createImageBitmap(b))).then((frames) => {
+      seg.decoding = null;
+      if (gen === S.gen && S.running) seg.frames = frames; else frames.forEach((f) => f.close());
+    }, () => { seg.decoding = null; });
+  }
+
+  function release(seg) {
+    if (seg && seg.frames) { closeAll(seg.frames); seg.frames = null; }
+  }
+
+  // Frees decoded frames; app.js's fadeTo never gets a closed one as its starting picture.
+  function closeAll(frames) {
+    for (const f of frames) { if (app.current === f) app.current = null; f.close(); }
   }
 
   // The next schedule item that has not started before ``t``.
@@ -213,13 +232,19 @@ window.lpAlive = (() => {
 
   function idleFrame(t) {
     if (!$("idle").checked || !S.next) return null;
-    if (S.current && t >= S.current.start_s + playLength(S.current)) S.current = null;
+    if (S.current && t >= S.current.start_s + playLength(S.current)) {
+      if (upcoming().segment !== S.current.segment) release(S.segs.get(S.current.segment));
+      S.current = null;
+    }
+    const soon = upcoming();
+    if (soon && soon.start_s - t < PREDECODE_S) decode(S.segs.get(soon.segment));
     if (!S.current) {
       let item = upcoming();
       while (item && t >= item.start_s + LATE_START_S) { S.queue.shift(); item = upcoming(); }   // missed (gaze)
       if (item && t >= item.start_s) {
         S.queue.shift();
-        if (S.segs.has(item.segment)) {
+        const seg = S.segs.get(item.segment);
+        if (seg && seg.frames) {
           S.current = item;
           S.log.push({ segment: item.segment, start_s: item.start_s, at: performance.now() });
           if (S.log.length > LOG_MAX) S.log.shift();
@@ -263,7 +288,7 @@ window.lpAlive = (() => {
     S.offset = clockNow();   // the idle clock pauses: after a clip the schedule goes on, it never restarts
     S.running = false;
     S.current = null;
-    if (S.lastKey !== null && S.lastKey !== "base") settle();
+    for (const seg of S.segs.values()) release(seg);    if (S.lastKey !== null && S.lastKey !== "base") settle();
     if (S.atlas) Object.assign(S.gaze, centre(), { sacc: null, fixUntil: 0 });   // a clip ends at the base pose
     cancelAnimationFrame(S.raf);
     delete canvas.dataset.idle;
@@ -438,8 +463,8 @@ window.lpAlive = (() => {
   function reset() {
     S.gen += 1;
     clearTimeout(S.pollTimer);
-    for (const seg of S.segs.values()) seg.frames.forEach((f) => f.close());
-    if (S.atlas) S.atlas.frames.flat().forEach((f) => f.close());
+    for (const seg of S.segs.values()) release(seg);
+    if (S.atlas) closeAll(S.atlas.frames.flat());
     Object.assign(S, {
       dropped: false, lastProgress: null, gazeProgress: null, info: null, segs: new Map(), loading: new Set(), atlas: null, atlasLoading: false, polling: false,
       seed: null, durations: null, next: null, queue: [], current: null, lastKey: null, offset: 0,

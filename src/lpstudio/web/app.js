@@ -437,7 +437,7 @@ async function preview() {
   stopVoice();
   if (app.clip) { app.clip.abort.abort(); app.clip = null; }
   const token = ++app.token;
-  if (isNeutral(values)) { draw(app.base); canvas.dataset.state = "neutral"; return; }
+  if (isNeutral(values)) { draw(app.base); canvas.dataset.state = "neutral"; startIdle(); return; }
   previewBusy = true;
   const t0 = performance.now();
   try {
