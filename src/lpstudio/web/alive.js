@@ -180,7 +180,8 @@ window.lpAlive = (() => {
   }
 
   function markIdle() {
-    if (S.running && S.segs.size && S.seed !== null) canvas.dataset.idle = "endless";
+    if (S.running && S.segs.size && S.seed !== null && $("idle").checked) canvas.dataset.idle = "endless";
+    else delete canvas.dataset.idle;
   }
 
   function markGaze() {
