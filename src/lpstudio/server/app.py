@@ -29,6 +29,16 @@ from ..errors import LPStudioError
 from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
 from ..speech.espeak import speech_available
+from .alive import close_page as close_page_of
+from .alive import (
+    forget_viewer,
+    health_info,
+    new_clip_id,
+    paced_plan,
+    register_alive,
+    register_viewer,
+    start_background,
+)
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .limits import ServiceLimits
@@ -133,9 +143,11 @@ def create_app(
 
             state.on_new_source = on_new_source
         app.state.lp = state
+        background = start_background(state, settings.idle_pieces)  # idle segments, gaze atlas (alive.py)
         try:
             yield
         finally:
+            await background.close()
             app.state.speech_desk.close()
             state.worker.close()
             state.encoder.close()
@@ -151,6 +163,7 @@ def create_app(
     _source_routes(app)
     _render_routes(app)
     register_live(app)  # the live mirror's WebSocket (server/live.py)
+    register_alive(app)  # idle segments, gaze atlas, cancel, page close (server/alive.py)
     return app
 
 
@@ -238,6 +251,7 @@ def _info_routes(app: FastAPI) -> None:
             "max_clip_s": state.limits.max_clip_ms / 1000,
             "speech": bool(getattr(request.app.state, "speech_available", False)),
             "max_audio_upload_mb": state.limits.max_audio_upload_bytes / 2**20,
+            **health_info(state),  # background work apart from clips
         }
         extra = getattr(state.worker, "health_info", None)  # a distributed renderer lists its replicas
         if extra is not None:
@@ -295,6 +309,7 @@ def _source_routes(app: FastAPI) -> None:
         request: Request,
         file: UploadFile = File(..., description="a JPEG, PNG or WebP photo"),
         face_index: int | None = Form(None, ge=0, le=MAX_FACE_INDEX),
+        replaces: str | None = Form(None, max_length=256, description="the session this photo replaces (closed)"),
     ) -> dict[str, Any]:
         state = lp(request)
         name = _clean_name(file.filename)
@@ -309,7 +324,10 @@ def _source_routes(app: FastAPI) -> None:
         source = await open_source(state, rgb, digest, face_index)
         client = client_of(request)
         state.sources.claim(source, client)  # counts for this client's quota (its own oldest goes past it)
-        return state.sessions.new(digest, name, client).describe(source)
+        described = state.sessions.new(digest, name, client).describe(source)
+        if replaces:
+            close_page_of(state, replaces)  # the old photo's background work stops now
+        return described
 
 
 # ---------------------------------------------------------------------- rendering
@@ -347,6 +365,8 @@ def _render_routes(app: FastAPI) -> None:
             plan = await request.app.state.speech_desk.run(make)  # on the speech thread, not the shared pool
         else:
             plan = await plan_slots.run(state.off_loop, make)
+        if not body.idle_loop:
+            plan = await paced_plan(state, source, plan)  # starts within start_within_s (pacing.py)
         return await _stream(state, source, plan, received, client_of(request), body.session)
 
     @app.post(
@@ -405,7 +425,8 @@ async def _stream(
     try:
         clip, how = await _clip_for(state, key, source, plan, base, client)
         h, w = source.display.shape[:2]
-        start = {**plan.start_info(), "width": w, "height": h}
+        clip_id = new_clip_id()  # POST /generate/cancel stops this stream by it
+        start = {**plan.start_info(), "width": w, "height": h, "clip": clip_id}
         viewer = Viewer(
             clip,
             start,
@@ -417,10 +438,12 @@ async def _stream(
     except BaseException:
         stream_ticket.release()
         raise
+    register_viewer(state, session, clip_id, viewer)
     state.metrics.streams.labels(how=how).inc()
 
     def closed() -> None:
         stream_ticket.release()
+        forget_viewer(state, clip_id)
         if viewer.stalled:
             state.metrics.stalled.inc()
 
