@@ -27,7 +27,6 @@ from standin_server import PX_PER_GAZE, StandInEngine
 from lpstudio.server import ServerSettings, ServiceLimits, create_app
 
 pytestmark = pytest.mark.browser
-pytest.importorskip("lpstudio.server.alive", reason="the server side of issue 22 (branch sched) is not merged yet")
 
 CLIP_FPS = 5.0
 """The server's clip rate here: a smile (~2 s) is about ten frames, long enough to cancel while it plays."""
