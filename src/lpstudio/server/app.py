@@ -242,6 +242,7 @@ def _info_routes(app: FastAPI) -> None:
             "crop": state.settings.crop,
             "fps": state.settings.fps,
             "idle_default": state.settings.idle_default,
+            "idle_pieces": state.settings.idle_pieces,  # the page plays idle from segments (else one idle clip)
             "sessions": len(state.sessions),
             "prepared_photos": len(state.sources),
             "pending_frames": admitted["pending_frames"],

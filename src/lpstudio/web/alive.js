@@ -517,6 +517,9 @@ window.lpAlive = (() => {
       return true;
     },
     stopIdle: stopPlayer,
+    health(info) {   // GET /health: a server that renders no idle pieces gets app.js's single idle clip
+      if (info.idle_pieces === false) S.supported = false;
+    },
     newSource, clipRequested, clipStarted, frameShown, clipEnded, cancelClip,
     // for tests and the console
     get log() { return S.log.slice(); },

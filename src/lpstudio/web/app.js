@@ -517,6 +517,7 @@ async function init() {
   app.speech = health.speech !== false;
   if (health.max_audio_upload_mb) app.maxAudioBytes = health.max_audio_upload_mb * 1024 * 1024;
   $("idle").checked = health.idle_default;
+  if (window.lpAlive) lpAlive.health(health);
   $("health").textContent = `모델 / model: ${health.device} · ${health.dtype} · ${health.backend}`;
   buildPresets(presets);
   if (!app.speech) {
