@@ -278,3 +278,21 @@ def test_cancel_stops_the_render_within_one_batch_and_ends_the_stream() -> None:
         assert len(engine.batches) <= batches_at_cancel + 1  # at most the batch in flight
         assert got[-1]["type"] == "end" and got[-1]["cancelled"] is True
         assert got[-1]["frames"] < got[0]["frames"]
+
+
+def test_the_new_routes_sit_behind_the_guard() -> None:
+    engine = StandInEngine(frame_ms=1, prepare_ms=0)
+    with TestClient(_app(engine)) as client:
+        session = client.post("/session", json={}).json()["session"]
+        evil = {"origin": "http://evil.example"}
+        for method, path, kwargs in [
+            ("get", "/idle", {"params": {"session": session}}),
+            ("get", "/gaze", {"params": {"session": session}}),
+            ("post", "/session/close", {"content": json.dumps({"session": session})}),
+            ("post", "/generate/cancel", {"json": {"session": session, "clip": "x"}}),
+        ]:
+            res = getattr(client, method)(path, headers=evil, **kwargs)
+            assert res.status_code == 403, (path, res.status_code)
+        other_host = client.get("/idle", params={"session": session}, headers={"host": "evil.example"})
+        assert other_host.status_code == 421
+        assert client.get("/idle", params={"session": session}).status_code == 200  # the session was not closed
