@@ -278,3 +278,53 @@ def test_cancel_stops_the_render_within_one_batch_and_ends_the_stream() -> None:
         assert len(engine.batches) <= batches_at_cancel + 1  # at most the batch in flight
         assert got[-1]["type"] == "end" and got[-1]["cancelled"] is True
         assert got[-1]["frames"] < got[0]["frames"]
+
+
+def test_the_new_routes_sit_behind_the_guard() -> None:
+    engine = StandInEngine(frame_ms=1, prepare_ms=0)
+    with TestClient(_app(engine)) as client:
+        session = client.post("/session", json={}).json()["session"]
+        evil = {"origin": "http://evil.example"}
+        for method, path, kwargs in [
+            ("get", "/idle", {"params": {"session": session}}),
+            ("get", "/gaze", {"params": {"session": session}}),
+            ("post", "/session/close", {"content": json.dumps({"session": session})}),
+            ("post", "/generate/cancel", {"json": {"session": session, "clip": "x"}}),
+        ]:
+            res = getattr(client, method)(path, headers=evil, **kwargs)
+            assert res.status_code == 403, (path, res.status_code)
+        other_host = client.get("/idle", params={"session": session}, headers={"host": "evil.example"})
+        assert other_host.status_code == 421
+        assert client.get("/idle", params={"session": session}).status_code == 200  # the session was not closed
+
+
+def test_cancel_detaches_only_its_viewer_from_a_shared_render() -> None:
+    engine = StandInEngine(frame_ms=20, prepare_ms=0)
+    with TestClient(_app(engine, stream_buffer_frames=200)) as client:
+        session = client.post("/session", json={}).json()["session"]
+        body = {"session": session, "command": "끄덕여줘", "idle": False}
+        streams: dict[str, list[dict]] = {"a": [], "b": []}
+        started = {"a": threading.Event(), "b": threading.Event()}
+
+        def read(name: str) -> None:
+            with client.stream("POST", "/generate", json=body) as res:
+                for line in res.iter_lines():
+                    if line.strip():
+                        streams[name].append(json.loads(line))
+                        if any(x["type"] == "frame" for x in streams[name]):
+                            started[name].set()
+
+        readers = [threading.Thread(target=read, args=(name,)) for name in ("a", "b")]
+        for reader in readers:
+            reader.start()
+        assert started["a"].wait(WAIT_S) and started["b"].wait(WAIT_S)
+        assert streams["a"][0]["shared"] or streams["b"][0]["shared"]  # one joined the other's render
+        clip = streams["a"][0]["clip"]
+        assert clip != streams["b"][0]["clip"]  # ids are per viewer
+        assert client.post("/generate/cancel", json={"session": session, "clip": clip}).json() == {"cancelled": True}
+        for reader in readers:
+            reader.join(WAIT_S)
+        a_end, b_end = streams["a"][-1], streams["b"][-1]
+        assert a_end["type"] == "end" and a_end["cancelled"] is True
+        assert b_end["type"] == "end" and b_end["cancelled"] is False
+        assert b_end["frames"] == streams["b"][0]["frames"]  # the other viewer got the whole clip
