@@ -313,6 +313,7 @@ def test_cancel_stops_a_clip_and_idle_resumes(page: Any, shots: Path) -> None:
     page.evaluate(STATE_RECORDER)
     page.get_by_role("button", name="웃어봐 (smile)", exact=True).click()
     page.wait_for_function("() => document.getElementById('portrait').dataset.state === 'playing'")
+    assert page.evaluate("window.lpAlive.state.running") is False, "idle or gaze drew over the clip"
     page.screenshot(path=str(shots / "alive-03-playing-cancel.png"))
     page.get_by_test_id("cancel-clip").click()
     page.wait_for_function("() => document.getElementById('portrait').dataset.state === 'neutral'")
@@ -322,6 +323,10 @@ def test_cancel_stops_a_clip_and_idle_resumes(page: Any, shots: Path) -> None:
     assert clip_id and any(clip_id in body for body in cancels), cancels
     page.wait_for_function("() => document.getElementById('portrait').dataset.idle === 'endless'")
     assert page.evaluate("window.__states").count("playing") == 1
+    # the eyes were given up for the clip; they follow the pointer again after it
+    box = page.locator("#portrait").bounding_box()
+    page.mouse.move(5, box["y"] + box["height"] / 2, steps=4)
+    page.wait_for_function("() => window.lpAlive.state.gaze.u < 0.3 && window.lpAlive.state.gaze.sacc === null")
     assert page.errors == []
 
 
