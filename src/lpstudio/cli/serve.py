@@ -44,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="pre-render the preset buttons for each new photo in the background (auto: on with a GPU)",
     )
+    p.add_argument(
+        "--idle-pieces",
+        choices=["on", "off"],
+        default="on",
+        help="render each photo's idle segments and gaze atlas in the background, only while no clip waits "
+        "(default on; see docs/ALIVE.md)",
+    )
     sec = p.add_argument_group("access")
     sec.add_argument(
         "--api-key",
@@ -254,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
         idle_default=not args.no_idle,
         default_source=args.source,
         prerender=args.prerender == "on" or (args.prerender == "auto" and engine.device.type != "cpu"),
+        idle_pieces=args.idle_pieces == "on",
         api_key=api_key,
         allowed_origins=tuple(args.allow_origin),
         allowed_hosts=allowed_hosts,

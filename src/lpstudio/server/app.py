@@ -30,6 +30,16 @@ from ..expressions.custom import using_custom
 from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
 from ..speech.espeak import speech_available
+from .alive import close_page as close_page_of
+from .alive import (
+    forget_viewer,
+    health_info,
+    new_clip_id,
+    paced_plan,
+    register_alive,
+    register_viewer,
+    start_background,
+)
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .keep_routes import DOWNLOAD_PHOTO_PATH, keep_of, register_keep, session_base, session_presets
@@ -135,9 +145,11 @@ def create_app(
 
             state.on_new_source = on_new_source
         app.state.lp = state
+        background = start_background(state, settings.idle_pieces)  # idle segments, gaze atlas (alive.py)
         try:
             yield
         finally:
+            await background.close()
             app.state.speech_desk.close()
             state.worker.close()
             state.encoder.close()
@@ -154,6 +166,7 @@ def create_app(
     _render_routes(app)
     register_live(app)  # the live mirror's WebSocket (server/live.py)
     register_keep(app)  # downloads, base, saved expressions, face regions (server/keep_routes.py)
+    register_alive(app)  # idle segments, gaze atlas, cancel, page close (server/alive.py)
     return app
 
 
@@ -232,6 +245,7 @@ def _info_routes(app: FastAPI) -> None:
             "crop": state.settings.crop,
             "fps": state.settings.fps,
             "idle_default": state.settings.idle_default,
+            "idle_pieces": state.settings.idle_pieces,  # the page plays idle from segments (else one idle clip)
             "sessions": len(state.sessions),
             "prepared_photos": len(state.sources),
             "pending_frames": admitted["pending_frames"],
@@ -241,6 +255,7 @@ def _info_routes(app: FastAPI) -> None:
             "max_clip_s": state.limits.max_clip_ms / 1000,
             "speech": bool(getattr(request.app.state, "speech_available", False)),
             "max_audio_upload_mb": state.limits.max_audio_upload_bytes / 2**20,
+            **health_info(state),  # background work apart from clips
         }
         extra = getattr(state.worker, "health_info", None)  # a distributed renderer lists its replicas
         if extra is not None:
@@ -298,6 +313,7 @@ def _source_routes(app: FastAPI) -> None:
         request: Request,
         file: UploadFile = File(..., description="a JPEG, PNG or WebP photo"),
         face_index: int | None = Form(None, ge=0, le=MAX_FACE_INDEX),
+        replaces: str | None = Form(None, max_length=256, description="the session this photo replaces (closed)"),
     ) -> dict[str, Any]:
         state = lp(request)
         name = _clean_name(file.filename)
@@ -312,7 +328,10 @@ def _source_routes(app: FastAPI) -> None:
         source = await open_source(state, rgb, digest, face_index)
         client = client_of(request)
         state.sources.claim(source, client)  # counts for this client's quota (its own oldest goes past it)
-        return state.sessions.new(digest, name, client).describe(source)
+        described = state.sessions.new(digest, name, client).describe(source)
+        if replaces:
+            close_page_of(state, replaces)  # the old photo's background work stops now
+        return described
 
 
 # ---------------------------------------------------------------------- rendering
@@ -355,6 +374,8 @@ def _render_routes(app: FastAPI) -> None:
             plan = await request.app.state.speech_desk.run(make)  # on the speech thread, not the shared pool
         else:
             plan = await plan_slots.run(state.off_loop, make)
+        if not body.idle_loop:
+            plan = await paced_plan(state, source, plan)  # starts within start_within_s (pacing.py)
         return await _stream(state, source, plan, received, client_of(request), body.session)
 
     @app.post(
@@ -413,10 +434,11 @@ async def _stream(
     try:
         clip, how = await _clip_for(state, key, source, plan, base, client)
         h, w = source.display.shape[:2]
-        start = {**plan.start_info(), "width": w, "height": h}
+        clip_id = new_clip_id()  # POST /generate/cancel stops this stream by it; GET /download/clip finds it
+        start = {**plan.start_info(), "width": w, "height": h, "clip": clip_id}
         if session is not None and plan.priority != PRIORITY_BACKGROUND:  # the MP4 download's (keep_routes.py)
             audio = None if plan.speech is None else plan.speech.clip.audio
-            start["clip"] = keep_of(state).remember(session, clip, plan.fps, audio)
+            keep_of(state).remember(session, clip, plan.fps, audio, clip_id=clip_id)
         viewer = Viewer(
             clip,
             start,
@@ -428,10 +450,12 @@ async def _stream(
     except BaseException:
         stream_ticket.release()
         raise
+    register_viewer(state, session, clip_id, viewer)
     state.metrics.streams.labels(how=how).inc()
 
     def closed() -> None:
         stream_ticket.release()
+        forget_viewer(state, clip_id)
         if viewer.stalled:
             state.metrics.stalled.inc()
 

@@ -165,10 +165,12 @@ class KeepStore:
         return None if item is None else item.library
 
     # ------------------------------------------------------------------ clips
-    def remember(self, session_id: str, clip: SharedClip, fps: float, audio: Any | None) -> str:
-        """Keep ``clip`` for download by this session; returns its id."""
+    def remember(
+        self, session_id: str, clip: SharedClip, fps: float, audio: Any | None, clip_id: str | None = None
+    ) -> str:
+        """Keep ``clip`` for download by this session under ``clip_id`` (default: a new id); returns the id."""
         item = self.record(session_id)
-        clip_id = secrets.token_urlsafe(CLIP_ID_BYTES)
+        clip_id = clip_id or secrets.token_urlsafe(CLIP_ID_BYTES)
         item.clips[clip_id] = KeptClip.of(clip, fps, audio)
         while len(item.clips) > CLIPS_PER_SESSION:
             item.clips.popitem(last=False)

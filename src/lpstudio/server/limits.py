@@ -145,6 +145,20 @@ class ServiceLimits:
     max_audio_upload_bytes: int = 10 * MIB
     """Largest speech audio file the page may upload (its length is bounded by ``max_clip_ms`` too)."""
 
+    # --- the viewer first (server/background.py, server/pacing.py)
+    page_gone_s: float = 20.0
+    """A page (session) that sent no request for this long, and has no stream open, is gone: its photo's
+    background work (idle segments, gaze atlas, pre-renders) is cancelled. The page polls every 5 s or less."""
+    start_within_s: float = 15.0
+    """A clip should start playing within this long: if the measured render rate cannot deliver it at the asked
+    fps, it is rendered at a lower rate (same duration, fewer frames) down to :attr:`min_adaptive_fps`."""
+    min_adaptive_fps: float = 5.0
+    """The lowest rate the adaptive rate goes down to."""
+    idle_fps: float = 12.5
+    """Frame rate of the idle segments (a blink is 5 frames at 12.5 fps)."""
+    max_background_jobs: int = 2
+    """Background jobs (one per photo at a time) queued at once over all photos."""
+
     # --- shutdown
     drain_timeout_s: float = 30.0
     """On SIGTERM: how long streams in flight may take to finish before they are cut off."""

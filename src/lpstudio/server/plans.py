@@ -78,9 +78,16 @@ class ClipPlan:
     plan: dict | None
     priority: int
     speech: SpeechStart | None = None
+    requested_fps: float | None = None  # the rate asked for, when the adaptive rate (pacing.py) lowered it
 
     def start_info(self) -> dict[str, Any]:
-        return {"fps": self.fps, "steps": self.steps, "plan": self.plan, "speaks": self.speech is not None}
+        return {
+            "fps": self.fps,
+            "requested_fps": self.requested_fps or self.fps,
+            "steps": self.steps,
+            "plan": self.plan,
+            "speaks": self.speech is not None,
+        }
 
     @property
     def frame_count(self) -> int:

@@ -22,6 +22,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,7 @@ class Source:
     active: int = 0  # renders and streams using it now (touched on the event loop only)
     last_used: float = field(default_factory=time.monotonic)
     owner: str | None = None  # the client (address) that first sent it, once known (its quota counts it)
+    pieces: Any = None  # its idle segments and gaze atlas (server/pieces.py), counted in nbytes as they arrive
 
     def compose(self, frame: np.ndarray) -> np.ndarray:
         """A rendered (512,512,3) crop as the page shows it: pasted into the display photo."""
@@ -231,6 +233,30 @@ class SessionStore:
             session.last_used = time.monotonic()
             return session
 
+    def close(self, session_id: str) -> Session | None:
+        """Forget a session (its page went away); the closed session, or None if unknown."""
+        with self._lock:
+            session = self._items.get(session_id)
+            if session is not None:
+                self._drop(session_id)
+                self.evictions -= 1  # closed by its page, not evicted
+            return session
+
+    def digests_used_since(self, since: float, sessions: Collection[str] = ()) -> dict[str, float]:
+        """Photo digests of sessions used at or after ``since`` (monotonic) or named in ``sessions``,
+        each with its most recent use."""
+        out: dict[str, float] = {}
+        with self._lock:
+            for sid, s in self._items.items():
+                if s.last_used >= since or sid in sessions:
+                    out[s.digest] = max(out.get(s.digest, 0.0), s.last_used)
+        return out
+
+    def peek(self, session_id: str) -> Session | None:
+        """A session without marking it used."""
+        with self._lock:
+            return self._items.get(session_id)
+
     def owned_by(self, owner: str) -> int:
         """Sessions ``owner`` holds."""
         with self._lock:
@@ -319,6 +345,19 @@ class SourceStore:
         del self._items[victim]
         self.evictions += 1
         return True
+
+    def peek(self, digest: str) -> Source | None:
+        """A photo without marking it used (background work asks, not a page)."""
+        with self._lock:
+            return self._items.get(digest)
+
+    def grew(self, source: Source, n: int) -> None:
+        """``source`` holds ``n`` more bytes (its idle pieces): counted, and over the bound other photos go."""
+        with self._lock:
+            source.nbytes += n
+            while len(self._items) > 1 and self._bytes() > self.max_bytes:
+                if not self._evict(None, keep=source.digest):
+                    break
 
     def _bytes(self) -> int:
         return sum(s.nbytes for s in self._items.values())

@@ -18,6 +18,7 @@ class ServerSettings:
     idle_default: bool = True
     default_source: Path | None = None  # the bundled sample when None
     prerender: bool = False  # render the button presets of a new photo in the background
+    idle_pieces: bool = False  # render each photo's idle segments and gaze atlas in the background (serve: on)
     api_key: str | None = None  # when set, the API needs it (X-API-Key header)
     allowed_origins: tuple[str, ...] = ()  # other sites whose pages may call the API (CORS); none by default
     # Host names answered besides localhost / loopback addresses (DNS rebinding guard): the --host value

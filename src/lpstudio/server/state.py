@@ -21,6 +21,8 @@ from .streams import ClipHub, FrameEncoder
 from .worker import RenderWorker
 
 T = TypeVar("T")
+CPU_BACKGROUND_BATCH = 1
+"""Frames in a background batch on a CPU (seconds each): what a clip that arrives may wait for."""
 WorkerFactory = Callable[[Any, ServerSettings], Any]
 """Builds an app's render worker from ``(engine, settings)``: a :class:`RenderWorker`, or an object with
 its interface (``submit``, ``prepare_source``, ``call``, ``notify``, ``fail_all``, ``close``, counters) that
@@ -46,6 +48,8 @@ class AppState:
     default_image: tuple[Any, str] | None = None  # (rgb, digest) of the default portrait, once decoded
     default_view: bytes | None = None  # its display JPEG
     on_new_source: Callable[[Source], None] | None = None
+    viewers: dict[str, Any] = field(default_factory=dict)  # clip id -> (session, Viewer), to cancel (alive.py)
+    background: Any = None  # the BackgroundScheduler (background.py), once started
     loaded_at: float = field(default_factory=time.time)
     keep_store: Any = None  # the KeepStore of server/keep_routes.py (bases, saved expressions, downloads)
 
@@ -89,7 +93,13 @@ def build_state(engine: Any, settings: ServerSettings, make_worker: WorkerFactor
     limits = settings.limits
     loop = asyncio.get_running_loop()
     metrics = ServiceMetrics()
-    worker = make_worker(engine, settings) if make_worker is not None else RenderWorker(engine, settings.batch_size)
+    on_cpu = getattr(getattr(engine, "device", None), "type", None) == "cpu"
+    background_batch = CPU_BACKGROUND_BATCH if on_cpu else None  # a clip waits for one CPU frame, not a batch
+    worker = (
+        make_worker(engine, settings)
+        if make_worker is not None
+        else RenderWorker(engine, settings.batch_size, background_batch)
+    )
     worker.on_batch = metrics.on_batch
     admission = Admission(limits, render_fps=lambda: worker.measured_fps, on_reject=metrics.reject)
     encoder = FrameEncoder(settings.encode_threads)

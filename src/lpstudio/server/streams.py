@@ -301,7 +301,15 @@ class Viewer:
         self.event = asyncio.Event()
         self.closed = False
         self.stalled = False
+        self.cancelled = False
         clip.join(self)
+
+    def cancel(self) -> None:
+        """Stop this stream now (``POST /generate/cancel``): it leaves the clip, whose render stops when no
+        other viewer shares it, and ends with an ``end`` line saying ``"cancelled": true``."""
+        self.cancelled = True
+        self.close()
+        self.event.set()
 
     async def lines(self) -> AsyncIterator[bytes]:
         clip = self.clip
@@ -309,7 +317,7 @@ class Viewer:
         first_ms: float | None = None
         started = time.perf_counter()
         while True:
-            while self.pos < clip.ready:
+            while self.pos < clip.ready and not self.cancelled:
                 line = clip.lines[self.pos]
                 self.pos += 1
                 if line is None:  # pragma: no cover - trimmed lines are behind every viewer
@@ -325,13 +333,13 @@ class Viewer:
                 # only then), so the client took it as far as we can tell; the render may go further.
                 self.taken = self.pos
                 clip.advanced()
-            if clip.finished:
+            if clip.finished or self.cancelled:
                 break
             self.event.clear()
-            if self.pos < clip.ready or clip.finished:
+            if self.pos < clip.ready or clip.finished or self.cancelled:
                 continue
             await self.event.wait()
-        if clip.error is not None:
+        if clip.error is not None and not self.cancelled:
             yield error_line(clip.error)
             return
         elapsed = time.perf_counter() - started
@@ -341,6 +349,7 @@ class Viewer:
                 "frames": self.pos,
                 "cached": clip.cached,
                 "shared": self.shared,
+                "cancelled": self.cancelled,
                 "first_frame_ms": round(first_ms or 0.0, 1),
                 "render_fps": round(self.pos / elapsed, 2) if elapsed > 0 else None,
             }

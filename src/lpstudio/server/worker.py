@@ -8,9 +8,12 @@ two sessions share the GPU fairly. A job whose client went away is cancelled
 and its remaining frames are never rendered.
 
 Fair shares (see :meth:`RenderWorker._take_batch`): clients (by address) take turns within a
-priority whatever the number of jobs each opened, and a worse priority waiting with frames
-gets one batch after at most :data:`MAX_PRIORITY_STREAK` batches of a better one, so a flood
-of previews cannot keep a clip from its frames.
+priority whatever the number of jobs each opened, and a clip waiting with frames gets one batch
+after at most :data:`MAX_PRIORITY_STREAK` batches of previews, so a flood of previews cannot keep
+a clip from its frames. Background work (idle segments, the gaze atlas, pre-rendered presets) is
+the viewer's last: it gets a batch only when no preview or clip has a frame it may render, so a
+clip that arrives waits for at most the one background batch in flight (of at most
+``background_batch_size`` frames).
 
 Bounded and fault tolerant:
 
@@ -48,8 +51,6 @@ log = logging.getLogger(__name__)
 PRIORITY_INTERACTIVE = 0  # a slider preview
 PRIORITY_CLIP = 1  # a clip the user asked for
 PRIORITY_BACKGROUND = 2  # idle loops, pre-rendered presets
-AGING_S = 2.0
-"""A background job that has waited this long for a frame is served like a clip (no starvation)."""
 MAX_PRIORITY_STREAK = 3
 """Batches in a row the best priority may take while a job of a worse priority waits with frames to render;
 the next batch then goes to the waiting priority. With previews flooding, a clip therefore gets a batch at
@@ -149,9 +150,11 @@ class RenderWorker:
     ``on_batch(n_frames, seconds)``, when set, is called after each rendered batch (metrics).
     """
 
-    def __init__(self, engine: LivePortrait, batch_size: int = 4) -> None:
+    def __init__(self, engine: LivePortrait, batch_size: int = 4, background_batch_size: int | None = None) -> None:
         self.engine = engine
         self.batch_size = max(1, batch_size)
+        self.background_batch_size = max(1, min(self.batch_size, background_batch_size or self.batch_size))
+        """Frames in a batch of background work: what a clip that arrives may wait for."""
         self._jobs: list[RenderJob] = []
         self._calls: list[tuple[Callable[[], Any], concurrent.futures.Future]] = []
         self._cond = threading.Condition()
@@ -196,9 +199,14 @@ class RenderWorker:
         with self._cond:
             self._cond.notify()
 
-    def pending_frames(self) -> int:
+    def pending_frames(self, max_priority: int | None = None) -> int:
+        """Frames not yet taken, of jobs of ``max_priority`` or better (every job when None)."""
         with self._cond:
-            return sum(j.remaining for j in self._jobs if not j.cancelled.is_set())
+            return sum(
+                j.remaining
+                for j in self._jobs
+                if not j.cancelled.is_set() and (max_priority is None or j.priority <= max_priority)
+            )
 
     def queue_depth(self) -> int:
         """Jobs not finished (running or waiting)."""
@@ -273,9 +281,9 @@ class RenderWorker:
         The scheduling guarantee:
 
         * priority: the best (lowest) priority with frames to render goes first, except that after
-          :data:`MAX_PRIORITY_STREAK` batches in a row that passed over a waiting job of a worse priority,
-          one batch goes to the best of the waiting priorities (so previews cannot starve a clip, nor clips
-          the idle loop); background work that waited :data:`AGING_S` also ranks as a clip;
+          :data:`MAX_PRIORITY_STREAK` batches of previews in a row that passed over a waiting clip, one
+          batch goes to the clips (so previews cannot starve a clip); background work is taken only when
+          no preview or clip has a frame to render, in batches of at most ``background_batch_size``;
         * clients: within the chosen priority, clients take turns (least recently served first, one frame
           each per round), and one client's jobs take turns among themselves, so a client's share of a
           priority does not grow with the number of jobs it opens;
@@ -286,10 +294,11 @@ class RenderWorker:
         if not live:
             return []
         now = time.perf_counter()
+        if any(j.priority <= PRIORITY_CLIP for j in live):  # the viewer first: background work waits
+            live = [j for j in live if j.priority <= PRIORITY_CLIP]
+        size = self.batch_size if live[0].priority <= PRIORITY_CLIP else self.background_batch_size
 
-        def rank(job: RenderJob) -> int:  # background work that waited long enough ages up to clip priority
-            if job.priority > PRIORITY_CLIP and now - job.last_taken >= AGING_S:
-                return PRIORITY_CLIP
+        def rank(job: RenderJob) -> int:
             return job.priority
 
         ranks = sorted({rank(j) for j in live})
@@ -305,13 +314,13 @@ class RenderWorker:
         candidates = [j for j in live if rank(j) == chosen]
         fresh = [j for j in candidates if j.next_index == 0]
         if fresh:
-            picked = [(j, 0) for j in self._by_turns(fresh, self.batch_size, first_frames=True)]
+            picked = [(j, 0) for j in self._by_turns(fresh, size, first_frames=True)]
             for job, _ in picked:
                 job.next_index = 1
             self._served(picked, now)
             return picked
         picked = []
-        taken = self._by_turns(candidates, self.batch_size)
+        taken = self._by_turns(candidates, size)
         for job in taken:
             picked.append((job, job.next_index))
             job.next_index += 1

@@ -198,7 +198,7 @@ async function playStream(res, token, onStart) {
         if (!line.trim()) continue;
         const msg = JSON.parse(line);
         if (msg.type === "start") {
-          total = msg.frames; fps = msg.fps; onStart && onStart(msg);
+          total = msg.frames; fps = msg.fps; onStart && onStart(msg);   // fps: the rate rendered, played as is
           document.dispatchEvent(new CustomEvent("lpstudio:clip", { detail: msg }));   // keep.js: the clip id
           if (msg.audio) {
             audio = msg.audio; audioSettled = false;
@@ -254,6 +254,7 @@ async function playStream(res, token, onStart) {
         if (onAudioClock) skew = Math.max(skew, now() - due);
         if (k > 0 && frames[k - 1]) { frames[k - 1].close(); frames[k - 1] = null; }   // bounded page memory
         if (firstShown === null) firstShown = performance.now() - t0;
+        if (window.lpAlive) lpAlive.frameShown(k, fps, total);   // data-state "playing", played duration
         k += 1;
         continue;
       }
@@ -285,18 +286,20 @@ async function runClip(body, label, send = null) {
   app.clip = { abort, token };
   showError(null);
   $("voiceNote").textContent = app.speech ? "" : NO_SPEECH_NOTE;
-  canvas.dataset.state = "playing";
+  canvas.dataset.state = "waiting";   // "playing" once its first frame is on screen (alive.js)
+  if (window.lpAlive) lpAlive.clipRequested(label);
   setProgress(0, 1, `${label} …`);
   try {
     const res = send ? await send(abort.signal)
       : await postJSON("/generate", { session: app.session, idle: $("idle").checked, ...body }, { signal: abort.signal });
-    const { endInfo, firstShown } = await playStream(res, token);
+    const { endInfo, firstShown } = await playStream(res, token, (msg) => window.lpAlive && lpAlive.clipStarted(msg));
     if (token !== app.token) return;
     if (endInfo) {
       const fpsText = endInfo.render_fps ? `${endInfo.render_fps} fps` : "–";
       $("stats").textContent = `${label}: 렌더 / render ${fpsText}${endInfo.cached ? " (캐시 / cached)" : ""} · ` +
         `첫 프레임 / first frame ${Math.round(firstShown ?? 0)} ms (명령부터 / from command), ` +
         `서버 / server ${endInfo.first_frame_ms} ms`;
+      if (window.lpAlive) lpAlive.clipEnded(endInfo);
     }
     setProgress(1, 1, "완료 / done");
     await fadeTo(app.base, token);
@@ -316,10 +319,14 @@ async function runClip(body, label, send = null) {
 }
 
 // ------------------------------------------------------------------ idle loop
-function stopIdle() { if (app.idleTimer) { clearTimeout(app.idleTimer); app.idleTimer = null; } }
+function stopIdle() {
+  if (window.lpAlive) lpAlive.stopIdle();
+  if (app.idleTimer) { clearTimeout(app.idleTimer); app.idleTimer = null; }
+}
 
 async function startIdle() {
   stopIdle();
+  if (!app.clip && app.session && window.lpAlive && lpAlive.startIdle()) return;   // endless idle + gaze (alive.js)
   if (!$("idle").checked || app.clip || !app.session) return;
   if (!app.idleFrames) {
     const token = app.token;
@@ -362,6 +369,7 @@ async function openSource(file, { keepView = false } = {}) {
   if (file) {
     const form = new FormData();
     form.append("file", file, file.name);
+    if (app.session) form.append("replaces", app.session);   // the old photo's background work stops
     res = await api("/source-image", { method: "POST", body: form }, false);
   } else {
     res = await postJSON("/session", {});
@@ -371,6 +379,7 @@ async function openSource(file, { keepView = false } = {}) {
   app.sourceFile = file || null;
   app.neutral = info.neutral;
   app.idleFrames = null;
+  if (window.lpAlive) lpAlive.newSource(app.session);
   if (!keepView) {
     const img = await api(`/source-image?session=${encodeURIComponent(app.session)}`, {}, false);
     app.base = await bitmapFrom(await img.blob());
@@ -430,7 +439,7 @@ async function preview() {
   stopVoice();
   if (app.clip) { app.clip.abort.abort(); app.clip = null; }
   const token = ++app.token;
-  if (isNeutral(values)) { draw(app.base); canvas.dataset.state = "neutral"; return; }
+  if (isNeutral(values)) { draw(app.base); canvas.dataset.state = "neutral"; startIdle(); return; }
   previewBusy = true;
   const t0 = performance.now();
   try {
@@ -510,6 +519,7 @@ async function init() {
   app.speech = health.speech !== false;
   if (health.max_audio_upload_mb) app.maxAudioBytes = health.max_audio_upload_mb * 1024 * 1024;
   $("idle").checked = health.idle_default;
+  if (window.lpAlive) lpAlive.health(health);
   $("health").textContent = `모델 / model: ${health.device} · ${health.dtype} · ${health.backend}`;
   buildPresets(presets);
   if (!app.speech) {
@@ -530,7 +540,7 @@ async function init() {
     if (text) runClip({ command: text }, `“${text}”`);
   });
   $("reset").addEventListener("click", () => resetSliders(true));
-  $("idle").addEventListener("change", () => { if ($("idle").checked) startIdle(); else { stopIdle(); if (!app.clip) draw(app.base); } });
+  $("idle").addEventListener("change", () => { if ($("idle").checked) startIdle(); else { stopIdle(); if (!app.clip) { draw(app.base); startIdle(); } } });
   $("uploadButton").addEventListener("click", () => $("upload").click());
   applyMute();
   $("muteButton").addEventListener("click", toggleMute);
