@@ -8,6 +8,7 @@ A second SIGTERM, or Ctrl+C, stops at once (uvicorn's own behaviour).
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import socket
@@ -16,7 +17,7 @@ from types import FrameType
 
 from fastapi import FastAPI
 
-from ..errors import ShuttingDownError
+from ..errors import AddressInUseError, ShuttingDownError
 from .connection_limits import ConnectionLimits, raise_nofile_limit
 from .connections import server_config
 from .streams import bounded_listener
@@ -94,7 +95,15 @@ def serve(
     )
     server = _DrainingServer(config, app, drain_timeout_s)
     send_buffer = getattr(app.state, "socket_send_buffer_bytes", None)
-    server.run(None if send_buffer is None else [bounded_listener(host, port, send_buffer)])
+    try:
+        sockets = None if send_buffer is None else [bounded_listener(host, port, send_buffer)]
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise AddressInUseError(  # taken between the CLI's early check and now
+            f"port {port} is in use on {host}", hint=f"use another port: --port {port + 1}"
+        ) from None
+    server.run(sockets)
 
 
 class _DrainingServer:
