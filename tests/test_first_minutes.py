@@ -164,3 +164,68 @@ def test_missing_torch_names_the_cpu_wheel(request) -> None:
     line = _one_error_line(done.stderr)
     assert done.returncode == 4
     assert TORCH_CPU_INSTALL in line and "CUDA" in line
+
+
+class _NoisyStandIn:
+    """A backend whose build and renders make third-party noise, as the ONNX exporter does."""
+
+    def __init__(self, name: str, dtype, cost_s: float, clock: list[float]) -> None:
+        import logging
+        import warnings
+
+        self.name, self.dtype, self.cost_s, self.clock = name, dtype, cost_s, clock
+        logging.getLogger("torch.onnx._internal.exporter._registration").warning(
+            "torchvision is not installed. Skipping torchvision::nms"
+        )
+        warnings.warn_explicit("a future change", FutureWarning, "exporter.py", 1, module="onnxscript.exporter")
+
+    def warp_decode(self, feature, x_s, x_d):
+        import torch
+
+        self.clock[0] += self.cost_s * x_d.shape[0]
+        return torch.sigmoid(feature.flatten(1).mean(1) + x_d.flatten(1).sum(1))[:, None, None, None].expand(-1, 3, 4, 4)
+
+
+def test_first_use_calibration_is_announced_and_keeps_others_warnings_out(monkeypatch, tmp_path, capfd):
+    """torch's logger writes to the process's stderr through its own handler: captured at the descriptor."""
+    import logging
+    import warnings
+
+    import torch
+
+    from lpstudio.backends import auto
+
+    monkeypatch.setenv(auto.ENV_CACHE_DIR, str(tmp_path))
+    clock = [0.0]
+    costs = {"eager": 2.0, "fused": 1.0}
+
+    def build(name, networks, device, dtype):
+        return _NoisyStandIn(name, dtype, costs[name], clock)
+
+    def make_inputs():
+        g = torch.Generator().manual_seed(0)
+        return torch.randn(2, 2, 2, 2, 2, generator=g), torch.randn(2, 21, 3, generator=g), torch.randn(2, 21, 3, generator=g)
+
+    records: list[logging.LogRecord] = []
+    exporter_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    exporter_log.addHandler(handler)
+    filters_before = list(warnings.filters)
+    torch_level = logging.getLogger("torch").level
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        choice = auto.choose_backend(
+            None, torch.device("cpu"), make_inputs, weights="w", engine_dtype=torch.float32, progress=True,
+            candidates=[("fused", torch.float32)], budget_s=240.0, clock=lambda: clock[0], build=build,
+        )  # fmt: skip
+    err = capfd.readouterr().err
+    assert choice.backend == "fused"
+    assert "first use on this machine" in err and "one time, about 4 min" in err and str(tmp_path / auto.CACHE_FILE) in err
+    assert "torchvision" not in err and not records and "FutureWarning" not in err
+    assert not [w for w in seen if issubclass(w.category, FutureWarning)]
+    assert logging.getLogger("torch").level == torch_level  # restored
+    _NoisyStandIn("eager", torch.float32, 1.0, clock)  # outside the calibration the libraries speak again
+    assert [r.getMessage() for r in records] == ["torchvision is not installed. Skipping torchvision::nms"]
+    exporter_log.removeHandler(handler)
+    assert warnings.filters == filters_before
