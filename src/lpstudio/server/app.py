@@ -32,6 +32,7 @@ from ..speech.espeak import speech_available
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .limits import ServiceLimits
+from .favicon import register_favicon
 from .live import LIVE_PATH, register_live
 from .metrics import CONTENT_TYPE, AccessLogMiddleware
 from .plans import (
@@ -151,6 +152,7 @@ def create_app(
     _source_routes(app)
     _render_routes(app)
     register_live(app)  # the live mirror's WebSocket (server/live.py)
+    register_favicon(app)  # /favicon.ico (server/favicon.py)
     return app
 
 
