@@ -309,7 +309,30 @@ def run(args: argparse.Namespace) -> int:
         ws_max_size=WS_MAX_SIZE,
         connections=connections,
     )
+    leave_cleanly()
     return 0
+
+
+def leave_cleanly() -> None:
+    """After the server stopped: let the render worker finish its batch, or leave without it.
+
+    A daemon thread still inside a torch op at interpreter exit aborts the process with
+    ``terminate called without an active exception`` (see
+    :func:`lpstudio.server.lifecycle.finish_native_work`); if one is still busy after the
+    wait, the process ends here with status 0 without running the interpreter's teardown
+    (nothing is left to write: the server has stopped and outputs are written atomically).
+    """
+    from ..server.lifecycle import finish_native_work
+
+    busy = finish_native_work()
+    if busy:
+        import logging
+
+        print(f"leaving while {', '.join(busy)} is still busy", file=sys.stderr)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _run_on_ray(
