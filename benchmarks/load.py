@@ -12,7 +12,7 @@ previews with short pauses, obeying ``Retry-After`` on 429/503 and re-sending it
 statuses, ``error`` lines, dropped streams), first-frame latency (request sent -> first
 frame line received) p50/p99, the server's peak RSS and the bound it must stay under.
 
-    python benchmarks/load.py --users 50 --duration 150          # the README figures
+    python benchmarks/load.py --users 50 --duration 150          # the figures in docs/RELIABILITY.md
     python benchmarks/load.py --users 12 --duration 12 --json    # the CI version
 
 Exit status 0 when there were no errors, the peak RSS stayed under the bound, and the

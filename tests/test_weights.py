@@ -28,7 +28,8 @@ def test_official_list_matches_shared_reference():
 
 @pytest.fixture
 def tiny_official(monkeypatch, tmp_path):
-    """Replace the official list by two small files whose contents we know."""
+    """Replace the official list by two small files whose contents we know (and the hub counts as reachable)."""
+    monkeypatch.setattr(W, "probe_hub", lambda url, **kw: None)
     contents = {"liveportrait/a.pth": b"alpha" * 10, "insightface/models/b.onnx": b"beta" * 7}
     fake = [W.OfficialFile(p, hashlib.sha256(c).hexdigest(), len(c)) for p, c in contents.items()]
     monkeypatch.setattr(W, "official_files", lambda: fake)
@@ -64,7 +65,7 @@ def test_verify_cli_exit_code_and_message(tiny_official, tmp_path, capsys):
 def test_download_uses_hub_and_verifies(tiny_official, tmp_path, monkeypatch):
     calls = []
 
-    def fake_download(repo_id, filename, local_dir, force_download):
+    def fake_download(repo_id, filename, local_dir, force_download, **kwargs):
         calls.append((repo_id, filename))
         target = Path(local_dir) / filename
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,7 @@ def test_download_failure_is_explained(tiny_official, tmp_path, monkeypatch):
 def test_download_detects_corrupt_result(tiny_official, tmp_path, monkeypatch):
     import huggingface_hub
 
-    def corrupt(repo_id, filename, local_dir, force_download):
+    def corrupt(repo_id, filename, local_dir, force_download, **kwargs):
         target = Path(local_dir) / filename
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(b"z" * len(tiny_official[filename]))

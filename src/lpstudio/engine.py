@@ -32,7 +32,7 @@ from .face.crop import to_network_input
 from .face.intake import LoadedImage, as_rgb_uint8, load_image
 from .nets import DEFAULT_CONFIG, ModelConfig, MotionOutput, Networks, WarpOutput
 from .params import SPECS_BY_NAME, EditParams
-from .weights import resolve_weights_dir
+from .weights import resolve_weights_dir, warn_if_synthetic
 
 log = logging.getLogger(__name__)
 
@@ -541,6 +541,7 @@ def load_model(
     ``backend``/``backend_dtype``/``backend_options``: the render backend (see :class:`LivePortrait`).
     """
     root = resolve_weights_dir(weights_dir)
+    warn_if_synthetic(root)  # once per folder and process: faces come out as noise
     checkpoints, sources = read_official_checkpoints(root)
     networks = Networks()
     networks.load_official(checkpoints, sources)

@@ -56,6 +56,12 @@ class BackendUnavailableError(LPStudioError):
     exit_code = 4
 
 
+class AddressInUseError(LPStudioError):
+    """``serve`` cannot listen: another program already uses the port (checked before the model loads)."""
+
+    exit_code = 6
+
+
 class LimitError(LPStudioError, ValueError):
     """A request asks for more work than a configured limit allows (clip length, steps, command length...).
 

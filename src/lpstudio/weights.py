@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -23,6 +27,24 @@ ENV_WEIGHTS_DIR = "LPSTUDIO_WEIGHTS_DIR"
 """Environment variable naming the weights folder (overridden by ``--weights-dir``)."""
 
 HASH_CHUNK = 1 << 20
+
+ENV_HUB_ENDPOINT = "HF_ENDPOINT"
+"""huggingface_hub's variable naming a mirror of the hub (read when each download starts)."""
+DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
+HUB_PROBE_TIMEOUT_S = 10.0
+"""Seconds one reachability check of the hub may take before it counts as unreachable."""
+HUB_PROBE_ATTEMPTS = 2
+"""Reachability checks before giving up (huggingface_hub's own loop retries 5 times over ~25 s, loudly)."""
+HUB_PROBE_PAUSE_S = 1.0
+"""Pause between two reachability checks."""
+HUB_LOGGER = "huggingface_hub"
+HTTP_SERVER_ERROR = 500
+
+SYNTHETIC_MARKER = "LPSTUDIO_SYNTHETIC_WEIGHTS.txt"
+"""File that ``lpstudio weights synthetic`` leaves in the folder it fills: every load of that folder warns once."""
+
+log = logging.getLogger(__name__)
+_synthetic_warned: set[str] = set()  # folders already warned about in this process (filled at run time only)
 
 
 @dataclass(frozen=True)
@@ -91,6 +113,124 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def is_synthetic(weights_dir: Path) -> bool:
+    """Whether ``weights_dir`` was filled by ``lpstudio weights synthetic`` (its marker file is there)."""
+    return (Path(weights_dir) / SYNTHETIC_MARKER).is_file()
+
+
+def synthetic_note(weights_dir: Path) -> str:
+    """The one-line warning printed when synthetic weights are loaded."""
+    return (
+        f"note: the weights in {weights_dir} are synthetic (written by `lpstudio weights synthetic` for an "
+        "offline tour): faces come out as noise. For real faces run `lpstudio weights download` "
+        "(or give --weights-dir a folder with the official files)."
+    )
+
+
+def warn_if_synthetic(weights_dir: Path) -> bool:
+    """Warn on stderr, once per folder and process, when ``weights_dir`` holds synthetic weights; True if it does."""
+    root = Path(weights_dir)
+    if not is_synthetic(root):
+        return False
+    key = str(root.resolve())
+    if key not in _synthetic_warned:
+        _synthetic_warned.add(key)
+        print(synthetic_note(root), file=sys.stderr)
+    return True
+
+
+def check_synthetic_target(out_dir: Path) -> Path:
+    """``out_dir`` if synthetic weights may be written there: not a file, holding no weights but synthetic ones."""
+    from .checkpoint import MODULE_FILES
+
+    out_dir = Path(out_dir).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise WeightsError(f"cannot write synthetic weights to {out_dir}: it is a file", hint="give a folder")
+    present = [rel for rel in MODULE_FILES.values() if (out_dir / rel).exists()]
+    if present and not is_synthetic(out_dir):
+        raise WeightsError(
+            f"{out_dir} already holds weight files ({present[0]}, ...), not written by `lpstudio weights synthetic`",
+            hint="give an empty or new folder, so no real weights are overwritten",
+        )
+    return out_dir
+
+
+def write_synthetic(out_dir: Path, seed: int | None = None) -> Path:
+    """Fill ``out_dir`` with deterministic synthetic weights in the official layout, and mark it.
+
+    Refuses a folder that already holds weight files not written by this command, so
+    nothing the user had is overwritten. Returns the folder.
+    """
+    from .synthetic import DEFAULT_SEED, write_synthetic_weights
+
+    out_dir = check_synthetic_target(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_synthetic_weights(out_dir, seed=DEFAULT_SEED if seed is None else seed)
+    (out_dir / SYNTHETIC_MARKER).write_text(
+        "Synthetic LivePortrait weights written by `lpstudio weights synthetic`: deterministic noise in the\n"
+        "official layout, for an offline tour of the app. Faces come out as noise. Delete this folder, or run\n"
+        "`lpstudio weights download`, for the official weights.\n",
+        encoding="utf-8",
+    )
+    return out_dir
+
+
+def hub_endpoint() -> str:
+    """The hub (or mirror) downloads go to: ``$HF_ENDPOINT``, else the Hugging Face hub."""
+    return (os.environ.get(ENV_HUB_ENDPOINT) or DEFAULT_HUB_ENDPOINT).rstrip("/")
+
+
+def offline_ways() -> str:
+    """The three ways on when the hub cannot be reached (one line)."""
+    return (
+        "use weights you have with --weights-dir DIR or $LPSTUDIO_WEIGHTS_DIR (a folder in the official layout), "
+        "or set HF_ENDPOINT to a mirror of the hub, "
+        "or run `lpstudio weights synthetic DIR` for an offline tour with synthetic weights (faces come out as noise)"
+    )
+
+
+def probe_hub(url: str, *, timeout_s: float = HUB_PROBE_TIMEOUT_S, attempts: int = HUB_PROBE_ATTEMPTS) -> None:
+    """Check that ``url`` answers at all (any HTTP status counts), a bounded number of times.
+
+    A 5xx answer counts as a failure. Raises :class:`WeightsError` naming the endpoint,
+    what failed and the three ways on.
+    """
+    import time
+    import urllib.error
+    import urllib.request
+
+    reason = "no answer"
+    for attempt in range(max(1, attempts)):
+        if attempt:
+            time.sleep(HUB_PROBE_PAUSE_S)
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s):
+                return
+        except urllib.error.HTTPError as exc:
+            if exc.code < HTTP_SERVER_ERROR:
+                return  # it answered (401, 404, ...): reachable; hf_hub_download reports what it said
+            reason = f"HTTP {exc.code}"  # a failing server: huggingface_hub would retry it for ~25 s
+            continue
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            inner = getattr(exc, "reason", exc)
+            reason = str(getattr(inner, "strerror", None) or inner) or type(inner).__name__
+    raise WeightsError(
+        f"cannot reach {hub_endpoint()} to download the LivePortrait weights ({reason})", hint=offline_ways()
+    )
+
+
+@contextmanager
+def _quiet_hub_logs() -> Iterator[None]:
+    """huggingface_hub's retry lines stay out of the terminal while we download (restored afterwards)."""
+    logger = logging.getLogger(HUB_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 @dataclass(frozen=True)
 class FileCheck:
     file: OfficialFile
@@ -124,6 +264,10 @@ def verify(weights_dir: Path, *, check_hash: bool = True, insightface: bool = Tr
     return checks
 
 
+def _complete(path: Path, f: OfficialFile) -> bool:
+    return path.is_file() and path.stat().st_size == f.size
+
+
 def download(weights_dir: Path, *, force: bool = False, insightface: bool = True) -> list[Path]:
     """Download the official files into ``weights_dir`` (resumable; skips files already complete).
 
@@ -138,17 +282,31 @@ def download(weights_dir: Path, *, force: bool = False, insightface: bool = True
 
     weights_dir.mkdir(parents=True, exist_ok=True)
     paths = []
+    todo = [f for f in _wanted(insightface) if force or not _complete(weights_dir / f.path, f)]
+    if todo:
+        from huggingface_hub import hf_hub_url
+
+        # one bounded check first: an unreachable hub is one line, not minutes of retries
+        probe_hub(hf_hub_url(repo_id(), todo[0].path, endpoint=hub_endpoint()))
     for f in _wanted(insightface):
         target = weights_dir / f.path
-        if not force and target.is_file() and target.stat().st_size == f.size:
+        if f not in todo:
             paths.append(target)
             continue
         try:
-            got = hf_hub_download(repo_id=repo_id(), filename=f.path, local_dir=weights_dir, force_download=force)
+            with _quiet_hub_logs():
+                got = hf_hub_download(
+                    repo_id=repo_id(),
+                    filename=f.path,
+                    local_dir=weights_dir,
+                    force_download=force,
+                    endpoint=hub_endpoint(),
+                )
         except Exception as exc:  # network, auth, disk: all are the user's to fix
+            detail = " ".join(str(exc).split())[:200]
             raise WeightsError(
-                f"downloading {f.path} from {repo_id()} failed: {type(exc).__name__}: {exc}",
-                hint="check your internet connection and disk space, then run the command again (it resumes)",
+                f"downloading {f.path} from {repo_id()} at {hub_endpoint()} failed ({type(exc).__name__}: {detail})",
+                hint="check the connection and disk space and run it again (it resumes); or " + offline_ways(),
             ) from None
         paths.append(Path(got))
     bad = [c for c in verify(weights_dir, insightface=insightface) if not c.ok]

@@ -22,6 +22,7 @@ warning) and rewritten.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -31,7 +32,8 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +55,9 @@ REFERENCE = ("eager", torch.float32)
 DEFAULT_BUDGET_S = {"cpu": 240.0, "cuda": 240.0}
 """Wall-clock budget of one calibration per device type (others: the CPU's)."""
 TIMED_CALLS = 2
+SECONDS_PER_MINUTE = 60
+THIRD_PARTY_LOGGERS: tuple[str, ...] = ("torch", "onnxscript", "onnx_ir", "onnxruntime", "onnx")
+"""Loggers quieted to ERROR during a calibration (their warnings are about export internals, not the user's run)."""
 """Timed batches per candidate after its first call (fewer when it is already losing)."""
 
 PREFERENCE: dict[str, tuple[tuple[str, torch.dtype], ...]] = {
@@ -424,6 +429,42 @@ def choose_backend(
         candidates = default_candidates(device)
     if dtype is not None:
         candidates = [c for c in candidates if c[1] == dtype]
-    choice = calibrate(networks, device, make_inputs(), candidates=candidates, progress=progress, **calibrate_options)
+    if progress:
+        print(calibration_notice(device, path, calibrate_options.get("budget_s")), file=sys.stderr)
+    with quiet_third_party():
+        choice = calibrate(
+            networks, device, make_inputs(), candidates=candidates, progress=progress, **calibrate_options
+        )
     write_cache(path, key, choice)
     return choice
+
+
+def calibration_notice(device: torch.device, path: Path, budget_s: float | None = None) -> str:
+    """The line that announces a first-use calibration: one time, how long at most, where it is cached."""
+    budget = DEFAULT_BUDGET_S.get(device.type, DEFAULT_BUDGET_S["cpu"]) if budget_s is None else budget_s
+    minutes = max(1, math.ceil(budget / SECONDS_PER_MINUTE))
+    return (
+        f"first use on this machine: timing the render backends to pick the fastest (one time, about {minutes} min; "
+        f"the choice is cached in {path}; --backend eager skips it)"
+    )
+
+
+@contextlib.contextmanager
+def quiet_third_party() -> Iterator[None]:
+    """Other libraries' warnings stay out of the user's terminal while calibrating (restored afterwards).
+
+    Python warnings raised outside lpstudio are ignored, and the loggers of the libraries
+    a candidate backend pulls in (the ONNX exporter's "torchvision is not installed", ...)
+    are raised to ERROR for the duration. Nothing is changed on import.
+    """
+    loggers = [logging.getLogger(name) for name in THIRD_PARTY_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"(?!lpstudio)")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)

@@ -55,8 +55,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TORCH_CPU_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+"""The CPU-only PyTorch wheel (about 200 MB); a plain ``pip install torch`` on Linux pulls the CUDA build (GBs)."""
+MISSING_DEPENDENCY_EXIT = 4  # as an unavailable backend: something this machine lacks
+
+
+def missing_torch_line(command: str | None) -> str:
+    """One line: PyTorch is missing, and the exact command for a CPU-only install."""
+    prefix = f"lpstudio {command}" if command else "lpstudio"
+    return (
+        f"{prefix}: error: PyTorch (torch) is not installed -> for a CPU-only machine: "
+        f"{TORCH_CPU_INSTALL} (a plain `pip install torch` on Linux pulls the multi-GB CUDA build); "
+        "with an NVIDIA GPU: pip install torch"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        print(missing_torch_line(None), file=sys.stderr)
+        return MISSING_DEPENDENCY_EXIT
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
@@ -64,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         return int(handler(args) or 0)
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        print(missing_torch_line(args.command), file=sys.stderr)
+        return MISSING_DEPENDENCY_EXIT
     except LPStudioError as exc:
         print(error_line(args.command, exc), file=sys.stderr)
         return exc.exit_code

@@ -16,6 +16,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 ENV_API_KEY = "LPSTUDIO_API_KEY"
 MIB = 1024 * 1024
+MAX_PORT = 65535
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -223,6 +224,42 @@ def warm_up(engine: Any, batch_size: int) -> float:
     return seconds
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail in one line, before the model loads, when ``host:port`` cannot be listened on.
+
+    Binds and closes a socket the way the server will (``SO_REUSEADDR``, so a port in
+    TIME_WAIT counts as free): a port another program holds is an
+    :class:`AddressInUseError` (exit code 6), a host that is not an address of this
+    machine a plain bad-input error.
+    """
+    import errno
+    import socket
+
+    from ..errors import AddressInUseError
+
+    if not 0 <= port <= MAX_PORT:
+        raise LPStudioError(f"--port {port} is not a TCP port", hint=f"use 1 to {MAX_PORT}, e.g. --port {DEFAULT_PORT}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise LPStudioError(f"--host {host}: not an address of this machine ({exc.strerror})", hint="e.g. --host 127.0.0.1") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise AddressInUseError(
+                    f"port {port} is in use on {host}: another program (perhaps another lpstudio serve) listens there",
+                    hint=f"stop it, or use another port: lpstudio serve --port {port + 1}",
+                ) from None
+            raise LPStudioError(
+                f"cannot listen on {host}:{port} ({exc.strerror})",
+                hint=f"use a port above 1023 (e.g. --port {DEFAULT_PORT}) and an address of this machine",
+            ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..imageio import load_image
     from ..server import ServerSettings, create_app
@@ -242,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
     allowed_hosts = hosts_to_allow(args.host, args.allow_host)  # a bad --allow-host before the model loads
     if args.ray:  # refuses a public bind without a key (one error line) unless --insecure-no-key
         return _run_on_ray(args, limits, api_key, allowed_hosts)
+    check_port(args.host, args.port)  # a port in use is one line (exit 6), before minutes of loading
     for warning in (access_warning(args.host, api_key), host_note(args.host, allowed_hosts)):
         if warning:
             print(warning, file=sys.stderr)
@@ -279,7 +317,30 @@ def run(args: argparse.Namespace) -> int:
         ws_max_size=WS_MAX_SIZE,
         connections=connections,
     )
+    leave_cleanly()
     return 0
+
+
+def leave_cleanly() -> None:
+    """After the server stopped: let the render worker finish its batch, or leave without it.
+
+    A daemon thread still inside a torch op at interpreter exit aborts the process with
+    ``terminate called without an active exception`` (see
+    :func:`lpstudio.server.lifecycle.finish_native_work`); if one is still busy after the
+    wait, the process ends here with status 0 without running the interpreter's teardown
+    (nothing is left to write: the server has stopped and outputs are written atomically).
+    """
+    from ..server.lifecycle import finish_native_work
+
+    busy = finish_native_work()
+    if busy:
+        import logging
+
+        print(f"leaving while {', '.join(busy)} is still busy", file=sys.stderr)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _run_on_ray(

@@ -20,7 +20,7 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         crf=args.crf,
         progress=not args.no_progress,
+        sentence_chars=sentence_lengths(text, args.as_command, args.audio),
     )
     print(
         f"wrote {args.output} ({summary['frames']} frames, {summary['video_s']:.2f} s video, "
@@ -193,8 +194,13 @@ def render_speech(
     batch_size: int = DEFAULT_BATCH_SIZE,
     crf: int | None = None,
     progress: bool = True,
+    sentence_chars: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Render speaking clips one after the other into ``output`` with their audio (streamed).
+
+    The progress bar shows frames done, the total and the time left: the total is exact for
+    the clips synthesised so far plus, for the sentences still to come (``sentence_chars``,
+    the characters of each clip's sentence), their characters at the speech rate heard so far.
 
     The first clip is produced (speech synthesised, audio analysed) before the engine loads, so a
     missing speech library or a bad audio file fails in a second. Frame ``k`` is at ``k / fps`` on
@@ -217,7 +223,8 @@ def render_speech(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(unit="frame", desc="speaking", file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(total=None, unit="frame", desc="speaking", file=sys.stderr, dynamic_ncols=True)
+    estimate = _TotalEstimate(list(sentence_chars) if sentence_chars else [], fps)
     start = time.perf_counter()
     frames, t0, audio_ms, language = 0, 0.0, 0.0, first.language
     chunk = max(1, batch_size * FRAMES_PER_CALL_BATCHES)
@@ -230,6 +237,9 @@ def render_speech(
                 writer.add_audio(clip.audio)
                 end = t0 + clip.audio_ms
                 n_end = max(1, int(math.ceil(end * fps / 1000.0 - 1e-9)))
+                if bar is not None:
+                    bar.total = estimate.total(n_end, end)  # exact so far, plus the sentences still to come
+                    bar.refresh()
                 times = [k * 1000.0 / fps - t0 for k in range(frames, n_end)]
                 params = _params(sample_timeline_at(clip.timeline, times, base))
                 for i in range(0, len(params), chunk):
@@ -252,6 +262,34 @@ def render_speech(
         "language": language,
         "seconds": time.perf_counter() - start,
     }
+
+
+class _TotalEstimate:
+    """The frame total of a speech rendered sentence by sentence, before every sentence is synthesised."""
+
+    def __init__(self, sentence_chars: list[int], fps: float) -> None:
+        self.chars = sentence_chars  # characters of each clip's sentence, in order
+        self.fps = fps
+        self.seen = 0  # clips synthesised so far
+
+    def total(self, frames_known: int, audio_ms_known: float) -> int:
+        """``frames_known`` (the clips so far) plus the rest of the sentences at the rate heard so far."""
+        self.seen += 1
+        spoken = sum(self.chars[: self.seen])
+        rest = sum(self.chars[self.seen :])
+        if rest <= 0 or spoken <= 0:
+            return frames_known
+        ms_per_char = audio_ms_known / spoken
+        return frames_known + int(math.ceil(rest * ms_per_char * self.fps / 1000.0))
+
+
+def sentence_lengths(text: str | None, as_command: bool, audio: Path | None) -> list[int]:
+    """Characters of each sentence ``speech_clips`` will synthesise (empty for one clip: its total is exact)."""
+    if text is None or as_command or audio is not None:
+        return []
+    from ..speech.text import check_text, split_sentences
+
+    return [len(s) for s in split_sentences(check_text(text))]
 
 
 def _params(rows: Any) -> list[Any]:

@@ -40,6 +40,7 @@ from .alive import (
     register_viewer,
     start_background,
 )
+from .favicon import register_favicon
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .keep_routes import DOWNLOAD_PHOTO_PATH, keep_of, register_keep, session_base, session_presets
@@ -167,6 +168,7 @@ def create_app(
     register_live(app)  # the live mirror's WebSocket (server/live.py)
     register_keep(app)  # downloads, base, saved expressions, face regions (server/keep_routes.py)
     register_alive(app)  # idle segments, gaze atlas, cancel, page close (server/alive.py)
+    register_favicon(app)  # /favicon.ico (server/favicon.py)
     return app
 
 

@@ -8,15 +8,18 @@ A second SIGTERM, or Ctrl+C, stops at once (uvicorn's own behaviour).
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import signal
 import socket
 import threading
+import time
 from types import FrameType
 
 from fastapi import FastAPI
 
-from ..errors import ShuttingDownError
+from ..errors import AddressInUseError, ShuttingDownError
 from .connection_limits import ConnectionLimits, raise_nofile_limit
 from .connections import server_config
 from .streams import bounded_listener
@@ -26,6 +29,12 @@ log = logging.getLogger(__name__)
 AFTER_ABORT_S = 3.0
 """After the deadline: time for the ended streams to send their last line."""
 GRACEFUL_CLOSE_S = 5.0
+THREAD_PREFIX = "lpstudio-"
+"""Names of lpstudio's own background threads (render worker, JPEG encoders, drain...)."""
+DRAIN_THREAD = "lpstudio-drain"
+FINISH_RENDER_S = 60.0
+"""After the server stopped, how long the render worker may take to finish the batch it is in (a CPU
+batch takes tens of seconds) before the process leaves without it."""
 """uvicorn's own wait for idle keep-alive connections once draining is done."""
 
 
@@ -34,6 +43,18 @@ class _IncompleteResponseFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "returned without completing response" not in record.getMessage()
+
+
+class _CancelledAtShutdownFilter(logging.Filter):
+    """A request still waiting for its frame when uvicorn's graceful close runs out is cancelled, and uvicorn
+    logs that as an "Exception in ASGI application" with a traceback; it is one line of shutdown news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, asyncio.CancelledError):
+            record.msg, record.args = "a request still waiting at shutdown was cancelled", ()
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 def begin_drain(app: FastAPI) -> None:
@@ -73,6 +94,7 @@ def serve(
     (:mod:`.connections`); the file-descriptor limit is raised first so the cap has room.
     """
     logging.getLogger("uvicorn.error").addFilter(_IncompleteResponseFilter())
+    logging.getLogger("uvicorn.error").addFilter(_CancelledAtShutdownFilter())
     if access_log:
         access = logging.getLogger("lpstudio.access")
         if not access.handlers:
@@ -94,7 +116,15 @@ def serve(
     )
     server = _DrainingServer(config, app, drain_timeout_s)
     send_buffer = getattr(app.state, "socket_send_buffer_bytes", None)
-    server.run(None if send_buffer is None else [bounded_listener(host, port, send_buffer)])
+    try:
+        sockets = None if send_buffer is None else [bounded_listener(host, port, send_buffer)]
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise AddressInUseError(  # taken between the CLI's early check and now
+            f"port {port} is in use on {host}", hint=f"use another port: --port {port + 1}"
+        ) from None
+    server.run(sockets)
 
 
 class _DrainingServer:
@@ -109,7 +139,7 @@ class _DrainingServer:
             def handle_exit(self, sig: int, frame: FrameType | None) -> None:
                 if sig == signal.SIGTERM and not outer.draining and not self.should_exit:
                     outer.draining = True
-                    threading.Thread(target=outer._drain_then_stop, name="lpstudio-drain", daemon=True).start()
+                    threading.Thread(target=outer._drain_then_stop, name=DRAIN_THREAD, daemon=True).start()
                     return  # not recorded: the process exits normally (status 0) after the drain
                 super().handle_exit(sig, frame)
 
@@ -130,3 +160,25 @@ class _DrainingServer:
     def run(self, sockets: list[socket.socket] | None = None) -> None:
         """Serve (on ``sockets`` when given, else on the configured host and port)."""
         self.server.run(sockets=sockets)
+
+
+def finish_native_work(timeout_s: float = FINISH_RENDER_S) -> list[str]:
+    """Wait until lpstudio's daemon threads (render worker, JPEG encoders) have left native code; the names left.
+
+    Why: at interpreter exit, Python 3.11-3.13 end a daemon thread that wakes up inside a C++
+    call (a torch op that released the GIL) with ``pthread_exit``, whose unwinding through C++
+    frames aborts the process: ``terminate called without an active exception``, exit status 134
+    (reproduced with a daemon thread in ``torch.mm`` at exit). The worker was told to stop when
+    the app shut down and leaves after its batch; this waits for that, up to ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    said = False
+    for thread in threading.enumerate():
+        if not (thread.daemon and thread.name.startswith(THREAD_PREFIX)) or thread.name == DRAIN_THREAD:
+            continue
+        if thread.is_alive() and not said:
+            log.warning("waiting for the frames being rendered to finish (up to %.0f s)...", timeout_s)
+            said = True
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [t.name for t in threading.enumerate() if t.daemon and t.name.startswith(THREAD_PREFIX) and t.is_alive()
+            and t.name != DRAIN_THREAD]

@@ -288,6 +288,7 @@ async function runClip(body, label, send = null) {
   $("voiceNote").textContent = app.speech ? "" : NO_SPEECH_NOTE;
   canvas.dataset.state = "waiting";   // "playing" once its first frame is on screen (alive.js)
   if (window.lpAlive) lpAlive.clipRequested(label);
+  $("stats").textContent = "";
   setProgress(0, 1, `${label} …`);
   try {
     const res = send ? await send(abort.signal)
@@ -295,10 +296,7 @@ async function runClip(body, label, send = null) {
     const { endInfo, firstShown } = await playStream(res, token, (msg) => window.lpAlive && lpAlive.clipStarted(msg));
     if (token !== app.token) return;
     if (endInfo) {
-      const fpsText = endInfo.render_fps ? `${endInfo.render_fps} fps` : "–";
-      $("stats").textContent = `${label}: 렌더 / render ${fpsText}${endInfo.cached ? " (캐시 / cached)" : ""} · ` +
-        `첫 프레임 / first frame ${Math.round(firstShown ?? 0)} ms (명령부터 / from command), ` +
-        `서버 / server ${endInfo.first_frame_ms} ms`;
+      $("stats").textContent = clipStats(label, endInfo, firstShown);
       if (window.lpAlive) lpAlive.clipEnded(endInfo);
     }
     setProgress(1, 1, "완료 / done");
@@ -316,6 +314,16 @@ async function runClip(body, label, send = null) {
   } finally {
     if (token === app.token) { app.clip = null; startIdle(); }
   }
+}
+
+// One line after a clip: the wait the user saw (click -> first frame shown) and how it was made.
+// A cached replay renders nothing, so it shows no render rate (its "fps" would be the network's).
+function clipStats(label, endInfo, firstShown) {
+  const wait = `첫 프레임까지 / first frame after ${Math.round(firstShown ?? 0)} ms`;
+  $("stats").dataset.serverFirstFrameMs = String(endInfo.first_frame_ms ?? "");
+  if (endInfo.cached) return `${label}: ${wait} · 캐시에서 재생 / replayed from cache (no render)`;
+  const fps = endInfo.render_fps ? `${Number(endInfo.render_fps).toFixed(1)} fps` : "–";
+  return `${label}: ${wait} · 렌더 / render ${fps}`;
 }
 
 // ------------------------------------------------------------------ idle loop
@@ -398,6 +406,7 @@ async function upload(file) {
   if (app.clip) { app.clip.abort.abort(); app.clip = null; }
   app.token += 1;
   showError(null);
+  $("stats").textContent = "";   // numbers of the previous photo's preview or clip
   setProgress(0, 1, `${file.name} 분석 중 / analysing…`);
   try {
     const info = await openSource(file);
@@ -439,8 +448,14 @@ async function preview() {
   stopVoice();
   if (app.clip) { app.clip.abort.abort(); app.clip = null; }
   const token = ++app.token;
-  if (isNeutral(values)) { draw(app.base); canvas.dataset.state = "neutral"; startIdle(); return; }
+  if (isNeutral(values)) {
+    draw(app.base); canvas.dataset.state = "neutral";
+    setProgress(0, 1, "준비됨 / ready"); $("stats").textContent = "";
+    startIdle();
+    return;
+  }
   previewBusy = true;
+  setProgress(0, 1, "미리보기 렌더링 중 / rendering the preview…");
   const t0 = performance.now();
   try {
     const changed = {};
@@ -450,10 +465,11 @@ async function preview() {
     if (token === app.token) {
       draw(bmp);
       canvas.dataset.state = "preview";
+      setProgress(1, 1, "미리보기 / preview");
       $("stats").textContent = `미리보기 / preview ${Math.round(performance.now() - t0)} ms`;
     }
     showError(null);
-  } catch (err) { showError(err); }
+  } catch (err) { showError(err); if (token === app.token) setProgress(0, 1, "오류 / error"); }
   finally {
     previewBusy = false;
     if (previewAgain) { previewAgain = false; preview(); }
@@ -467,7 +483,11 @@ function resetSliders(redraw = true) {
     input.value = neutralOf(spec);
     $(`o-${spec.name}`).value = Number(input.value).toFixed(2);
   }
-  if (redraw && app.base) { app.token += 1; draw(app.base); canvas.dataset.state = "neutral"; startIdle(); }
+  if (redraw && app.base) {
+    app.token += 1; draw(app.base); canvas.dataset.state = "neutral";
+    setProgress(0, 1, "준비됨 / ready"); $("stats").textContent = "";
+    startIdle();
+  }
 }
 
 function buildSliders(specs) {
@@ -520,7 +540,8 @@ async function init() {
   if (health.max_audio_upload_mb) app.maxAudioBytes = health.max_audio_upload_mb * 1024 * 1024;
   $("idle").checked = health.idle_default;
   if (window.lpAlive) lpAlive.health(health);
-  $("health").textContent = `모델 / model: ${health.device} · ${health.dtype} · ${health.backend}`;
+  const backend = health.backend_dtype ? `${health.backend} ${health.backend_dtype}` : health.backend;
+  $("health").textContent = `모델 / model: ${health.device} · ${health.dtype} · 백엔드 / backend ${backend}`;
   buildPresets(presets);
   if (!app.speech) {
     const talk = document.querySelector('button.preset[data-preset="talk"]');
