@@ -65,7 +65,6 @@ DET_INPUT_SIZE: int = 128
 DET_STRIDES: tuple[int, ...] = (8, 16, 16, 16)
 DET_ANCHORS_PER_LAYER: int = 2  # one aspect ratio (1.0) plus the interpolated scale
 DET_ANCHOR_OFFSET: float = 0.5
-DET_COORD_SCALE: float = 128.0
 DET_SCORE_CLIP: float = 100.0
 DET_SCORE_THRESH: float = 0.5
 DET_NMS_IOU: float = 0.3
@@ -253,7 +252,13 @@ class BlazeFaceDetector:
     Args:
         session: ONNX Runtime session of the converted model.
         score_thresh: minimum score.
+
+    ``input_size`` and :meth:`make_anchors` are what another BlazeFace model changes
+    (:class:`lpstudio.face.fullrange.FullRangeDetector`).
     """
+
+    #: Side of the square model input (letterboxed photo); also the decoding scale of boxes.
+    input_size: int = DET_INPUT_SIZE
 
     def __init__(self, session: ort.InferenceSession, score_thresh: float = DET_SCORE_THRESH) -> None:
         self.session = session
@@ -261,17 +266,22 @@ class BlazeFaceDetector:
         outs = {o.name: tuple(o.shape) for o in session.get_outputs()}
         self.reg_name = next(n for n, s in outs.items() if s[-1] == DET_BOX_COORDS + 2 * DET_NUM_KEYPOINTS)
         self.cls_name = next(n for n, s in outs.items() if s[-1] == 1)
-        self.anchors = ssd_anchors()
+        self.anchors = self.make_anchors()
         self.score_thresh = score_thresh
+
+    def make_anchors(self) -> NDArray[np.float32]:
+        """(A, 2) anchor centres in 0..1 of the input, in the model's output order."""
+        return ssd_anchors()
 
     def _run(self, image: NDArray[np.uint8]) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         """One letterboxed pass: raw boxes, scores and key points in ``image`` pixels (before suppression)."""
         h, w = image.shape[:2]
-        s = DET_INPUT_SIZE / max(h, w)
+        size = self.input_size
+        s = size / max(h, w)
         nw, nh = max(1, round(w * s)), max(1, round(h * s))
         interp = cv2.INTER_AREA if s < 1.0 else cv2.INTER_LINEAR
-        canvas = np.zeros((DET_INPUT_SIZE, DET_INPUT_SIZE, 3), np.uint8)
-        px, py = (DET_INPUT_SIZE - nw) // 2, (DET_INPUT_SIZE - nh) // 2
+        canvas = np.zeros((size, size, 3), np.uint8)
+        px, py = (size - nw) // 2, (size - nh) // 2
         canvas[py : py + nh, px : px + nw] = cv2.resize(image, (nw, nh), interpolation=interp)
         x = (canvas.astype(np.float32) / np.float32(127.5) - np.float32(1.0))[None]
         reg, cls = self.session.run([self.reg_name, self.cls_name], {self.input_name: x})
@@ -280,14 +290,15 @@ class BlazeFaceDetector:
         hit = score >= self.score_thresh
         r = np.asarray(reg, dtype=np.float64).reshape(-1, DET_BOX_COORDS + 2 * DET_NUM_KEYPOINTS)[hit]
         a = self.anchors[hit].astype(np.float64)
-        cx = r[:, 0] / DET_COORD_SCALE + a[:, 0]
-        cy = r[:, 1] / DET_COORD_SCALE + a[:, 1]
-        bw, bh = r[:, 2] / DET_COORD_SCALE, r[:, 3] / DET_COORD_SCALE
-        kx = r[:, 4::2] / DET_COORD_SCALE + a[:, :1]
-        ky = r[:, 5::2] / DET_COORD_SCALE + a[:, 1:2]
-        # tensor units (0..1 of 128) -> image pixel indices
-        nx = lambda v: (v * DET_INPUT_SIZE - px) / (nw / w) - 0.5  # noqa: E731
-        ny = lambda v: (v * DET_INPUT_SIZE - py) / (nh / h) - 0.5  # noqa: E731
+        scale = float(size)  # x_scale = y_scale = w_scale = h_scale = the input side in both graphs
+        cx = r[:, 0] / scale + a[:, 0]
+        cy = r[:, 1] / scale + a[:, 1]
+        bw, bh = r[:, 2] / scale, r[:, 3] / scale
+        kx = r[:, 4::2] / scale + a[:, :1]
+        ky = r[:, 5::2] / scale + a[:, 1:2]
+        # tensor units (0..1 of the input) -> image pixel indices
+        nx = lambda v: (v * size - px) / (nw / w) - 0.5  # noqa: E731
+        ny = lambda v: (v * size - py) / (nh / h) - 0.5  # noqa: E731
         boxes = np.stack([nx(cx - bw / 2), ny(cy - bh / 2), nx(cx + bw / 2), ny(cy + bh / 2)], axis=1)
         kps = np.stack([nx(kx), ny(ky)], axis=-1)
         return boxes, score[hit], kps

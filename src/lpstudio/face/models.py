@@ -6,7 +6,8 @@ choice         models                                                  licence
 insightface    InsightFace ``det_10g`` (SCRFD) + ``2d106det``, and     InsightFace: non-
                LivePortrait's 203-point ``landmark.onnx`` (downloaded  commercial research
                with the official weights)                              only
-mediapipe      MediaPipe BlazeFace short range + face mesh + iris      Apache-2.0
+mediapipe      MediaPipe BlazeFace short and full range + face mesh    Apache-2.0
+               + iris
                (files of the ``mediapipe==0.10.21`` wheel)
 auto           InsightFace when its files are in the weights folder,
                else MediaPipe when installed, else an error naming both
@@ -27,8 +28,10 @@ from numpy.typing import NDArray
 from ..errors import WeightsError
 from ._onnx import DETECTOR_FILE, LANDMARK106_FILE, LANDMARK203_FILE
 from .detect import Detections
+from .fullrange import FaceSearch, FullRangeDetector
 from .intake import ANALYSIS_MAX_SIDE
 from .mediapipe import INSTALL_HINT, MediaPipeModels, MeshLandmark106, MeshLandmark203, available, layouts
+from .mediapipe_files import open_model
 from .pipeline import FacePipeline
 
 #: The values of ``--face-models``.
@@ -45,7 +48,8 @@ class MediaPipeFacePipeline(FacePipeline):
     steps itself, like the driving-video cropper, gets the refined mesh);
     :meth:`analyze` does both passes with the detection's eye key points for
     the roll, and adds iris centres as the eye key points. Photos are searched
-    thoroughly (tiles when the faces found are small); ``detector.detect``, which
+    for every face (:class:`~lpstudio.face.fullrange.FaceSearch`: the short- and
+    full-range detectors on the whole photo, the full-range one on tiles); ``detector.detect``, which
     the driving-video cropper calls per frame, searches tiles only when the whole
     frame shows no face, so a frame with a face in view costs one detector pass.
 
@@ -65,13 +69,15 @@ class MediaPipeFacePipeline(FacePipeline):
         analysis_max_side: int = ANALYSIS_MAX_SIDE,
     ) -> None:
         self.models = MediaPipeModels(folder, providers)
+        full, _ = open_model(self.models.paths["detector_full"], providers or ["CPUExecutionProvider"])
+        self.search = FaceSearch(self.models.detector, FullRangeDetector(full))
         self.detector = self.models.detector  # type: ignore[assignment]
         self.landmark106 = MeshLandmark106(self.models.mesh)  # type: ignore[assignment]
         self.landmark203 = MeshLandmark203(self.models.mesh)  # type: ignore[assignment]
         self.analysis_max_side = analysis_max_side
 
     def _detect(self, image: NDArray[np.uint8]) -> Detections:
-        return self.models.detector.detect(image, thorough=True)
+        return self.search.detect(image)
 
     def _landmarks(
         self, image: NDArray[np.uint8], dets: Detections, index: int
