@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--crf", type=int, default=None, help="x264 quality, lower is better (default 15)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_engine_options(p, default_backend="auto")
+    add_engine_options(p, default_backend="auto", crop_controls=True)
     p.set_defaults(handler=run)
 
 

@@ -51,6 +51,8 @@ SMALLEST_FACE_PX: float = 40.0
 TILE_OVERLAP: float = 0.5
 #: A face cut by a tile's inner border (within this many pixels) is left to the neighbouring tile.
 TILE_BORDER_PX: float = 2.0
+#: Smallest tile of the short-range model's pass (pixels; its smallest anchor then spans about 40 px).
+SHORT_TILE_MIN: int = 256
 #: Score a face seen only in tiles must reach (above the model's own 0.6): a tile shows the model
 #: many small views of textures, so it must be surer there than on the whole photo.
 TILE_SCORE_THRESH: float = 0.75
@@ -106,32 +108,26 @@ class FaceSearch:
     Args:
         short: the short-range detector (close, large faces; its own tiles when nothing else is found).
         full: the full-range detector.
-        score_thresh: minimum score of a face (None: each model's own threshold).
         smallest_face: smallest face side sought, in analysis-copy pixels.
     """
 
     def __init__(
-        self,
-        short: BlazeFaceDetector,
-        full: FullRangeDetector,
-        *,
-        score_thresh: float | None = None,
-        smallest_face: float = SMALLEST_FACE_PX,
+        self, short: BlazeFaceDetector, full: FullRangeDetector, *, smallest_face: float = SMALLEST_FACE_PX
     ) -> None:
         self.short, self.full = short, full
-        self.score_thresh = score_thresh
         self.smallest_face = smallest_face
 
-    def _tiles(self, image: NDArray[np.uint8]) -> list[Found]:
+    def _tiles(self, image: NDArray[np.uint8], score_thresh: float | None) -> list[Found]:
         h, w = image.shape[:2]
         side = int(round(self.smallest_face * TILE_FACE_SCALE))
         if max(h, w) <= side * (1.0 + TILE_OVERLAP):
             return []  # the whole photo already shows such a face large enough
-        thresh = max(TILE_SCORE_THRESH, self.score_thresh or 0.0)
+        # a threshold set by the user (--det-thresh) holds in tiles too; by default tiles must be surer
+        thresh = TILE_SCORE_THRESH if score_thresh is None else score_thresh
         out: list[Found] = []
         m = TILE_BORDER_PX
         for x0, y0, x1, y1 in tile_grid(w, h, side):
-            b, s, k = self.full._run(image[y0:y1, x0:x1])
+            b, s, k = self.full._run(image[y0:y1, x0:x1], thresh)
             keep = s >= thresh
             keep &= ((b[:, 0] > m) | (x0 == 0)) & ((b[:, 1] > m) | (y0 == 0))
             keep &= ((b[:, 2] < x1 - x0 - 1 - m) | (x1 == w)) & ((b[:, 3] < y1 - y0 - 1 - m) | (y1 == h))
@@ -140,27 +136,37 @@ class FaceSearch:
                 out.append((b[keep] + np.tile(shift, 2), s[keep], k[keep] + shift))
         return out
 
-    def detect(self, image_rgb: NDArray[np.uint8]) -> Detections:
+    def _short_tiles(self, image: NDArray[np.uint8], score_thresh: float | None) -> list[Found]:
+        """The short-range model on tiles of half the photo's shorter side (at least :data:`SHORT_TILE_MIN`):
+        it sees partly hidden faces (a neighbour's head over a cheek) that the full-range model misses."""
+        h, w = image.shape[:2]
+        side = max(min(h, w) // 2, SHORT_TILE_MIN)
+        if max(h, w) <= side:
+            return []
+        return self.short._tile_pass(image, side, TILE_SCORE_THRESH if score_thresh is None else score_thresh)
+
+    def detect(self, image_rgb: NDArray[np.uint8], *, score_thresh: float | None = None) -> Detections:
         """Every face of an RGB photo, best score first.
 
         Args:
             image_rgb: (H, W, 3) uint8 (the analysis copy).
+            score_thresh: minimum score of every pass (None: each model's own, and
+                :data:`TILE_SCORE_THRESH` in tiles).
 
         Returns:
             :class:`~lpstudio.face.detect.Detections`: boxes (N, 4), scores (N,), key points (N, 6, 2).
         """
-        found: list[Found] = [self.full._run(image_rgb), self.short._run(image_rgb)]
-        found += self._tiles(image_rgb)
+        t = score_thresh
+        found: list[Found] = [self.full._run(image_rgb, t), self.short._run(image_rgb, t)]
+        found += self._tiles(image_rgb, t)
+        found += self._short_tiles(image_rgb, t)
         if not any(f[1].size for f in found):  # last resort: the short-range model's own tiles
-            short = self.short.detect(image_rgb, thorough=True)
-            found.append((short.boxes.astype(np.float64), short.scores.astype(np.float64),
-                          np.asarray(short.keypoints, dtype=np.float64)))
+            short = self.short.detect(image_rgb, thorough=True, score_thresh=t)
+            kp = np.asarray(short.keypoints, dtype=np.float64)
+            found.append((short.boxes.astype(np.float64), short.scores.astype(np.float64), kp))
         boxes = np.concatenate([f[0] for f in found]).reshape(-1, 4)
         scores = np.concatenate([f[1] for f in found])
         kps = np.concatenate([f[2].reshape(-1, DET_NUM_KEYPOINTS, 2) for f in found])
-        if self.score_thresh is not None:
-            keep = scores >= self.score_thresh
-            boxes, scores, kps = boxes[keep], scores[keep], kps[keep]
         if scores.size:
             boxes, scores, kps = weighted_nms(boxes, scores, kps)
             big = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= MIN_FACE_PX

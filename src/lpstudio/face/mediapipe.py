@@ -273,8 +273,13 @@ class BlazeFaceDetector:
         """(A, 2) anchor centres in 0..1 of the input, in the model's output order."""
         return ssd_anchors()
 
-    def _run(self, image: NDArray[np.uint8]) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        """One letterboxed pass: raw boxes, scores and key points in ``image`` pixels (before suppression)."""
+    def _run(
+        self, image: NDArray[np.uint8], score_thresh: float | None = None
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """One letterboxed pass: raw boxes, scores and key points in ``image`` pixels (before suppression).
+
+        ``score_thresh``: minimum score (default :attr:`score_thresh`).
+        """
         h, w = image.shape[:2]
         size = self.input_size
         s = size / max(h, w)
@@ -287,7 +292,7 @@ class BlazeFaceDetector:
         reg, cls = self.session.run([self.reg_name, self.cls_name], {self.input_name: x})
         raw = np.asarray(cls, dtype=np.float64).reshape(-1)
         score = 1.0 / (1.0 + np.exp(-np.clip(raw, -DET_SCORE_CLIP, DET_SCORE_CLIP)))
-        hit = score >= self.score_thresh
+        hit = score >= (self.score_thresh if score_thresh is None else score_thresh)
         r = np.asarray(reg, dtype=np.float64).reshape(-1, DET_BOX_COORDS + 2 * DET_NUM_KEYPOINTS)[hit]
         a = self.anchors[hit].astype(np.float64)
         scale = float(size)  # x_scale = y_scale = w_scale = h_scale = the input side in both graphs
@@ -315,14 +320,14 @@ class BlazeFaceDetector:
         return [(x, y, min(w, x + side), min(h, y + side)) for y in ys for x in xs]
 
     def _tile_pass(
-        self, image: NDArray[np.uint8], side: int
+        self, image: NDArray[np.uint8], side: int, score_thresh: float | None = None
     ) -> list[tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]]:
         """Detections of every tile of one level, in image pixels, without faces cut by an inner tile border."""
         h, w = image.shape[:2]
         out = []
         m = TILE_BORDER_PX
         for x0, y0, x1, y1 in self._tiles(image, side):
-            b, s, k = self._run(image[y0:y1, x0:x1])
+            b, s, k = self._run(image[y0:y1, x0:x1], score_thresh)
             if not s.size:
                 continue
             inner = ((b[:, 0] > m) | (x0 == 0)) & ((b[:, 1] > m) | (y0 == 0))
@@ -331,7 +336,9 @@ class BlazeFaceDetector:
             out.append((b[inner] + np.tile(shift, 2), s[inner], k[inner] + shift))
         return out
 
-    def detect(self, image_rgb: NDArray[np.uint8], thorough: bool = False) -> Detections:
+    def detect(
+        self, image_rgb: NDArray[np.uint8], thorough: bool = False, *, score_thresh: float | None = None
+    ) -> Detections:
         """Faces in an RGB image, best score first.
 
         The whole image is searched first, then overlapping tiles when it shows
@@ -342,13 +349,14 @@ class BlazeFaceDetector:
         Args:
             image_rgb: (H, W, 3) uint8.
             thorough: also search tiles when the faces found are small (group photos).
+            score_thresh: minimum score for this call (default :attr:`score_thresh`).
 
         Returns:
             :class:`~lpstudio.face.detect.Detections` with boxes (N, 4) and
             key points (N, 6, 2) in image pixels.
         """
         h, w = image_rgb.shape[:2]
-        found = [self._run(image_rgb)]
+        found = [self._run(image_rgb, score_thresh)]
 
         def largest() -> float:
             sides = [np.maximum(f[0][:, 2] - f[0][:, 0], f[0][:, 3] - f[0][:, 1]).max() for f in found if f[1].size]
@@ -357,10 +365,10 @@ class BlazeFaceDetector:
         side = min(h, w) // 2
         small_faces = largest() < (TILE_IF_FACE_BELOW * min(h, w) if thorough else 1.0)
         if max(h, w) > TILE_MIN_SIDE and small_faces:
-            found += self._tile_pass(image_rgb, max(side, TILE_MIN_SIDE))
+            found += self._tile_pass(image_rgb, max(side, TILE_MIN_SIDE), score_thresh)
             while largest() == 0.0 and side > TILE_MIN_SIDE:
                 side = max(side // 2, TILE_MIN_SIDE)
-                found += self._tile_pass(image_rgb, side)
+                found += self._tile_pass(image_rgb, side, score_thresh)
         boxes = np.concatenate([f[0] for f in found]).reshape(-1, 4)
         scores = np.concatenate([f[1] for f in found])
         kps = np.concatenate([f[2].reshape(-1, DET_NUM_KEYPOINTS, 2) for f in found])

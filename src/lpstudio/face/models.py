@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from ..errors import WeightsError
 from ._onnx import DETECTOR_FILE, LANDMARK106_FILE, LANDMARK203_FILE
+from .crop_options import CropOptions
 from .detect import Detections
 from .fullrange import FaceSearch, FullRangeDetector
 from .intake import ANALYSIS_MAX_SIDE
@@ -57,6 +58,7 @@ class MediaPipeFacePipeline(FacePipeline):
         folder: folder holding the three ``.tflite`` files (default: the installed wheel).
         providers: ONNX Runtime providers (default CPU).
         analysis_max_side: longest side of the copy detection and landmarks run on.
+        crop_options: the crop controls (default: the official values).
     """
 
     face_models = "mediapipe"
@@ -67,7 +69,9 @@ class MediaPipeFacePipeline(FacePipeline):
         providers: list[str] | None = None,
         *,
         analysis_max_side: int = ANALYSIS_MAX_SIDE,
+        crop_options: CropOptions | None = None,
     ) -> None:
+        self.crop_options = crop_options or CropOptions()
         self.models = MediaPipeModels(folder, providers)
         full, _ = open_model(self.models.paths["detector_full"], providers or ["CPUExecutionProvider"])
         self.search = FaceSearch(self.models.detector, FullRangeDetector(full))
@@ -76,8 +80,8 @@ class MediaPipeFacePipeline(FacePipeline):
         self.landmark203 = MeshLandmark203(self.models.mesh)  # type: ignore[assignment]
         self.analysis_max_side = analysis_max_side
 
-    def _detect(self, image: NDArray[np.uint8]) -> Detections:
-        return self.search.detect(image)
+    def _detect(self, image: NDArray[np.uint8], score_thresh: float | None = None) -> Detections:
+        return self.search.detect(image, score_thresh=score_thresh)
 
     def _landmarks(
         self, image: NDArray[np.uint8], dets: Detections, index: int
@@ -118,6 +122,8 @@ def open_face_pipeline(
     choice: str = "auto",
     weights_dir: Path | None = None,
     providers: list[str] | None = None,
+    *,
+    crop_options: CropOptions | None = None,
 ) -> FacePipeline:
     """The face pipeline for a ``--face-models`` choice.
 
@@ -125,16 +131,17 @@ def open_face_pipeline(
         choice: ``auto``, ``insightface`` or ``mediapipe``.
         weights_dir: the folder with the official files (InsightFace models inside).
         providers: ONNX Runtime providers.
+        crop_options: the crop controls (default: the official values).
 
     Raises:
         WeightsError: the chosen models are missing or damaged.
     """
     kind = resolve_face_models(choice, weights_dir)
     if kind == "mediapipe":
-        return MediaPipeFacePipeline(providers=providers)
+        return MediaPipeFacePipeline(providers=providers, crop_options=crop_options)
     if weights_dir is None:
         raise WeightsError(
             "The InsightFace face models need a weights folder.",
             hint="Pass --weights-dir, or choose --face-models mediapipe.",
         )
-    return FacePipeline(Path(weights_dir), providers)
+    return FacePipeline(Path(weights_dir), providers, crop_options=crop_options)

@@ -29,6 +29,7 @@ from ..errors import LPStudioError
 from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
 from ..speech.espeak import speech_available
+from .crop_routes import CROP_UPLOAD_PATH, register_crop_routes
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .limits import ServiceLimits
@@ -151,6 +152,7 @@ def create_app(
     _source_routes(app)
     _render_routes(app)
     register_live(app)  # the live mirror's WebSocket (server/live.py)
+    register_crop_routes(app)  # GET /crop-options, POST /source-image/crop (server/crop_routes.py)
     return app
 
 
@@ -165,7 +167,7 @@ def _middleware(app: FastAPI, settings: ServerSettings) -> None:
     limits = settings.limits
 
     def body_limit(path: str) -> int:
-        if path == "/source-image":
+        if path in ("/source-image", CROP_UPLOAD_PATH):
             return limits.max_upload_body_bytes
         if path == GENERATE_AUDIO_PATH:
             return limits.max_audio_upload_body_bytes
