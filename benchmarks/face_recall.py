@@ -91,9 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         for k in totals:
             totals[k] += per_size[k]
         recall = per_size["found"] / per_size["faces"]
-        print(f"| **{size}** | all | {per_size['found']} / {per_size['faces']} | **{recall:.2f}** | {per_size['fp']} | |")
-    print(f"\nall sizes: recall {totals['found'] / totals['faces']:.3f} ({totals['found']} / {totals['faces']}), "
-          f"false positives {totals['fp']}")
+        found_all, faces_all = per_size["found"], per_size["faces"]
+        print(f"| **{size}** | all | {found_all} / {faces_all} | **{recall:.2f}** | {per_size['fp']} | |")
+    print(
+        f"\nall sizes: recall {totals['found'] / totals['faces']:.3f} ({totals['found']} / {totals['faces']}), "
+        f"false positives {totals['fp']}"
+    )
     fps = 0
     for name, image in no_face_photos():
         n = len(detect(image))

@@ -78,7 +78,7 @@ def background(kind: str, width: int, height: int, seed: int = 0) -> NDArray[np.
 
 
 def paste_face(scene: Scene, name: str, size: float, centre: tuple[float, float], mirror: bool = False) -> None:
-    """Paste portrait ``name`` scaled so its face is ``size`` px, face centre at ``centre`` (x, y), with a soft head oval."""
+    """Paste portrait ``name`` scaled to a ``size`` px face centred at ``centre`` (x, y), with a soft head oval."""
     image, eyes = portrait(name, mirror)
     iod = float(np.linalg.norm(eyes[1] - eyes[0]))
     k = size / (FACE_PER_IOD * iod)

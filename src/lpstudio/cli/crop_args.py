@@ -1,4 +1,4 @@
-"""The crop controls on the command line: ``--crop-scale/-vx/-vy``, ``--driving-crop-*``, ``--det-thresh``, ``--no-rotate``.
+"""The crop controls on the command line: ``--crop-scale/-vx/-vy``, ``--driving-crop-*``, ``--det-thresh``...
 
 Added to ``edit``, ``animate``, ``speak``, ``drive``, ``face`` and ``serve``
 (through :func:`lpstudio.cli.common.add_engine_options` with ``crop_controls=True``,
@@ -21,18 +21,33 @@ from ..face.crop_options import (
 
 #: (option, CropOptions field, help) of the numeric controls; values are parsed by :func:`crop_options_from`.
 _NUMERIC: tuple[tuple[str, str, str], ...] = (
-    ("--crop-scale", "scale", "source crop side over the face's landmark extent (official scale, default 2.3; "
-     f"{SCALE_RANGE[0]:g}-{SCALE_RANGE[1]:g}): larger shows more hair, hats and shoulders, smaller is a close-up"),
-    ("--crop-vx", "vx", f"move the source crop right (+) or left (-), in crop sides (official vx_ratio, default 0; "
-     f"{SHIFT_RANGE[0]:g} to {SHIFT_RANGE[1]:g})"),
+    (
+        "--crop-scale",
+        "scale",
+        "source crop side over the face's landmark extent (official scale, default 2.3; "
+        f"{SCALE_RANGE[0]:g}-{SCALE_RANGE[1]:g}): larger shows more hair, hats and shoulders, smaller is a close-up",
+    ),
+    (
+        "--crop-vx",
+        "vx",
+        f"move the source crop right (+) or left (-), in crop sides (official vx_ratio, default 0; "
+        f"{SHIFT_RANGE[0]:g} to {SHIFT_RANGE[1]:g})",
+    ),
     ("--crop-vy", "vy", "move the source crop down (+) or up (-), in crop sides (official vy_ratio, default -0.125)"),
-    ("--driving-crop-scale", "driving_scale", "driving-video crop side over the landmark extent (official "
-     "scale_crop_driving_video, default 2.2)"),
+    (
+        "--driving-crop-scale",
+        "driving_scale",
+        "driving-video crop side over the landmark extent (official scale_crop_driving_video, default 2.2)",
+    ),
     ("--driving-crop-vx", "driving_vx", "move the driving crop right/left (official vx_ratio_crop_driving_video, 0)"),
     ("--driving-crop-vy", "driving_vy", "move the driving crop down/up (official vy_ratio_crop_driving_video, -0.1)"),
-    ("--det-thresh", "det_thresh", f"minimum face detection score ({DET_THRESH_RANGE[0]:g}-{DET_THRESH_RANGE[1]:g}; "
-     "default: each detector's own, InsightFace 0.1, MediaPipe 0.5/0.6): lower finds faint faces, higher "
-     "ignores doubtful ones"),
+    (
+        "--det-thresh",
+        "det_thresh",
+        f"minimum face detection score ({DET_THRESH_RANGE[0]:g}-{DET_THRESH_RANGE[1]:g}; "
+        "default: each detector's own, InsightFace 0.1, MediaPipe 0.5/0.6): lower finds faint faces, higher "
+        "ignores doubtful ones",
+    ),
 )
 
 

@@ -92,10 +92,13 @@ class CropOptions:
                 )
             if not lo <= float(value) <= hi:
                 default = getattr(CropOptions, name)
-                hint = f"the official default is {default:g}" if default is not None else (
-                    "leave it out to keep each detector's own threshold"
+                hint = (
+                    f"the official default is {default:g}"
+                    if default is not None
+                    else ("leave it out to keep each detector's own threshold")
                 )
-                raise ParamError(f"{flag} {value:g} is out of range: the {what} must be from {lo:g} to {hi:g}.", hint=hint)
+                message = f"{flag} {value:g} is out of range: the {what} must be from {lo:g} to {hi:g}."
+                raise ParamError(message, hint=hint)
             object.__setattr__(self, name, float(value))
         if not isinstance(self.rotate, bool):
             raise ParamError(f"--no-rotate: rotate must be true or false, got {self.rotate!r}.")
@@ -116,9 +119,7 @@ class CropOptions:
         known = {f.name for f in fields(self)}
         for name in overrides:
             if name not in known:
-                raise ParamError(
-                    f"unknown crop option '{name}'.", hint=f"use one of {', '.join(sorted(known))}"
-                )
+                raise ParamError(f"unknown crop option '{name}'.", hint=f"use one of {', '.join(sorted(known))}")
         return replace(self, **overrides)
 
     def as_dict(self) -> dict[str, Any]:

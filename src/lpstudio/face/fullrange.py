@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import onnxruntime as ort
 from numpy.typing import NDArray
 
 from .detect import Detections
@@ -71,7 +72,7 @@ class FullRangeDetector(BlazeFaceDetector):
 
     input_size = FULL_INPUT_SIZE
 
-    def __init__(self, session, score_thresh: float = FULL_SCORE_THRESH) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, session: ort.InferenceSession, score_thresh: float = FULL_SCORE_THRESH) -> None:
         super().__init__(session, score_thresh)
 
     def make_anchors(self) -> NDArray[np.float32]:

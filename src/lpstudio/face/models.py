@@ -20,6 +20,7 @@ downstream (editing, paste-back, video driving, the web app) is the same.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -75,13 +76,22 @@ class MediaPipeFacePipeline(FacePipeline):
         self.models = MediaPipeModels(folder, providers)
         full, _ = open_model(self.models.paths["detector_full"], providers or ["CPUExecutionProvider"])
         self.search = FaceSearch(self.models.detector, FullRangeDetector(full))
+        self._last_search: tuple[tuple, Detections] | None = None
         self.detector = self.models.detector  # type: ignore[assignment]
         self.landmark106 = MeshLandmark106(self.models.mesh)  # type: ignore[assignment]
         self.landmark203 = MeshLandmark203(self.models.mesh)  # type: ignore[assignment]
         self.analysis_max_side = analysis_max_side
 
     def _detect(self, image: NDArray[np.uint8], score_thresh: float | None = None) -> Detections:
-        return self.search.detect(image, score_thresh=score_thresh)
+        """The photo search, remembered for the last photo: describing or cropping each face of a
+        group photo in turn (``analyze(photo, face_index=i)``) searches it once, not once per face."""
+        key = (image.shape, hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest(), score_thresh)
+        last = self._last_search
+        if last is not None and last[0] == key:
+            return last[1]
+        found = self.search.detect(image, score_thresh=score_thresh)
+        self._last_search = (key, found)  # one tuple, replaced whole: safe to read from another thread
+        return found
 
     def _landmarks(
         self, image: NDArray[np.uint8], dets: Detections, index: int

@@ -32,13 +32,8 @@ from .intake import check_upload, decode, open_source
 
 #: The upload path with per-photo crop controls.
 CROP_UPLOAD_PATH: str = "/source-image/crop"
-#: Form field -> (CropOptions field, the name errors use).
-_FIELDS: dict[str, tuple[str, str]] = {
-    "crop_scale": ("scale", "crop_scale"),
-    "crop_vx": ("vx", "crop_vx"),
-    "crop_vy": ("vy", "crop_vy"),
-    "det_thresh": ("det_thresh", "det_thresh"),
-}
+#: Form field -> CropOptions field (errors name the form field).
+_FIELDS: dict[str, str] = {"crop_scale": "scale", "crop_vx": "vx", "crop_vy": "vy", "det_thresh": "det_thresh"}
 #: Longest form value read (a number never needs more).
 _MAX_FIELD_CHARS: int = 32
 
@@ -64,19 +59,19 @@ def request_options(base: CropOptions, form: dict[str, str | None], no_rotate: b
         ParamError: a value that is not a number or out of range (one line, names the field).
     """
     values: dict[str, Any] = {}
-    for key, (field, label) in _FIELDS.items():
+    for key, field in _FIELDS.items():
         raw = form.get(key)
         if raw is None or not str(raw).strip():
             continue
-        values[field] = parse_number(label, str(raw)[:_MAX_FIELD_CHARS])
+        values[field] = parse_number(key, str(raw)[:_MAX_FIELD_CHARS])
     if no_rotate:
         values["rotate"] = False
     try:
         return base.merged(values)
     except LPStudioError as exc:  # the CLI's names (--crop-scale) -> the form's (crop_scale)
-        for key, (field, label) in _FIELDS.items():
-            exc.message = exc.message.replace(f"--{label.replace('_', '-')}", label)
-        exc.args = (exc.message,)
+        for key in _FIELDS:
+            exc.message = exc.message.replace(f"--{key.replace('_', '-')}", key)
+        exc.args = (exc.message if exc.hint is None else f"{exc.message}\n  -> {exc.hint}",)
         raise
 
 

@@ -361,7 +361,8 @@ async function openSource(file, { keepView = false } = {}) {
   if (file) {
     const form = new FormData();
     form.append("file", file, file.name);
-    res = await api("/source-image", { method: "POST", body: form }, false);
+    const path = window.lpAdvanced ? window.lpAdvanced.prepare(form) : "/source-image";   // advanced.js: crop
+    res = await api(path, { method: "POST", body: form }, false);
   } else {
     res = await postJSON("/session", {});
   }
