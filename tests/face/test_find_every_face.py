@@ -200,9 +200,10 @@ def test_defaults_are_the_official_values() -> None:
         ["face", "{photo}", "--crop-vx", "abc"],
         ["edit", "{photo}", "--crop-vy", "0.9", "-o", "{out}.png"],
         ["animate", "{photo}", "smile", "--det-thresh", "0", "-o", "{out}.mp4"],
+        ["speak", "{photo}", "hello", "--crop-scale", "x", "-o", "{out}.mp4"],
         ["drive", "{photo}", "{photo}", "--driving-crop-scale", "0.5", "-o", "{out}.mp4"],
     ],
-    ids=["face-range", "face-not-a-number", "edit", "animate", "drive"],
+    ids=["face-range", "face-not-a-number", "edit", "animate", "speak", "drive"],
 )
 def test_cli_bad_crop_values_exit_2_before_loading(
     argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
