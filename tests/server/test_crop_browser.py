@@ -96,7 +96,8 @@ def test_advanced_panel_applies_a_larger_crop(page, served, shots) -> None:
     assert page.text_content("#crop-scale-out") == "3.45"
     with page.expect_request(lambda r: r.url.endswith("/source-image/crop") and r.method == "POST") as req:
         page.click("#cropApply")
-    assert 'name="crop_scale"' in (req.value.post_data or "") and "3.45" in (req.value.post_data or "")
+    sent = (req.value.post_data_buffer or b"").decode("latin-1")  # multipart with the photo's bytes
+    assert 'name="crop_scale"' in sent and "3.45" in sent and 'name="crop_vx"' not in sent  # only what changed
     page.wait_for_function(
         "() => document.getElementById('cropNote').textContent.includes('crop_scale=3.45')", timeout=UPLOAD_TIMEOUT_MS
     )
