@@ -224,8 +224,11 @@ class LivePortrait:
         crop: bool = True,
         lmk203: np.ndarray | None = None,
         face_index: int | None = None,
+        crop_options: Any = None,
     ) -> SourceState:
         """Run the once-per-photo work and return the :class:`SourceState`.
+
+        ``crop_options``: crop controls for this photo (a ``CropOptions``; default the face pipeline's own).
 
         ``image``: a path, encoded bytes, or an RGB/gray/RGBA array or PIL image. With ``crop=True`` the
         face pipeline finds and crops the face (and the state can paste frames
@@ -248,7 +251,7 @@ class LivePortrait:
                 )
             from .face import PasteBack
 
-            face = self.face.analyze(rgb, face_index=face_index)
+            face = self.face.analyze(rgb, face_index=face_index, crop=crop_options)
             photo = rgb
             paster = PasteBack.for_face(face, rgb.shape[:2])
             image_256 = face.image_256
@@ -530,6 +533,7 @@ def load_model(
     backend_dtype: str | torch.dtype | None = None,
     backend_options: Mapping[str, Any] | None = None,
     face_models: str = "auto",
+    crop_options: Any = None,
 ) -> LivePortrait:
     """Load the official weights (from ``weights_dir``, ``$LPSTUDIO_WEIGHTS_DIR`` or the cache).
 
@@ -537,7 +541,8 @@ def load_model(
     float32 (default, the golden-parity path), float16 or bfloat16. ``face``: also
     load the face detection and landmark models so sources can be full photos;
     ``face_models`` says which (``auto``, ``insightface``, ``mediapipe``: see
-    :mod:`lpstudio.face.models`).
+    :mod:`lpstudio.face.models`); ``crop_options``: their crop controls
+    (:class:`lpstudio.face.crop_options.CropOptions`, default the official values).
     ``backend``/``backend_dtype``/``backend_options``: the render backend (see :class:`LivePortrait`).
     """
     root = resolve_weights_dir(weights_dir)
@@ -550,7 +555,7 @@ def load_model(
     if face:
         from .face.models import open_face_pipeline
 
-        face_pipeline = open_face_pipeline(face_models, root)
+        face_pipeline = open_face_pipeline(face_models, root, crop_options=crop_options)
     return LivePortrait(
         networks,
         device,

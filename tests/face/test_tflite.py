@@ -196,8 +196,13 @@ def _assert_close(got: list[np.ndarray], want: list[np.ndarray], what: str) -> N
         assert err <= REFERENCE_RTOL * max(1.0, float(np.abs(w).max())), f"{what} output {j}: off by {err:g}"
 
 
+#: The files ``tflite_reference.npz`` holds outputs of (the full-range detector came later and has none: Google's
+#: runtime is not installable here; its reader and conversion are checked against each other and on real photos).
+REFERENCE_KEYS: tuple[str, ...] = ("detector", "iris", "mesh")
+
+
 @needs_models
-@pytest.mark.parametrize("key", sorted(MODEL_FILES))
+@pytest.mark.parametrize("key", REFERENCE_KEYS)
 def test_reader_and_onnx_conversion_match_the_reference_runtime(key: str) -> None:
     """Our interpreter and ONNX graph against TFLite's reference kernels (``ai-edge-litert``) on fixed inputs."""
     inputs, names, want = _reference(key)

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-crop", action="store_true", help="the photo is already a cropped face (resized to 256)")
     p.add_argument("--face-index", type=int, default=None, help="which face to use when there are several")
     p.add_argument("--face-only", action="store_true", help="write the 512x512 face crop instead of the full photo")
-    add_engine_options(p, default_backend="auto")
+    add_engine_options(p, default_backend="auto", crop_controls=True)
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--cache-dir", help="cache rendered clips in this folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -11,8 +11,13 @@ ENV_BACKEND = "LPSTUDIO_BACKEND"
 """Overrides the ``auto`` default of --backend (e.g. ``eager`` in CI, where a calibration is not wanted)."""
 
 
-def add_engine_options(parser: argparse.ArgumentParser, *, default_backend: str = "eager") -> None:
+def add_engine_options(
+    parser: argparse.ArgumentParser, *, default_backend: str = "eager", crop_controls: bool = False
+) -> None:
     """--weights-dir, --device, --dtype, --backend (default ``default_backend``), --backend-dtype, ...
+
+    ``crop_controls``: also the crop controls (``--crop-scale``... :mod:`lpstudio.cli.crop_args`)
+    of the commands that crop faces.
 
     ``serve``, ``animate``, ``speak`` and ``drive`` default to ``auto`` (fast by default);
     one-frame commands (``edit``, ``params``) keep the ``eager`` reference, where a
@@ -66,6 +71,10 @@ def add_engine_options(parser: argparse.ArgumentParser, *, default_backend: str 
         action="store_true",
         help="never download the weights (by default they are downloaded to the default folder on first use)",
     )
+    if crop_controls:
+        from .crop_args import add_crop_options
+
+        add_crop_options(parser)
 
 
 def weights_dir_for(args: argparse.Namespace) -> Path | None:
@@ -116,7 +125,9 @@ def load_engine(args: argparse.Namespace, *, face: bool):
     import sys
 
     from ..engine import AUTO_BACKEND, load_model
+    from .crop_args import crop_options_from
 
+    crop_options = crop_options_from(args)  # a bad value is one error line before anything loads
     options = {"progress": True, "recalibrate": bool(getattr(args, "recalibrate", False))}
     engine = load_model(
         weights_dir_for(args),
@@ -127,6 +138,7 @@ def load_engine(args: argparse.Namespace, *, face: bool):
         backend_dtype=args.backend_dtype,
         backend_options=options if args.backend == AUTO_BACKEND else None,
         face_models=getattr(args, "face_models", "auto"),
+        crop_options=crop_options,
     )
     choice = getattr(engine, "backend_choice", None)
     if choice is not None:

@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--crf", type=int, default=None, help="x264 quality, lower is better (default 15)")
     out.add_argument("--batch-size", type=int, default=4, help="frames per batch (default 4)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_engine_options(p, default_backend="auto")
+    add_engine_options(p, default_backend="auto", crop_controls=True)
     p.set_defaults(handler=run)
 
 

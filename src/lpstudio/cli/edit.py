@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--expression-from", type=Path, default=None, metavar="PHOTO", help="copy the expression of another photo"
     )
     p.add_argument("--pose", action="store_true", help="with --expression-from: copy its head pose too")
-    add_engine_options(p)
+    add_engine_options(p, crop_controls=True)
     p.set_defaults(handler=run)
 
 

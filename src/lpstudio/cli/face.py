@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .common import check_output_path, sample_portrait
+from .crop_args import add_crop_options, crop_options_from
 
 SHEET_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="folder with the official files, for --face-models insightface "
         "(default: $LPSTUDIO_WEIGHTS_DIR or ~/.cache/lpstudio/weights)",
     )
+    add_crop_options(p)
     p.set_defaults(handler=run)
 
 
@@ -46,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from ..imageio import load_image, save_image
     from ..weights import resolve_weights_dir
 
+    crop = crop_options_from(args)  # bad values: one error line before any model loads
     sheet = check_output_path(args.sheet, SHEET_SUFFIXES) if args.sheet is not None else None
     photo = load_image(args.photo if args.photo is not None else sample_portrait())
-    pipeline = open_face_pipeline(args.face_models, resolve_weights_dir(args.weights_dir))
+    pipeline = open_face_pipeline(args.face_models, resolve_weights_dir(args.weights_dir), crop_options=crop)
     report = describe_faces(pipeline, photo.rgb)
     if sheet is not None:
         save_image(sheet, draw_sheet(photo.rgb, report))

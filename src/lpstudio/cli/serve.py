@@ -141,7 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --ray: serve a non-loopback --host without an API key (refused otherwise); "
         "only where a private network guards the port",
     )
-    add_engine_options(p, default_backend="auto")
+    add_engine_options(p, default_backend="auto", crop_controls=True)
     p.set_defaults(handler=run)
 
 

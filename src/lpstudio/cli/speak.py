@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import add_engine_options, check_output_path, load_engine, sample_portrait
+from .crop_args import crop_options_from
 
 OUTPUT_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".mkv")
 DEFAULT_BATCH_SIZE: int = 4
@@ -76,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--crf", type=int, default=None, help="x264 quality, lower is better (default 15)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_engine_options(p, default_backend="auto")
+    add_engine_options(p, default_backend="auto", crop_controls=True)
     p.set_defaults(handler=run)
 
 
@@ -138,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from ..expressions.timeline import check_fps
 
     check_fps(args.fps)
+    crop_options_from(args)  # bad crop controls: one error line before any speech is synthesised
     if not args.dry_run:
         if args.output is None:
             raise ParamError("no output file", hint="give -o talk.mp4 (or --dry-run --json to see the timeline)")

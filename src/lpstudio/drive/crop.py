@@ -18,14 +18,10 @@ from numpy.typing import NDArray
 
 from .. import keypoints as K
 from ..face.crop import CROP_DSIZE, crop_matrix, to_network_input, transform_points, warp_to_crop
+from ..face.crop_options import DRIVING_CROP_SCALE, DRIVING_CROP_VX, DRIVING_CROP_VY, CropOptions
 from ..face.intake import limit_side
 
-DRIVING_CROP_SCALE = 2.2
-"""Square side over landmark extent for driving frames (official ``scale_crop_driving_video``)."""
-DRIVING_CROP_VX = 0.0
-"""Horizontal shift (official ``vx_ratio_crop_driving_video``)."""
-DRIVING_CROP_VY = -0.1
-"""Vertical shift, negative is up (official ``vy_ratio_crop_driving_video``)."""
+__all__ = ["DRIVING_CROP_SCALE", "DRIVING_CROP_VX", "DRIVING_CROP_VY", "DrivingCrop", "DrivingCropper"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,19 +44,30 @@ class DrivingCropper:
 
     ``precropped``: frames are already face crops; they are only resized, and
     searched for landmarks when ``landmarks`` is True (eye/lip retargeting).
+    ``crop``: the crop controls (``driving_scale/vx/vy``, ``det_thresh``); default the face pipeline's own.
     """
 
-    def __init__(self, face: object | None, *, precropped: bool = False, landmarks: bool = False) -> None:
+    def __init__(
+        self,
+        face: object | None,
+        *,
+        precropped: bool = False,
+        landmarks: bool = False,
+        crop: CropOptions | None = None,
+    ) -> None:
         self.face = face
         self.precropped = precropped
         self.landmarks = landmarks
+        self.crop = crop or getattr(face, "crop_options", None) or CropOptions()
         self.m_o2c: NDArray[np.float32] | None = None  # the fixed square, set by the first face
 
     def _lmk203(self, frame: NDArray[np.uint8]) -> NDArray[np.float32] | None:
         """203 landmarks of the largest face in photo coordinates, or None when there is none."""
         face = self.face
         small, m_full2small = limit_side(frame, face.analysis_max_side)  # type: ignore[attr-defined]
-        dets = face.detector.detect(small).largest_first()  # type: ignore[attr-defined]
+        thresh = self.crop.det_thresh
+        detect = face.detector.detect  # type: ignore[attr-defined]
+        dets = (detect(small) if thresh is None else detect(small, score_thresh=thresh)).largest_first()
         if len(dets) == 0:
             return None
         lmk106 = face.landmark106(small, dets.boxes[0])  # type: ignore[attr-defined]
@@ -89,8 +96,9 @@ class DrivingCropper:
         if lmk is None:
             return None
         if self.m_o2c is None:
+            c = self.crop
             self.m_o2c = crop_matrix(
-                lmk, dsize=CROP_DSIZE, scale=DRIVING_CROP_SCALE, vx=DRIVING_CROP_VX, vy=DRIVING_CROP_VY, rotate=False
+                lmk, dsize=CROP_DSIZE, scale=c.driving_scale, vx=c.driving_vx, vy=c.driving_vy, rotate=False
             )
         crop = warp_to_crop(frame, self.m_o2c, CROP_DSIZE)
         eye, lip = self._ratios(transform_points(lmk, self.m_o2c))

@@ -269,18 +269,20 @@ class FaceDetector:
     def from_file(cls, path: Path, providers: list[str] | None = None) -> FaceDetector:
         return cls(open_session(path, providers))
 
-    def detect(self, image_rgb: NDArray[np.uint8]) -> Detections:
+    def detect(self, image_rgb: NDArray[np.uint8], *, score_thresh: float | None = None) -> Detections:
         """Find faces in an RGB image.
 
         Args:
             image_rgb: (H, W, 3) uint8.
+            score_thresh: minimum score for this call (default :attr:`score_thresh`).
 
         Returns:
             Detections in image pixels, best score first, after NMS.
         """
         canvas, scale = letterbox(image_rgb, self.input_hw[0])
         outs = self.session.run(self.output_names, {self.input_name: to_blob(canvas)})
-        raw = decode(list(outs), self.layout, self.input_hw, self.score_thresh)
+        thresh = self.score_thresh if score_thresh is None else score_thresh
+        raw = decode(list(outs), self.layout, self.input_hw, thresh)
         if len(raw) == 0:
             return raw
         boxes = raw.boxes / np.float32(scale)

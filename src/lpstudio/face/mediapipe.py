@@ -65,7 +65,6 @@ DET_INPUT_SIZE: int = 128
 DET_STRIDES: tuple[int, ...] = (8, 16, 16, 16)
 DET_ANCHORS_PER_LAYER: int = 2  # one aspect ratio (1.0) plus the interpolated scale
 DET_ANCHOR_OFFSET: float = 0.5
-DET_COORD_SCALE: float = 128.0
 DET_SCORE_CLIP: float = 100.0
 DET_SCORE_THRESH: float = 0.5
 DET_NMS_IOU: float = 0.3
@@ -253,7 +252,13 @@ class BlazeFaceDetector:
     Args:
         session: ONNX Runtime session of the converted model.
         score_thresh: minimum score.
+
+    ``input_size`` and :meth:`make_anchors` are what another BlazeFace model changes
+    (:class:`lpstudio.face.fullrange.FullRangeDetector`).
     """
+
+    #: Side of the square model input (letterboxed photo); also the decoding scale of boxes.
+    input_size: int = DET_INPUT_SIZE
 
     def __init__(self, session: ort.InferenceSession, score_thresh: float = DET_SCORE_THRESH) -> None:
         self.session = session
@@ -261,33 +266,44 @@ class BlazeFaceDetector:
         outs = {o.name: tuple(o.shape) for o in session.get_outputs()}
         self.reg_name = next(n for n, s in outs.items() if s[-1] == DET_BOX_COORDS + 2 * DET_NUM_KEYPOINTS)
         self.cls_name = next(n for n, s in outs.items() if s[-1] == 1)
-        self.anchors = ssd_anchors()
+        self.anchors = self.make_anchors()
         self.score_thresh = score_thresh
 
-    def _run(self, image: NDArray[np.uint8]) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        """One letterboxed pass: raw boxes, scores and key points in ``image`` pixels (before suppression)."""
+    def make_anchors(self) -> NDArray[np.float32]:
+        """(A, 2) anchor centres in 0..1 of the input, in the model's output order."""
+        return ssd_anchors()
+
+    def _run(
+        self, image: NDArray[np.uint8], score_thresh: float | None = None
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """One letterboxed pass: raw boxes, scores and key points in ``image`` pixels (before suppression).
+
+        ``score_thresh``: minimum score (default :attr:`score_thresh`).
+        """
         h, w = image.shape[:2]
-        s = DET_INPUT_SIZE / max(h, w)
+        size = self.input_size
+        s = size / max(h, w)
         nw, nh = max(1, round(w * s)), max(1, round(h * s))
         interp = cv2.INTER_AREA if s < 1.0 else cv2.INTER_LINEAR
-        canvas = np.zeros((DET_INPUT_SIZE, DET_INPUT_SIZE, 3), np.uint8)
-        px, py = (DET_INPUT_SIZE - nw) // 2, (DET_INPUT_SIZE - nh) // 2
+        canvas = np.zeros((size, size, 3), np.uint8)
+        px, py = (size - nw) // 2, (size - nh) // 2
         canvas[py : py + nh, px : px + nw] = cv2.resize(image, (nw, nh), interpolation=interp)
         x = (canvas.astype(np.float32) / np.float32(127.5) - np.float32(1.0))[None]
         reg, cls = self.session.run([self.reg_name, self.cls_name], {self.input_name: x})
         raw = np.asarray(cls, dtype=np.float64).reshape(-1)
         score = 1.0 / (1.0 + np.exp(-np.clip(raw, -DET_SCORE_CLIP, DET_SCORE_CLIP)))
-        hit = score >= self.score_thresh
+        hit = score >= (self.score_thresh if score_thresh is None else score_thresh)
         r = np.asarray(reg, dtype=np.float64).reshape(-1, DET_BOX_COORDS + 2 * DET_NUM_KEYPOINTS)[hit]
         a = self.anchors[hit].astype(np.float64)
-        cx = r[:, 0] / DET_COORD_SCALE + a[:, 0]
-        cy = r[:, 1] / DET_COORD_SCALE + a[:, 1]
-        bw, bh = r[:, 2] / DET_COORD_SCALE, r[:, 3] / DET_COORD_SCALE
-        kx = r[:, 4::2] / DET_COORD_SCALE + a[:, :1]
-        ky = r[:, 5::2] / DET_COORD_SCALE + a[:, 1:2]
-        # tensor units (0..1 of 128) -> image pixel indices
-        nx = lambda v: (v * DET_INPUT_SIZE - px) / (nw / w) - 0.5  # noqa: E731
-        ny = lambda v: (v * DET_INPUT_SIZE - py) / (nh / h) - 0.5  # noqa: E731
+        scale = float(size)  # x_scale = y_scale = w_scale = h_scale = the input side in both graphs
+        cx = r[:, 0] / scale + a[:, 0]
+        cy = r[:, 1] / scale + a[:, 1]
+        bw, bh = r[:, 2] / scale, r[:, 3] / scale
+        kx = r[:, 4::2] / scale + a[:, :1]
+        ky = r[:, 5::2] / scale + a[:, 1:2]
+        # tensor units (0..1 of the input) -> image pixel indices
+        nx = lambda v: (v * size - px) / (nw / w) - 0.5  # noqa: E731
+        ny = lambda v: (v * size - py) / (nh / h) - 0.5  # noqa: E731
         boxes = np.stack([nx(cx - bw / 2), ny(cy - bh / 2), nx(cx + bw / 2), ny(cy + bh / 2)], axis=1)
         kps = np.stack([nx(kx), ny(ky)], axis=-1)
         return boxes, score[hit], kps
@@ -304,14 +320,14 @@ class BlazeFaceDetector:
         return [(x, y, min(w, x + side), min(h, y + side)) for y in ys for x in xs]
 
     def _tile_pass(
-        self, image: NDArray[np.uint8], side: int
+        self, image: NDArray[np.uint8], side: int, score_thresh: float | None = None
     ) -> list[tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]]:
         """Detections of every tile of one level, in image pixels, without faces cut by an inner tile border."""
         h, w = image.shape[:2]
         out = []
         m = TILE_BORDER_PX
         for x0, y0, x1, y1 in self._tiles(image, side):
-            b, s, k = self._run(image[y0:y1, x0:x1])
+            b, s, k = self._run(image[y0:y1, x0:x1], score_thresh)
             if not s.size:
                 continue
             inner = ((b[:, 0] > m) | (x0 == 0)) & ((b[:, 1] > m) | (y0 == 0))
@@ -320,7 +336,9 @@ class BlazeFaceDetector:
             out.append((b[inner] + np.tile(shift, 2), s[inner], k[inner] + shift))
         return out
 
-    def detect(self, image_rgb: NDArray[np.uint8], thorough: bool = False) -> Detections:
+    def detect(
+        self, image_rgb: NDArray[np.uint8], thorough: bool = False, *, score_thresh: float | None = None
+    ) -> Detections:
         """Faces in an RGB image, best score first.
 
         The whole image is searched first, then overlapping tiles when it shows
@@ -331,13 +349,14 @@ class BlazeFaceDetector:
         Args:
             image_rgb: (H, W, 3) uint8.
             thorough: also search tiles when the faces found are small (group photos).
+            score_thresh: minimum score for this call (default :attr:`score_thresh`).
 
         Returns:
             :class:`~lpstudio.face.detect.Detections` with boxes (N, 4) and
             key points (N, 6, 2) in image pixels.
         """
         h, w = image_rgb.shape[:2]
-        found = [self._run(image_rgb)]
+        found = [self._run(image_rgb, score_thresh)]
 
         def largest() -> float:
             sides = [np.maximum(f[0][:, 2] - f[0][:, 0], f[0][:, 3] - f[0][:, 1]).max() for f in found if f[1].size]
@@ -346,10 +365,10 @@ class BlazeFaceDetector:
         side = min(h, w) // 2
         small_faces = largest() < (TILE_IF_FACE_BELOW * min(h, w) if thorough else 1.0)
         if max(h, w) > TILE_MIN_SIDE and small_faces:
-            found += self._tile_pass(image_rgb, max(side, TILE_MIN_SIDE))
+            found += self._tile_pass(image_rgb, max(side, TILE_MIN_SIDE), score_thresh)
             while largest() == 0.0 and side > TILE_MIN_SIDE:
                 side = max(side // 2, TILE_MIN_SIDE)
-                found += self._tile_pass(image_rgb, side)
+                found += self._tile_pass(image_rgb, side, score_thresh)
         boxes = np.concatenate([f[0] for f in found]).reshape(-1, 4)
         scores = np.concatenate([f[1] for f in found])
         kps = np.concatenate([f[2].reshape(-1, DET_NUM_KEYPOINTS, 2) for f in found])

@@ -1,6 +1,6 @@
 """MediaPipe's face model files: found inside the installed ``mediapipe==0.10.21`` wheel, checked, opened.
 
-The three ``.tflite`` files are read from the wheel's installed files through
+The four ``.tflite`` files are read from the wheel's installed files through
 ``importlib.metadata`` (``mediapipe`` itself is never imported), checked against
 pinned sha256 digests, converted to ONNX by our own converter
 (:mod:`.tflite_onnx`) and run on ONNX Runtime.
@@ -42,6 +42,11 @@ MODEL_FILES: dict[str, ModelFile] = {
         "mediapipe/modules/face_detection/face_detection_short_range.tflite",
         "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
     ),
+    # the full-range detector (faces up to about 5 m; MediaPipe's face_detection_full_range.pbtxt)
+    "detector_full": ModelFile(
+        "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+        "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
+    ),
     "mesh": ModelFile(
         "mediapipe/modules/face_landmark/face_landmark.tflite",
         "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
@@ -77,11 +82,12 @@ def _unavailable(why: str) -> WeightsError:
 
 
 def locate_models(folder: Path | None = None, *, verify: bool = True) -> dict[str, Path]:
-    """Paths of the three model files.
+    """Paths of the model files of :data:`MODEL_FILES`.
 
     Args:
         folder: a folder holding ``face_detection_short_range.tflite``,
-            ``face_landmark.tflite`` and ``iris_landmark.tflite`` (e.g. extracted
+            ``face_detection_full_range_sparse.tflite``, ``face_landmark.tflite``
+            and ``iris_landmark.tflite`` (e.g. extracted
             from the wheel); when None, the installed ``mediapipe`` distribution.
         verify: check each file's sha256 against :data:`MODEL_FILES`.
 

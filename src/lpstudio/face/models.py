@@ -6,7 +6,8 @@ choice         models                                                  licence
 insightface    InsightFace ``det_10g`` (SCRFD) + ``2d106det``, and     InsightFace: non-
                LivePortrait's 203-point ``landmark.onnx`` (downloaded  commercial research
                with the official weights)                              only
-mediapipe      MediaPipe BlazeFace short range + face mesh + iris      Apache-2.0
+mediapipe      MediaPipe BlazeFace short and full range + face mesh    Apache-2.0
+               + iris
                (files of the ``mediapipe==0.10.21`` wheel)
 auto           InsightFace when its files are in the weights folder,
                else MediaPipe when installed, else an error naming both
@@ -19,6 +20,7 @@ downstream (editing, paste-back, video driving, the web app) is the same.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +28,12 @@ from numpy.typing import NDArray
 
 from ..errors import WeightsError
 from ._onnx import DETECTOR_FILE, LANDMARK106_FILE, LANDMARK203_FILE
+from .crop_options import CropOptions
 from .detect import Detections
+from .fullrange import FaceSearch, FullRangeDetector
 from .intake import ANALYSIS_MAX_SIDE
 from .mediapipe import INSTALL_HINT, MediaPipeModels, MeshLandmark106, MeshLandmark203, available, layouts
+from .mediapipe_files import open_model
 from .pipeline import FacePipeline
 
 #: The values of ``--face-models``.
@@ -45,7 +50,8 @@ class MediaPipeFacePipeline(FacePipeline):
     steps itself, like the driving-video cropper, gets the refined mesh);
     :meth:`analyze` does both passes with the detection's eye key points for
     the roll, and adds iris centres as the eye key points. Photos are searched
-    thoroughly (tiles when the faces found are small); ``detector.detect``, which
+    for every face (:class:`~lpstudio.face.fullrange.FaceSearch`: the short- and
+    full-range detectors on the whole photo, the full-range one on tiles); ``detector.detect``, which
     the driving-video cropper calls per frame, searches tiles only when the whole
     frame shows no face, so a frame with a face in view costs one detector pass.
 
@@ -53,6 +59,7 @@ class MediaPipeFacePipeline(FacePipeline):
         folder: folder holding the three ``.tflite`` files (default: the installed wheel).
         providers: ONNX Runtime providers (default CPU).
         analysis_max_side: longest side of the copy detection and landmarks run on.
+        crop_options: the crop controls (default: the official values).
     """
 
     face_models = "mediapipe"
@@ -63,15 +70,28 @@ class MediaPipeFacePipeline(FacePipeline):
         providers: list[str] | None = None,
         *,
         analysis_max_side: int = ANALYSIS_MAX_SIDE,
+        crop_options: CropOptions | None = None,
     ) -> None:
+        self.crop_options = crop_options or CropOptions()
         self.models = MediaPipeModels(folder, providers)
+        full, _ = open_model(self.models.paths["detector_full"], providers or ["CPUExecutionProvider"])
+        self.search = FaceSearch(self.models.detector, FullRangeDetector(full))
+        self._last_search: tuple[tuple, Detections] | None = None
         self.detector = self.models.detector  # type: ignore[assignment]
         self.landmark106 = MeshLandmark106(self.models.mesh)  # type: ignore[assignment]
         self.landmark203 = MeshLandmark203(self.models.mesh)  # type: ignore[assignment]
         self.analysis_max_side = analysis_max_side
 
-    def _detect(self, image: NDArray[np.uint8]) -> Detections:
-        return self.models.detector.detect(image, thorough=True)
+    def _detect(self, image: NDArray[np.uint8], score_thresh: float | None = None) -> Detections:
+        """The photo search, remembered for the last photo: describing or cropping each face of a
+        group photo in turn (``analyze(photo, face_index=i)``) searches it once, not once per face."""
+        key = (image.shape, hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest(), score_thresh)
+        last = self._last_search
+        if last is not None and last[0] == key:
+            return last[1]
+        found = self.search.detect(image, score_thresh=score_thresh)
+        self._last_search = (key, found)  # one tuple, replaced whole: safe to read from another thread
+        return found
 
     def _landmarks(
         self, image: NDArray[np.uint8], dets: Detections, index: int
@@ -112,6 +132,8 @@ def open_face_pipeline(
     choice: str = "auto",
     weights_dir: Path | None = None,
     providers: list[str] | None = None,
+    *,
+    crop_options: CropOptions | None = None,
 ) -> FacePipeline:
     """The face pipeline for a ``--face-models`` choice.
 
@@ -119,16 +141,17 @@ def open_face_pipeline(
         choice: ``auto``, ``insightface`` or ``mediapipe``.
         weights_dir: the folder with the official files (InsightFace models inside).
         providers: ONNX Runtime providers.
+        crop_options: the crop controls (default: the official values).
 
     Raises:
         WeightsError: the chosen models are missing or damaged.
     """
     kind = resolve_face_models(choice, weights_dir)
     if kind == "mediapipe":
-        return MediaPipeFacePipeline(providers=providers)
+        return MediaPipeFacePipeline(providers=providers, crop_options=crop_options)
     if weights_dir is None:
         raise WeightsError(
             "The InsightFace face models need a weights folder.",
             hint="Pass --weights-dir, or choose --face-models mediapipe.",
         )
-    return FacePipeline(Path(weights_dir), providers)
+    return FacePipeline(Path(weights_dir), providers, crop_options=crop_options)

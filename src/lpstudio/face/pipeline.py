@@ -9,6 +9,11 @@
 4. crop 512x512 by the crop rule from the **106** landmarks, but from the
    full-resolution photo (landmarks scaled back up), and area-resize to 256;
 5. eye and lip ratios from the 203 landmarks.
+
+The crop controls (scale, shift, rotation, detection threshold) are one frozen
+:class:`~lpstudio.face.crop_options.CropOptions`: the pipeline's own
+(:attr:`FacePipeline.crop_options`, the official defaults unless set) or one
+passed per call (``crop=``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from numpy.typing import NDArray
 from ..errors import FaceNotFoundError
 from ._onnx import DETECTOR_FILE, LANDMARK106_FILE, LANDMARK203_FILE, model_path
 from .crop import CROP_DSIZE, NET_INPUT_SIZE, crop_face, to_network_input, transform_points
+from .crop_options import CropOptions
 from .detect import Detections, FaceDetector
 from .intake import ANALYSIS_MAX_SIDE, LoadedImage, as_rgb_uint8, limit_side
 from .landmarks import Landmark106, Landmark203, eye_close_ratio, lip_close_ratio, rounded_ratios
@@ -102,6 +108,7 @@ class FacePipeline:
         providers: ONNX Runtime execution providers; default CUDA when
             available, else CPU.
         analysis_max_side: longest side of the copy detection and landmarks run on.
+        crop_options: the crop controls (default: the official values).
 
     Raises:
         WeightsError: a model file is missing or cannot be loaded.
@@ -116,7 +123,9 @@ class FacePipeline:
         providers: list[str] | None = None,
         *,
         analysis_max_side: int = ANALYSIS_MAX_SIDE,
+        crop_options: CropOptions | None = None,
     ) -> None:
+        self.crop_options = crop_options or CropOptions()
         weights_dir = Path(weights_dir)
         paths = [model_path(weights_dir, f) for f in (DETECTOR_FILE, LANDMARK106_FILE, LANDMARK203_FILE)]
         self.detector = FaceDetector.from_file(paths[0], providers)
@@ -132,9 +141,11 @@ class FacePipeline:
         landmark203: Landmark203,
         *,
         analysis_max_side: int = ANALYSIS_MAX_SIDE,
+        crop_options: CropOptions | None = None,
     ) -> FacePipeline:
         """A pipeline from already-built model wrappers (tests, custom sessions)."""
         self = cls.__new__(cls)
+        self.crop_options = crop_options or CropOptions()
         self.detector, self.landmark106, self.landmark203 = detector, landmark106, landmark203
         self.analysis_max_side = analysis_max_side
         return self
@@ -150,24 +161,35 @@ class FacePipeline:
         back = None if small is photo else np.linalg.inv(m_full2small)
         return photo, small, back
 
-    def detect(self, image_rgb: NDArray[np.uint8] | LoadedImage) -> Detections:
-        """All faces in a photo, largest first, in photo pixels (may be empty)."""
-        _, small, back = self._analysis_view(image_rgb)
-        return _to_photo(self._detect(small).largest_first(), back)
+    def detect(self, image_rgb: NDArray[np.uint8] | LoadedImage, *, crop: CropOptions | None = None) -> Detections:
+        """All faces in a photo, largest first, in photo pixels (may be empty).
 
-    def analyze(self, image_rgb: NDArray[np.uint8] | LoadedImage, face_index: int | None = None) -> FaceCrop:
+        ``crop``: options for this call (its ``det_thresh``); default :attr:`crop_options`.
+        """
+        _, small, back = self._analysis_view(image_rgb)
+        return _to_photo(self._detect(small, (crop or self.crop_options).det_thresh).largest_first(), back)
+
+    def analyze(
+        self,
+        image_rgb: NDArray[np.uint8] | LoadedImage,
+        face_index: int | None = None,
+        *,
+        crop: CropOptions | None = None,
+    ) -> FaceCrop:
         """Find, landmark and crop one face.
 
         Args:
             image_rgb: (H, W, 3) uint8 RGB photo at full resolution (or a LoadedImage).
             face_index: which face, counting from the largest (0, the default).
+            crop: crop controls for this call (default :attr:`crop_options`).
 
         Raises:
             FaceNotFoundError: no face, or no face at ``face_index``.
             ImageError: the array is not an image.
         """
+        opts = crop or self.crop_options
         photo, small, back = self._analysis_view(image_rgb)
-        dets = self._detect(small).largest_first()
+        dets = self._detect(small, opts.det_thresh).largest_first()
         h, w = photo.shape[:2]
         if len(dets) == 0:
             raise FaceNotFoundError(f"No face was found in the photo ({w}x{h} pixels).", hint=_NO_FACE_HINT)
@@ -183,7 +205,7 @@ class FacePipeline:
         lmk203_photo = _map(lmk203_small, back)
         all_photo = _to_photo(dets, back)
 
-        crop = crop_face(photo, lmk106_photo)
+        crop = crop_face(photo, lmk106_photo, scale=opts.scale, vx=opts.vx, vy=opts.vy, rotate=opts.rotate)
         lmk203_crop = transform_points(lmk203_photo, crop.M_o2c)
         all_boxes = all_photo.with_scores()
         return FaceCrop(
@@ -217,7 +239,7 @@ class FacePipeline:
             FaceNotFoundError: no face in the image.
         """
         img, small, back = self._analysis_view(crop_rgb)
-        dets = self._detect(small).largest_first()
+        dets = self._detect(small, self.crop_options.det_thresh).largest_first()
         if len(dets) == 0:
             h, w = img.shape[:2]
             raise FaceNotFoundError(
@@ -228,9 +250,14 @@ class FacePipeline:
             )
         return _map(self._landmarks(small, dets, 0)[1], back)
 
-    def _detect(self, image: NDArray[np.uint8]) -> Detections:
-        """Faces of the analysis copy (the MediaPipe pipeline searches photos more thoroughly)."""
-        return self.detector.detect(image)
+    def _detect(self, image: NDArray[np.uint8], score_thresh: float | None = None) -> Detections:
+        """Faces of the analysis copy (the MediaPipe pipeline searches photos more thoroughly).
+
+        ``score_thresh``: minimum score (None: the detector's own).
+        """
+        if score_thresh is None:
+            return self.detector.detect(image)
+        return self.detector.detect(image, score_thresh=score_thresh)
 
     def _landmarks(
         self, image: NDArray[np.uint8], dets: Detections, index: int

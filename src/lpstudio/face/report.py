@@ -8,7 +8,7 @@ JSON-ready dict::
                               "mouth_left": [...], "mouth_right": [...]},
                 "crop": {"corners": [[x, y] x 4], "center": [x, y], "size": s, "angle_deg": a},
                 "eye_ratio": r, "eye_ratios": [left, right], "lip_ratio": r}, ...],
-     "face_models": "mediapipe", "photo_size": [width, height]}
+     "face_models": "mediapipe", "photo_size": [width, height], "crop_options": {"scale": 2.3, ...}}
 
 Coordinates are photo pixels (pixel centres at integers) of the upright photo
 (EXIF orientation applied). "left"/"right" are as seen in the photo:
@@ -86,6 +86,9 @@ def describe_faces(pipeline: FacePipeline, photo: NDArray[np.uint8], max_faces: 
     faces += [face_entry(pipeline.analyze(photo, face_index=i)) for i in range(1, min(found, max_faces))]
     h, w = photo.shape[:2]
     report: dict[str, Any] = {"faces": faces, "face_models": pipeline.face_models, "photo_size": [w, h]}
+    options = getattr(pipeline, "crop_options", None)
+    if options is not None:
+        report["crop_options"] = options.as_dict()
     if found > max_faces:
         report["faces_not_described"] = found - max_faces
     return report

@@ -7,9 +7,11 @@ operator list with ``torch.nn.functional``, which lpstudio depends on anyway.
 
 Only what those models use is supported, and everything else is refused with a
 clear error naming the operator: ``ADD``, ``CONCATENATION``, ``CONV_2D``,
-``DEPTHWISE_CONV_2D``, ``DEQUANTIZE`` (float16 constants), ``MAX_POOL_2D``,
-``AVERAGE_POOL_2D``, ``PAD``, ``RELU``, ``RELU6``, ``LOGISTIC``, ``PRELU`` and
-``RESHAPE``, on float32 tensors with fused activations ``NONE``/``RELU``/``RELU6``.
+``DEPTHWISE_CONV_2D``, ``DEQUANTIZE`` (float16 constants), ``DENSIFY`` (sparse
+constants, expanded when read: :mod:`.tflite_sparse`), ``MAX_POOL_2D``,
+``AVERAGE_POOL_2D``, ``PAD``, ``RELU``, ``RELU6``, ``LOGISTIC``, ``PRELU``,
+``RESHAPE``, ``RESIZE_BILINEAR`` (half-pixel centres or aligned corners) and
+``DEPTH_TO_SPACE``, on float32 tensors with fused activations ``NONE``/``RELU``/``RELU6``.
 
 Facts from the TFLite schema (``tensorflow/lite/schema/schema.fbs``; field
 numbers as in the generated ``schema_py_generated.py``):
@@ -26,6 +28,10 @@ numbers as in the generated ``schema_py_generated.py``):
   ``Pool2DOptions`` 0 padding, 1 stride_w, 2 stride_h, 3 filter_w, 4 filter_h,
   5 activation; ``ConcatenationOptions`` 0 axis, 1 activation;
   ``AddOptions`` 0 activation; ``ReshapeOptions`` 0 new_shape;
+  ``ResizeBilinearOptions`` 2 align_corners, 3 half_pixel_centers (its size is
+  the operator's second input); ``DepthToSpaceOptions`` 0 block_size (TensorFlow's
+  order: output ``(h * b + i, w * b + j, c)`` reads input channel ``(i * b + j) * C + c``);
+  ``Tensor`` 6 sparsity;
 * tensors are NHWC; convolution filters ``(O, H, W, I)``, depthwise filters
   ``(1, H, W, C * multiplier)``; ``SAME`` padding puts the odd pixel after
   (bottom/right), as TensorFlow does.
@@ -46,6 +52,8 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
+from .tflite_sparse import densify
+
 #: The 4-byte file identifier of TFLite flatbuffers (bytes 4..8).
 TFLITE_IDENTIFIER: bytes = b"TFL3"
 
@@ -53,6 +61,7 @@ TFLITE_IDENTIFIER: bytes = b"TFL3"
 OP_ADD, OP_AVERAGE_POOL_2D, OP_CONCATENATION, OP_CONV_2D, OP_DEPTHWISE_CONV_2D = 0, 1, 2, 3, 4
 OP_DEQUANTIZE, OP_LOGISTIC, OP_MAX_POOL_2D, OP_RELU, OP_RELU6, OP_RESHAPE = 6, 14, 17, 19, 21, 22
 OP_PAD, OP_PRELU = 34, 54
+OP_DEPTH_TO_SPACE, OP_RESIZE_BILINEAR, OP_DENSIFY = 5, 23, 124
 #: Codes above this live in ``builtin_code`` (int32) rather than the deprecated byte.
 _PLACEHOLDER_FOR_GREATER_OP_CODES: int = 127
 OP_NAMES: dict[int, str] = {
@@ -69,6 +78,9 @@ OP_NAMES: dict[int, str] = {
     OP_RESHAPE: "RESHAPE",
     OP_PAD: "PAD",
     OP_PRELU: "PRELU",
+    OP_DEPTH_TO_SPACE: "DEPTH_TO_SPACE",
+    OP_RESIZE_BILINEAR: "RESIZE_BILINEAR",
+    OP_DENSIFY: "DENSIFY",
 }
 
 # TensorType codes -> numpy dtypes (only those a constant may have here).
@@ -206,7 +218,9 @@ def parse_tflite(data: bytes, name: str = "model") -> TFLiteGraph:
                 dtype = _TENSOR_DTYPES.get(ttype)
                 if dtype is None:
                     raise TFLiteError(f"{name}: constant tensor '{names[-1]}' has unsupported type {ttype}")
-                constants[i] = np.frombuffer(bytes(raw), dtype=dtype).reshape(shape).copy()
+                values = np.frombuffer(bytes(raw), dtype=dtype)
+                sparsity = t.table(6)
+                constants[i] = values.reshape(shape).copy() if sparsity is None else densify(values, shape, sparsity)
         ops = [_Op(codes[int(op.scalar(0, "I", 0))], op.ints(1), op.ints(2), op.table(4)) for op in sg.tables(3)]
         return TFLiteGraph(shapes, names, types, constants, sg.ints(1), sg.ints(2), ops)
     except (struct.error, IndexError, ValueError) as exc:
@@ -292,12 +306,26 @@ class TFLiteModel:
         g = self.graph
         if code not in OP_NAMES:
             raise TFLiteError(f"{self.name}: operator code {code} is not supported by lpstudio's TFLite reader")
-        if code == OP_DEQUANTIZE:
+        if code in (OP_DEQUANTIZE, OP_DENSIFY):  # constants: folded once (sparse ones were expanded when read)
             src = op.inputs[0]
             if src not in g.constants:
                 raise TFLiteError(f"{what} of a non-constant tensor is not supported")
             g.constants[op.outputs[0]] = np.asarray(g.constants[src], dtype=np.float32)
             return {"skip": True}
+        if code == OP_RESIZE_BILINEAR:
+            size = g.constants.get(op.inputs[1])
+            align = bool(opt.scalar(2, "b", 0)) if opt else False
+            half = bool(opt.scalar(3, "b", 0)) if opt else False
+            if size is None or np.asarray(size).shape != (2,):
+                raise TFLiteError(f"{what}: the output size must be a constant (2,) tensor")
+            if align == half:
+                raise TFLiteError(f"{what}: only half-pixel centres or aligned corners are supported")
+            return {"size": (int(size[0]), int(size[1])), "align_corners": align}
+        if code == OP_DEPTH_TO_SPACE:
+            block = int(opt.scalar(0, "i", 0)) if opt else 0
+            if block < 1:
+                raise TFLiteError(f"{what}: block size {block} is not valid")
+            return {"block": block}
         if code == OP_CONV_2D:
             w = self._const(op.inputs[1])  # (O, H, W, I)
             b = self._const(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
@@ -454,6 +482,13 @@ class TFLiteModel:
             src = x.permute(0, 2, 3, 1) if x.ndim == 4 else x
             y = src.reshape(p["shape"])
             return y.permute(0, 3, 1, 2) if y.ndim == 4 else y
+        if code == OP_RESIZE_BILINEAR:
+            return F.interpolate(x, size=p["size"], mode="bilinear", align_corners=p["align_corners"])
+        if code == OP_DEPTH_TO_SPACE:
+            n, c, h, w = x.shape
+            b = p["block"]
+            y = x.reshape(n, b, b, c // (b * b), h, w).permute(0, 3, 4, 1, 5, 2)
+            return y.reshape(n, c // (b * b), h * b, w * b)
         if code == OP_CONCATENATION:
             parts = [self._value(env, i) for i in op.inputs]
             axis = p["axis"]

@@ -15,7 +15,7 @@ Facts from ``onnx/onnx.proto`` (field numbers): ``ModelProto`` 1 ir_version,
 2 producer_name, 7 graph, 8 opset_import; ``OperatorSetIdProto`` 1 domain,
 2 version; ``GraphProto`` 1 node, 2 name, 5 initializer, 11 input, 12 output;
 ``NodeProto`` 1 input, 2 output, 3 name, 4 op_type, 5 attribute;
-``AttributeProto`` 1 name, 3 i, 8 ints, 20 type (INT = 2, INTS = 7);
+``AttributeProto`` 1 name, 3 i, 4 s, 8 ints, 20 type (INT = 2, STRING = 3, INTS = 7);
 ``TensorProto`` 1 dims, 2 data_type (FLOAT = 1, INT64 = 7), 8 name, 9 raw_data;
 ``ValueInfoProto`` 1 name, 2 type; ``TypeProto`` 1 tensor_type;
 ``TypeProto.Tensor`` 1 elem_type, 2 shape; ``TensorShapeProto`` 1 dim;
@@ -35,6 +35,7 @@ from .tflite import (
     OP_AVERAGE_POOL_2D,
     OP_CONCATENATION,
     OP_CONV_2D,
+    OP_DEPTH_TO_SPACE,
     OP_DEPTHWISE_CONV_2D,
     OP_LOGISTIC,
     OP_MAX_POOL_2D,
@@ -43,6 +44,7 @@ from .tflite import (
     OP_RELU,
     OP_RELU6,
     OP_RESHAPE,
+    OP_RESIZE_BILINEAR,
     PADDING_SAME,
     TFLiteError,
     TFLiteModel,
@@ -53,7 +55,7 @@ from .tflite import (
 ONNX_IR_VERSION: int = 8
 ONNX_OPSET: int = 17
 _FLOAT, _INT64 = 1, 7
-_ATTR_INT, _ATTR_INTS = 2, 7
+_ATTR_INT, _ATTR_STRING, _ATTR_INTS = 2, 3, 7
 #: NHWC <-> NCHW permutations.
 _TO_NCHW = (0, 3, 1, 2)
 _TO_NHWC = (0, 2, 3, 1)
@@ -101,6 +103,18 @@ def _attr_ints(name: str, values: list[int] | tuple[int, ...]) -> bytes:
     return _str(1, name) + b"".join(_int(8, v) for v in values) + _int(20, _ATTR_INTS)
 
 
+def _attr_str(name: str, value: str) -> bytes:
+    return _str(1, name) + _str(4, value) + _int(20, _ATTR_STRING)
+
+
+def _attr(name: str, value: object) -> bytes:
+    if isinstance(value, str):
+        return _attr_str(name, value)
+    if isinstance(value, (list, tuple)):
+        return _attr_ints(name, value)
+    return _attr_int(name, int(value))  # type: ignore[call-overload]
+
+
 def _tensor(name: str, array: NDArray) -> bytes:
     if array.dtype == np.float32:
         dtype = _FLOAT
@@ -139,7 +153,7 @@ class _GraphBuilder:
         body = b"".join(_str(1, i) for i in inputs) + b"".join(_str(2, o) for o in outs)
         body += _str(3, self.fresh("node")) + _str(4, op_type)
         for k, v in attrs.items():
-            body += _bytes(5, _attr_ints(k, v) if isinstance(v, (list, tuple)) else _attr_int(k, int(v)))  # type: ignore[arg-type]
+            body += _bytes(5, _attr(k, v))
         self.nodes.append(body)
         return outs[0]
 
@@ -244,6 +258,13 @@ def tflite_to_onnx(model: TFLiteModel) -> bytes:
             shape = prep["shape"]
             y = b.node("Reshape", [src, b.const(np.asarray(shape, dtype=np.int64), "shape")])
             names[out] = b.node("Transpose", [y], perm=list(_TO_NCHW)) if len(shape) == 4 else y
+        elif code == OP_RESIZE_BILINEAR:
+            h, w = prep["size"]
+            sizes = b.const(np.array([in_shape[0], in_shape[3], h, w], dtype=np.int64), "sizes")
+            mode = "align_corners" if prep["align_corners"] else "half_pixel"
+            names[out] = b.node("Resize", [x, "", "", sizes], mode="linear", coordinate_transformation_mode=mode)
+        elif code == OP_DEPTH_TO_SPACE:  # TensorFlow's order is ONNX's DCR mode
+            names[out] = b.node("DepthToSpace", [x], blocksize=prep["block"], mode="DCR")
         elif code == OP_CONCATENATION:
             nd = len(in_shape)
             axis = prep["axis"] % nd

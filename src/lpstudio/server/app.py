@@ -40,6 +40,7 @@ from .alive import (
     register_viewer,
     start_background,
 )
+from .crop_routes import CROP_UPLOAD_PATH, register_crop_routes
 from .favicon import register_favicon
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
@@ -169,6 +170,7 @@ def create_app(
     register_keep(app)  # downloads, base, saved expressions, face regions (server/keep_routes.py)
     register_alive(app)  # idle segments, gaze atlas, cancel, page close (server/alive.py)
     register_favicon(app)  # /favicon.ico (server/favicon.py)
+    register_crop_routes(app)  # GET /crop-options, POST /source-image/crop (server/crop_routes.py)
     return app
 
 
@@ -183,7 +185,7 @@ def _middleware(app: FastAPI, settings: ServerSettings) -> None:
     limits = settings.limits
 
     def body_limit(path: str) -> int:
-        if path in ("/source-image", DOWNLOAD_PHOTO_PATH):  # the photo download may carry the photo again
+        if path in ("/source-image", CROP_UPLOAD_PATH, DOWNLOAD_PHOTO_PATH):  # a photo download may resend the photo
             return limits.max_upload_body_bytes
         if path == GENERATE_AUDIO_PATH:
             return limits.max_audio_upload_body_bytes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,10 +94,13 @@ async def default_view(state: AppState) -> bytes:
     return state.default_view
 
 
-async def open_source(state: AppState, rgb: np.ndarray, digest: str, face_index: int | None) -> Source:
+async def open_source(
+    state: AppState, rgb: np.ndarray, digest: str, face_index: int | None, crop_options: Any = None
+) -> Source:
     """The prepared photo for ``digest``: from the store, from a preparation in flight, or prepared now.
 
     A new preparation takes an admission slot (429 when ``max_pending_sources`` are in flight).
+    ``crop_options``: the photo's own crop controls (a ``CropOptions``; ``digest`` must include them).
     """
     source = state.sources.get(digest)
     if source is not None:
@@ -104,7 +108,7 @@ async def open_source(state: AppState, rgb: np.ndarray, digest: str, face_index:
     task = state.preparing.get(digest)
     if task is None:
         ticket = state.admission.admit_source()
-        task = state.loop.create_task(_prepare(state, rgb, digest, face_index))
+        task = state.loop.create_task(_prepare(state, rgb, digest, face_index, crop_options))
         state.preparing[digest] = task
 
         def done(fut: asyncio.Future, digest: str = digest) -> None:
@@ -117,10 +121,13 @@ async def open_source(state: AppState, rgb: np.ndarray, digest: str, face_index:
     return await asyncio.shield(task)
 
 
-async def _prepare(state: AppState, rgb: np.ndarray, digest: str, face_index: int | None) -> Source:
+async def _prepare(
+    state: AppState, rgb: np.ndarray, digest: str, face_index: int | None, crop_options: Any = None
+) -> Source:
     crop = state.settings.crop
+    extra = {} if crop_options is None else {"crop_options": crop_options}  # a Ray worker takes none
     prepared = await asyncio.wrap_future(
-        state.worker.prepare_source(rgb, digest=digest, crop=crop, face_index=face_index)
+        state.worker.prepare_source(rgb, digest=digest, crop=crop, face_index=face_index, **extra)
     )
     source = await state.off_loop(lambda: make_source(prepared, rgb, digest))
     state.sources.add(source)

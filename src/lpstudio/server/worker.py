@@ -181,10 +181,17 @@ class RenderWorker:
         return future
 
     def prepare_source(
-        self, rgb: np.ndarray, *, digest: str, crop: bool, face_index: int | None
+        self, rgb: np.ndarray, *, digest: str, crop: bool, face_index: int | None, crop_options: Any = None
     ) -> concurrent.futures.Future[SourceState]:
-        """Prepare a photo (RGB uint8 (H,W,3)) on the worker thread; ``digest`` names it (unused locally)."""
-        return self.call(lambda: self.engine.prepare_source(rgb, crop=crop, face_index=face_index))
+        """Prepare a photo (RGB uint8 (H,W,3)) on the worker thread; ``digest`` names it (unused locally).
+
+        ``crop_options``: this photo's crop controls (a ``CropOptions``), or None for the engine's own.
+        """
+        if crop_options is None:
+            return self.call(lambda: self.engine.prepare_source(rgb, crop=crop, face_index=face_index))
+        return self.call(
+            lambda: self.engine.prepare_source(rgb, crop=crop, face_index=face_index, crop_options=crop_options)
+        )
 
     def submit(self, job: RenderJob) -> RenderJob:
         job.seq = next(self._seq)

@@ -378,7 +378,8 @@ async function openSource(file, { keepView = false } = {}) {
     const form = new FormData();
     form.append("file", file, file.name);
     if (app.session) form.append("replaces", app.session);   // the old photo's background work stops
-    res = await api("/source-image", { method: "POST", body: form }, false);
+    const path = window.lpAdvanced ? window.lpAdvanced.prepare(form) : "/source-image";   // advanced.js: crop
+    res = await api(path, { method: "POST", body: form }, false);
   } else {
     res = await postJSON("/session", {});
   }
