@@ -69,20 +69,22 @@ def prepare_group(
     *,
     extra: Sequence[int] = (),
     max_faces: int = MAX_FACES,
+    boxes: NDArray[np.float32] | None = None,
 ) -> FaceGroup:
     """Find the faces of ``photo``, prepare the chosen ones (plus ``extra`` indices) and their paste-back.
+
+    ``boxes``: the faces already found (:func:`detect_boxes`), to skip detecting them again.
 
     Raises:
         FaceNotFoundError: no face in the photo.
         FaceSelectionError: an index out of range, or too many faces.
     """
-    boxes = detect_boxes(engine, photo)
+    if boxes is None:
+        boxes = detect_boxes(engine, photo)
     if len(boxes) == 0:
         engine.prepare_source(photo, crop=True)  # raises the pipeline's own "no face" error
     indices = resolve_faces(choice, len(boxes), max_faces=max_faces)
-    for i in extra:
-        if i not in indices:
-            indices.append(i)
+    indices += [i for i in extra if i not in indices]
     indices = resolve_faces(tuple(indices), len(boxes), max_faces=max_faces)
     states = tuple(engine.prepare_source(photo, crop=True, face_index=i) for i in indices)
     paste = GroupPaste([s.paster for s in states], [boxes[i] for i in indices])
