@@ -80,7 +80,8 @@ def test_per_face_commands_split(text: str, expected: list[tuple[object, str]]) 
 
 
 @pytest.mark.parametrize(
-    "text", ["고개를 왼쪽으로 돌려", "smile then nod twice", "두 번 깜빡여", "look left and smile", "smile=300:800; 0=400:0"]
+    "text",
+    ["고개를 왼쪽으로 돌려", "smile then nod twice", "두 번 깜빡여", "look left and smile", "smile=300:800; 0=400:0"],
 )
 def test_ordinary_commands_name_no_face(text: str) -> None:
     assert split_face_commands(text) is None

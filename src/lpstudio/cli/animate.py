@@ -41,11 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from ..expressions.cache import ClipCache, source_digest
     from ..expressions.compose import build_timeline
     from ..expressions.render import render_timeline
+    from ..group.commands import check_face_commands, split_face_commands
     from ..imageio import load_image
     from ..video import detect_format
     from ..video_writer import VideoWriter
-
-    from ..group.commands import check_face_commands, split_face_commands
 
     fmt = detect_format(args.output)  # fail on a bad output name before loading anything
     choice = check_faces_args(args)

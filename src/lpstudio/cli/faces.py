@@ -29,5 +29,7 @@ def check_faces_args(args: argparse.Namespace) -> object:
     if choice is not None and getattr(args, "no_crop", False):
         raise ParamError("--faces needs a full photo, not --no-crop", hint="leave out --no-crop to choose faces")
     if choice is not None and getattr(args, "face_index", None) is not None:
-        raise ParamError("--faces and --face-index both choose faces", hint="use one of them (--faces 1 = --face-index 1)")
+        raise ParamError(
+            "--faces and --face-index both choose faces", hint="use one of them (--faces 1 = --face-index 1)"
+        )
     return choice

@@ -52,8 +52,12 @@ _MARKER = re.compile(
     r"|\b(?:face|person)\s*(?:#|no\.?\s*|number\s*)?(?P<enum>\d{1,3})\b\s*:?"  # "face 1", "person #2:"
     r"|\b(?:the\s+)?(?P<enpos>left|right|middle|center|centre)(?:most)?\s+" + _EN_NOUN + r"s?\b\s*:?"
     r"|\b(?:the\s+)?" + _EN_NOUN + r"\s+(?:on\s+the\s+|in\s+the\s+)(?P<enpos2>left|right|middle|center|centre)\b\s*:?"
-    r"|(?P<kopos>왼쪽|오른쪽|가운데)\s*(?:에\s*있는\s*)?" + _KO_NOUN + _KO_PARTICLE
-    + r"|(?P<konum>\d{1,3})\s*번\s*(?:째\s*)?" + _KO_NOUN + _KO_PARTICLE
+    r"|(?P<kopos>왼쪽|오른쪽|가운데)\s*(?:에\s*있는\s*)?"
+    + _KO_NOUN
+    + _KO_PARTICLE
+    + r"|(?P<konum>\d{1,3})\s*번\s*(?:째\s*)?"
+    + _KO_NOUN
+    + _KO_PARTICLE
 )
 _SPACES = re.compile(r"[^\S\n]+")
 _TRAILING = re.compile(r"(?:[\s,;.|]|\band\b|\bthen\b|\bwhile\b|그리고)+$")
@@ -150,7 +154,7 @@ def resolve_face_commands(
         if index in out:
             raise CommandError(
                 f"the command gives face {index} two parts ('{out[index]}' and '{c.text}')",
-                hint="give each face one part (the photo's faces are numbered largest first; `lpstudio face` lists them)",
+                hint="give each face one part (faces are numbered largest first; `lpstudio face` lists them)",
             )
         out[index] = c.text
     return out

@@ -68,7 +68,9 @@ def parse_faces_option(text: str | Sequence[int] | None) -> FaceChoice | None:
     return tuple(indices)
 
 
-def resolve_faces(choice: FaceChoice | None, found: int, *, max_faces: int = MAX_FACES, what: str = "the photo") -> list[int]:
+def resolve_faces(
+    choice: FaceChoice | None, found: int, *, max_faces: int = MAX_FACES, what: str = "the photo"
+) -> list[int]:
     """The face indices to animate, checked against the ``found`` faces.
 
     ``None`` is the default single face (0, the largest). ``"all"`` is every face found,

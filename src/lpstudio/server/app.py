@@ -29,6 +29,7 @@ from ..errors import LPStudioError
 from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
 from ..speech.espeak import speech_available
+from .faces import generate_faces, register_faces, render_faces
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .limits import ServiceLimits
@@ -151,6 +152,7 @@ def create_app(
     _source_routes(app)
     _render_routes(app)
     register_live(app)  # the live mirror's WebSocket (server/live.py)
+    register_faces(app)  # GET /faces (server/faces.py)
     return app
 
 
@@ -319,6 +321,8 @@ def _render_routes(app: FastAPI) -> None:
         state = lp(request)
         state.admission.check_open()
         _, source = state.resolve(body.session)
+        if body.faces is not None:  # several faces in one batch (server/faces.py)
+            return await render_faces(state, source, body, client_of(request))
         params = source.state.neutral_params().replace(**dict(body.params))
         frame = await _render_one(state, source, params, client_of(request))
         jpeg = await state.off_loop(lambda: encode_jpeg(source.compose(frame)))
@@ -330,6 +334,8 @@ def _render_routes(app: FastAPI) -> None:
         state = lp(request)
         state.admission.check_open()
         _, source = state.resolve(body.session)
+        if body.faces is not None:  # several faces, each frame's in one batch (server/faces.py)
+            return await generate_faces(request, state, source, body, client_of(request), received)
         fps = body.fps or state.settings.fps
         idle = state.settings.idle_default if body.idle is None else body.idle
         limits = state.limits

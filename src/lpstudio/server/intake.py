@@ -123,6 +123,10 @@ async def _prepare(state: AppState, rgb: np.ndarray, digest: str, face_index: in
         state.worker.prepare_source(rgb, digest=digest, crop=crop, face_index=face_index)
     )
     source = await state.off_loop(lambda: make_source(prepared, rgb, digest))
+    if crop:
+        from .faces import prepare_faces
+
+        await prepare_faces(state, source, rgb)  # every face of a group photo, counted in its memory
     state.sources.add(source)
     if state.on_new_source is not None:
         state.on_new_source(source)
