@@ -118,3 +118,51 @@ def test_photo_without_a_face(synthetic_weights_dir: Path, tmp_path: Path, capsy
     assert _edit(blank, synthetic_weights_dir, tmp_path / "x.png", "--faces", "all") == 2
     err = capsys.readouterr().err.strip()
     assert "No face was found in the photo (400x300 pixels)" in err and len(err.splitlines()) == 1
+
+
+def _template(path: Path, frames: int, seed: int) -> Path:
+    """A small motion template (near-frontal head, small expression changes): drives without a driving video."""
+    from fractions import Fraction
+
+    from lpstudio.drive.template import MotionTrack, save_motion
+
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "rotation": np.repeat(np.eye(3, dtype=np.float32)[None], frames, axis=0),
+        "exp": (0.01 * rng.normal(size=(frames, 21, 3))).astype(np.float32),
+        "scale": np.ones((frames, 1), np.float32),
+        "t": np.zeros((frames, 3), np.float32),
+        "kp": (0.1 * rng.normal(size=(frames, 21, 3))).astype(np.float32),
+    }
+    return save_motion(path, MotionTrack(arrays, Fraction(10), np.ones(frames, bool), "test"))
+
+
+def test_drive_faces_each_its_own_template(
+    photo_path: Path, synthetic_weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--drive-face 1=b.npz with DRIVING a.npz and --faces all: two faces, one batch per frame, the length of
+    the shorter template."""
+    from lpstudio.engine import LivePortrait
+
+    batches: list[int] = []
+    original = LivePortrait.render_mixed
+    monkeypatch.setattr(
+        LivePortrait, "render_mixed", lambda self, items: batches.append(len(items)) or original(self, items)
+    )
+    a, b = _template(tmp_path / "a.npz", 2, 1), _template(tmp_path / "b.npz", 3, 2)
+    out = tmp_path / "drive.mp4"
+    args = ["drive", str(photo_path), str(a), "--faces", "all", "--drive-face", f"1={b}", "--batch-size", "2"]
+    args += ["--face-models", "mediapipe", "--weights-dir", str(synthetic_weights_dir), "--quiet", "-o", str(out)]
+    assert main(args) == 0
+    assert batches == [2, 2]  # 2 frames (the shorter template), each frame's 2 faces in one batch
+    assert out.is_file() and out.stat().st_size > 0
+
+
+def test_drive_face_out_of_range(photo_path: Path, synthetic_weights_dir: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    a = _template(tmp_path / "a.npz", 2, 1)
+    args = ["drive", str(photo_path), str(a), "--drive-face", f"4={a}", "--face-models", "mediapipe"]
+    assert main([*args, "--weights-dir", str(synthetic_weights_dir), "-o", str(tmp_path / "x.mp4")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "face 4 was asked for, but the photo has 2 faces" in err and len(err.splitlines()) == 1
+    assert main(["drive", str(photo_path), str(a), "--drive-face", "one=a.npz", "-o", str(tmp_path / "x.mp4")]) == 2
+    assert "is not FACE=FILE" in capsys.readouterr().err

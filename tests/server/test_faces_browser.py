@@ -65,7 +65,7 @@ def test_click_a_face_outline_then_a_button(tmp_path: Path) -> None:
         page.wait_for_function("() => document.getElementById('progressText').textContent.includes('done')",
                                timeout=TIMEOUT_MS)  # fmt: skip
         assert bodies[-1]["faces"] == [1] and bodies[-1]["preset"] == "smile"
-        assert engine.batches and set(engine.batches) == {1}
+        assert engine.batches  # face 1 alone: frames of one face (a first frame, then batches of frames)
 
         page.get_by_test_id("faces-all").check()
         engine.batches.clear()
