@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from ..errors import ImageError
 from ..face.composite import GroupPaste
+from ..face.pasteback import PasteBack
 from ..params import EditParams
 from .selection import MAX_FACES, FaceChoice, resolve_faces
 
@@ -87,7 +88,8 @@ def prepare_group(
     indices += [i for i in extra if i not in indices]
     indices = resolve_faces(tuple(indices), len(boxes), max_faces=max_faces)
     states = tuple(engine.prepare_source(photo, crop=True, face_index=i) for i in indices)
-    paste = GroupPaste([s.paster for s in states], [boxes[i] for i in indices])
+    pasters = [s.paster if s.paster is not None else PasteBack.for_face(s.face, photo.shape[:2]) for s in states]
+    paste = GroupPaste(pasters, [boxes[i] for i in indices])
     return FaceGroup(photo=photo, indices=tuple(indices), states=states, boxes=boxes, paste=paste)
 
 
