@@ -64,6 +64,7 @@ def test_render_faces_in_one_batch_and_only_the_chosen_ones(engine_and_client, u
     engine.batches.clear()
     second = _jpeg(client.post("/render", json={"session": session, "params": {"smile": 1.0}, "faces": [1]}))
     assert engine.batches == [1]
+    assert client.app.state.lp.admission.pending_frames == 0  # a group job's rows were all counted as rendered
 
     def mean_change(img: np.ndarray, box: list[float]) -> float:
         x0, y0, x1, y1 = (int(round(v)) for v in box)

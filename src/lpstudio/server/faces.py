@@ -157,8 +157,6 @@ def plan_faces(
             check_face_commands(parts)
             boxes = [f["box"] for f in source.faces]
             texts = resolve_face_commands(parts, boxes)
-            if body.faces in (None, []):
-                indices = []
             indices += [i for i in texts if i not in indices]
     if not indices:
         raise FaceSelectionError("no face chosen", hint="give 'faces' (a list of face numbers, or 'all')")

@@ -455,7 +455,7 @@ class RenderWorker:
                 failed[id(job)] = exc
         for job in jobs:
             if job.ticket is not None:
-                job.ticket.rendered(sum(1 for j, _ in batch if j is job))
+                job.ticket.rendered(job.rows * sum(1 for j, _ in batch if j is job))  # rows: admitted per face
         with self._cond:
             for job in jobs:
                 if id(job) in failed:
