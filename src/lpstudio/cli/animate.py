@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from .common import add_engine_options, load_engine
+from .faces import add_faces_option, check_faces_args
 from .say import add_timeline_options
 
 DEFAULT_BATCH_SIZE: int = 4
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-crop", action="store_true", help="the photo is already a cropped face (resized to 256)")
     p.add_argument("--face-index", type=int, default=None, help="which face to use when there are several")
     p.add_argument("--face-only", action="store_true", help="write the 512x512 face crop instead of the full photo")
+    add_faces_option(p)
     add_engine_options(p, default_backend="auto", crop_controls=True)
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--cache-dir", help="cache rendered clips in this folder")
@@ -39,11 +41,20 @@ def run(args: argparse.Namespace) -> int:
     from ..expressions.cache import ClipCache, source_digest
     from ..expressions.compose import build_timeline
     from ..expressions.render import render_timeline
+    from ..group.commands import check_face_commands, split_face_commands
     from ..imageio import load_image
     from ..video import detect_format
     from ..video_writer import VideoWriter
 
     fmt = detect_format(args.output)  # fail on a bad output name before loading anything
+    choice = check_faces_args(args)
+    per_face = split_face_commands(args.text)
+    if per_face is not None or choice is not None:
+        if per_face is not None:
+            check_face_commands(per_face)  # every face's part understood before loading anything
+        else:
+            build_timeline(args.text, idle=not args.no_idle, seed=args.seed)
+        return _animate_faces(args, fmt, choice, per_face)
     _, timeline = build_timeline(args.text, idle=not args.no_idle, seed=args.seed)
     n_frames = timeline.frame_count(args.fps)
     image = load_image(args.photo).rgb
@@ -88,4 +99,49 @@ def run(args: argparse.Namespace) -> int:
         for f in frames:
             writer.write(f)
     print(f"wrote {Path(args.output)} ({len(frames)} frames, {len(frames) / args.fps:.2f} s, {fmt})")
+    return 0
+
+
+def _animate_faces(args: argparse.Namespace, fmt: str, choice: object, per_face: list | None) -> int:
+    """Several faces of the photo, each on its own track (a per-face command) or all on the same one."""
+    from ..errors import ParamError
+    from ..group.commands import resolve_face_commands
+    from ..group.plan import face_params, face_timelines
+    from ..group.render import detect_boxes, prepare_group, render_group_frames
+    from ..imageio import load_image
+    from ..video_writer import VideoWriter
+
+    if args.no_crop:
+        raise ParamError("a command for several faces needs a full photo, not --no-crop", hint="leave out --no-crop")
+    image = load_image(args.photo).rgb
+    engine = load_engine(args, face=True)
+    boxes = detect_boxes(engine, image)
+    commands = resolve_face_commands(per_face, boxes) if per_face is not None and len(boxes) else None
+    if choice is None and commands is not None:
+        choice = ()  # only the faces the command names
+    group = prepare_group(engine, image, choice, extra=list(commands or ()), boxes=boxes)
+    timelines = face_timelines(
+        group.indices, commands if commands is not None else args.text, idle=not args.no_idle, seed=args.seed
+    )
+    tracks = face_params(timelines, [s.neutral_params() for s in group.states], args.fps)
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tracks[0]), unit="frame", desc=f"rendering {len(group)} faces")
+    count = 0
+    try:
+        with VideoWriter(args.output, args.fps, fmt) as writer:
+            for frame in render_group_frames(
+                engine, group, tracks, rows_per_batch=args.batch_size, paste_back=not args.face_only
+            ):
+                writer.write(frame)
+                count += 1
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    faces = ", ".join(map(str, group.indices))
+    print(f"wrote {Path(args.output)} ({count} frames, {count / args.fps:.2f} s, {fmt}, faces {faces})")
     return 0

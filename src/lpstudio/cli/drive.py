@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .common import add_engine_options, check_output_path, load_engine
+from .faces import add_faces_option, check_faces_args
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv", ".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -38,6 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     crop.add_argument("--no-crop", action="store_true", help="SOURCE is already a cropped face (no paste-back)")
     crop.add_argument("--face-index", type=int, default=None, help="which face of SOURCE, largest first (default 0)")
+    add_faces_option(crop)
+    crop.add_argument(
+        "--drive-face",
+        action="append",
+        default=[],
+        metavar="FACE=FILE",
+        help="drive face FACE (0 = largest) with its own video or motion template, e.g. --drive-face 0=a.mp4 "
+        "--drive-face 1=b.mp4 (repeatable; other chosen faces follow DRIVING)",
+    )
     motion = p.add_argument_group("motion")
     motion.add_argument(
         "--absolute", action="store_true", help="use the driving frames' absolute pose/expression, not relative motion"
@@ -102,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         raise VideoError(f"cannot read {args.driving}: no such file", hint="check the path")
     from ..speech.audio import is_audio_path
 
+    if args.faces is not None or args.drive_face:  # several faces (lpstudio.group.drive)
+        return _drive_faces(args, settings, output)
     if is_audio_path(args.driving):  # speech audio: lip-sync (the `speak --audio` path)
         from .speak import drive_by_audio
 
@@ -149,4 +161,47 @@ def run(args: argparse.Namespace) -> int:
         )
     if summary.template is not None:
         print(f"saved the driving motion to {summary.template}", file=sys.stderr)
+    return 0
+
+
+def _drive_faces(args: argparse.Namespace, settings: object, output: Path) -> int:
+    """``--faces`` / ``--drive-face``: each chosen face follows its own driving (or DRIVING), one video."""
+    from ..errors import ParamError
+    from ..group.drive import drive_group, parse_drive_faces
+    from ..group.render import detect_boxes, prepare_group
+    from ..group.selection import resolve_faces
+    from ..imageio import load_image
+    from ..speech.audio import is_audio_path
+
+    choice = check_faces_args(args)
+    own = parse_drive_faces(args.drive_face)
+    if any(is_audio_path(p) for p in [args.driving, *own.values()]):
+        raise ParamError("speech audio drives one face at a time", hint="leave out --faces/--drive-face for lip-sync")
+    photo = load_image(args.source).rgb
+    start = time.perf_counter()
+    engine = load_engine(args, face=True)
+    boxes = detect_boxes(engine, photo)
+    if len(boxes):
+        resolve_faces(tuple(own), len(boxes))  # a --drive-face index out of range: the usual one-line error
+    group = prepare_group(engine, photo, choice if choice is not None else (), extra=list(own), boxes=boxes)
+    drivings = {i: own.get(i, args.driving) for i in group.indices}
+    summary = drive_group(
+        engine,
+        group,
+        drivings,
+        output,
+        settings,
+        main=args.driving,
+        batch_size=args.batch_size,
+        precropped=args.driving_precropped,
+        audio=not args.no_audio,
+        crf=args.crf,
+        progress=not args.quiet,
+    )
+    faces = ", ".join(f"{i} <- {drivings[i].name}" for i in group.indices)
+    print(
+        f"wrote {output}: {summary.frames} frames, {float(summary.fps):.3g} fps, faces {faces}, "
+        f"{time.perf_counter() - start:.1f}s in all",
+        file=sys.stderr,
+    )
     return 0

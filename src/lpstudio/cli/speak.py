@@ -26,6 +26,7 @@ from typing import Any
 
 from .common import add_engine_options, check_output_path, load_engine, sample_portrait
 from .crop_args import crop_options_from
+from .faces import add_faces_option, check_faces_args
 
 OUTPUT_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".mkv")
 DEFAULT_BATCH_SIZE: int = 4
@@ -73,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-crop", action="store_true", help="the photo is already a cropped face (resized to 256)")
     p.add_argument("--face-index", type=int, default=None, help="which face to use when there are several")
+    add_faces_option(p)
     p.add_argument("--face-only", action="store_true", help="write the 512x512 face crop instead of the full photo")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--crf", type=int, default=None, help="x264 quality, lower is better (default 15)")
@@ -140,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_fps(args.fps)
     crop_options_from(args)  # bad crop controls: one error line before any speech is synthesised
+    faces = check_faces_args(args)
     if not args.dry_run:
         if args.output is None:
             raise ParamError("no output file", hint="give -o talk.mp4 (or --dry-run --json to see the timeline)")
@@ -175,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         crf=args.crf,
         progress=not args.no_progress,
         sentence_chars=sentence_lengths(text, args.as_command, args.audio),
+        faces=faces,
     )
     print(
         f"wrote {args.output} ({summary['frames']} frames, {summary['video_s']:.2f} s video, "
@@ -197,12 +201,15 @@ def render_speech(
     crf: int | None = None,
     progress: bool = True,
     sentence_chars: Sequence[int] | None = None,
+    faces: Any = None,
 ) -> dict[str, Any]:
     """Render speaking clips one after the other into ``output`` with their audio (streamed).
 
     The progress bar shows frames done, the total and the time left: the total is exact for
     the clips synthesised so far plus, for the sentences still to come (``sentence_chars``,
     the characters of each clip's sentence), their characters at the speech rate heard so far.
+    ``faces`` (a ``--faces`` choice): every chosen face of the photo says it, each frame's faces in one
+    render batch, pasted back into one photo (:mod:`lpstudio.group`).
 
     The first clip is produced (speech synthesised, audio analysed) before the engine loads, so a
     missing speech library or a bad audio file fails in a second. Frame ``k`` is at ``k / fps`` on
@@ -217,7 +224,14 @@ def render_speech(
     first = next(it)
     image = load_image(photo if photo is not None else sample_portrait()).rgb
     engine = load_engine(engine_args, face=crop)
-    state = engine.prepare_source(image, crop=crop, face_index=face_index)
+    group = None
+    if faces is not None:
+        from ..group.render import prepare_group, render_group_frames
+
+        group = prepare_group(engine, image, faces)
+        state = group.states[0]
+    else:
+        state = engine.prepare_source(image, crop=crop, face_index=face_index)
     base = state.neutral_params()
     paste = crop and not face_only
 
@@ -243,13 +257,19 @@ def render_speech(
                     bar.total = estimate.total(n_end, end)  # exact so far, plus the sentences still to come
                     bar.refresh()
                 times = [k * 1000.0 / fps - t0 for k in range(frames, n_end)]
-                params = _params(sample_timeline_at(clip.timeline, times, base))
-                for i in range(0, len(params), chunk):
-                    for out in engine.render(state, params[i : i + chunk], batch_size=batch_size):
-                        writer.write(engine.paste_back(state, out) if paste else out)
-                        frames += 1
-                        if bar is not None:
-                            bar.update(1)
+                if group is not None:  # every chosen face says it: each face on its own base pose
+                    tracks = [
+                        _params(sample_timeline_at(clip.timeline, times, s.neutral_params())) for s in group.states
+                    ]
+                    outs = render_group_frames(engine, group, tracks, rows_per_batch=batch_size, paste_back=paste)
+                else:
+                    outs = _single_face(engine, state, _params(sample_timeline_at(clip.timeline, times, base)),
+                                        chunk, batch_size, paste)  # fmt: skip
+                for out in outs:
+                    writer.write(out)
+                    frames += 1
+                    if bar is not None:
+                        bar.update(1)
                 t0, audio_ms = end, end
                 if language != clip.language:
                     language = "mixed"
@@ -292,6 +312,13 @@ def sentence_lengths(text: str | None, as_command: bool, audio: Path | None) -> 
     from ..speech.text import check_text, split_sentences
 
     return [len(s) for s in split_sentences(check_text(text))]
+
+
+def _single_face(engine: Any, state: Any, params: list[Any], chunk: int, batch_size: int, paste: bool) -> Any:
+    """Frames of one face, rendered ``chunk`` parameter sets per engine call (pasted back when ``paste``)."""
+    for i in range(0, len(params), chunk):
+        for out in engine.render(state, params[i : i + chunk], batch_size=batch_size):
+            yield engine.paste_back(state, out) if paste else out
 
 
 def _params(rows: Any) -> list[Any]:

@@ -41,6 +41,7 @@ from .alive import (
     start_background,
 )
 from .crop_routes import CROP_UPLOAD_PATH, register_crop_routes
+from .faces import generate_faces, register_faces, render_faces
 from .favicon import register_favicon
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
@@ -171,6 +172,7 @@ def create_app(
     register_alive(app)  # idle segments, gaze atlas, cancel, page close (server/alive.py)
     register_favicon(app)  # /favicon.ico (server/favicon.py)
     register_crop_routes(app)  # GET /crop-options, POST /source-image/crop (server/crop_routes.py)
+    register_faces(app)  # GET /faces (server/faces.py)
     return app
 
 
@@ -345,6 +347,8 @@ def _render_routes(app: FastAPI) -> None:
         state = lp(request)
         state.admission.check_open()
         _, source = state.resolve(body.session)
+        if body.faces is not None:  # several faces in one batch (server/faces.py)
+            return await render_faces(state, source, body, client_of(request))
         params = session_base(state, body.session, source).replace(**dict(body.params))
         frame = await _render_one(state, source, params, client_of(request))
         jpeg = await state.off_loop(lambda: encode_jpeg(source.compose(frame)))
@@ -356,6 +360,8 @@ def _render_routes(app: FastAPI) -> None:
         state = lp(request)
         state.admission.check_open()
         _, source = state.resolve(body.session)
+        if body.faces is not None:  # several faces, each frame's in one batch (server/faces.py)
+            return await generate_faces(request, state, source, body, client_of(request), received)
         fps = body.fps or state.settings.fps
         idle = state.settings.idle_default if body.idle is None else body.idle
         limits = state.limits

@@ -130,6 +130,10 @@ async def _prepare(
         state.worker.prepare_source(rgb, digest=digest, crop=crop, face_index=face_index, **extra)
     )
     source = await state.off_loop(lambda: make_source(prepared, rgb, digest))
+    if crop:
+        from .faces import prepare_faces
+
+        await prepare_faces(state, source, rgb)  # every face of a group photo, counted in its memory
     state.sources.add(source)
     if state.on_new_source is not None:
         state.on_new_source(source)

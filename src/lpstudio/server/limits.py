@@ -121,6 +121,9 @@ class ServiceLimits:
     """Prepared photos kept (each ~8.5 MB of appearance features plus its display image)."""
     max_session_memory_bytes: int = 1024 * MIB
     """Memory the prepared photos may use together; idle ones are dropped first."""
+    max_faces: int = 4
+    """Faces of one photo prepared and animated together (largest first; each ~8.5 MB of features counted in
+    the photo's memory, and one renderer row per frame)."""
     max_session_ids: int = 4096
     """Page session ids remembered (a few hundred bytes each); many pages may share one photo."""
     max_photos_per_client: int = 16

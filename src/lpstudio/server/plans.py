@@ -54,6 +54,9 @@ class GenerateRequest(BaseModel):
     idle: bool | None = Field(None, description="layer idle liveliness under the command (default: server setting)")
     fps: float | None = Field(None, gt=0.0, le=120.0, allow_inf_nan=False)
     seed: int = Field(0, ge=0, le=MAX_SEED)
+    faces: list[int] | str | None = Field(
+        None, max_length=64, description="faces to animate: numbers (0 = largest) or 'all'; default the session's face"
+    )
 
 
 class RenderRequest(BaseModel):
@@ -61,6 +64,9 @@ class RenderRequest(BaseModel):
 
     session: str = Field(..., max_length=256)
     params: dict[str, float | None] = Field(default_factory=dict, description="parameter values; the rest neutral")
+    faces: list[int] | str | None = Field(
+        None, max_length=64, description="faces to animate: numbers (0 = largest) or 'all'; default the session's face"
+    )
 
 
 @dataclass(frozen=True)

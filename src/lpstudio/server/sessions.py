@@ -124,6 +124,8 @@ class Source:
     last_used: float = field(default_factory=time.monotonic)
     owner: str | None = None  # the client (address) that first sent it, once known (its quota counts it)
     pieces: Any = None  # its idle segments and gaze atlas (server/pieces.py), counted in nbytes as they arrive
+    face_states: list = field(default_factory=list)  # every animatable face's SourceState, largest first (faces.py)
+    face_pasters: list = field(default_factory=list)  # their PasteBacks at display resolution
 
     def compose(self, frame: np.ndarray) -> np.ndarray:
         """A rendered (512,512,3) crop as the page shows it: pasted into the display photo."""
@@ -133,6 +135,13 @@ class Source:
         if frame.shape[:2] == (h, w):
             return frame
         return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+
+    def compose_faces(self, indices: list[int], crops: list[np.ndarray]) -> np.ndarray:
+        """Rendered (512,512,3) crops of faces ``indices`` pasted into the display photo, larger faces on top."""
+        from ..face.composite import GroupPaste
+
+        boxes = [self.faces[i]["box"] for i in indices]
+        return GroupPaste([self.face_pasters[i] for i in indices], boxes)(crops, self.display)
 
 
 def make_source(state: SourceState, image: np.ndarray, digest: str) -> Source:
@@ -185,6 +194,7 @@ class Session:
             "height": h,
             "faces": source.faces,
             "face_index": getattr(state.face, "face_index", None),
+            "animatable_faces": len(source.face_states),
             "ratios_estimated": state.ratios_estimated,
             "neutral": state.neutral_params().as_dict(),
         }

@@ -43,6 +43,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from starlette.responses import StreamingResponse
@@ -400,10 +401,12 @@ class ClipHub:
         *,
         keep: bool = False,
         client: str = ANONYMOUS_CLIENT,
+        **job_options: Any,
     ) -> SharedClip:
         """Submit a render of ``params`` on ``source``; its frames become lines of the returned clip.
 
-        ``client``: who asked (the worker shares each priority fairly between clients).
+        ``client``: who asked (the worker shares each priority fairly between clients); ``job_options``
+        go to the :class:`~lpstudio.server.worker.RenderJob` (``faces``, ``face_params`` of a group clip).
         """
         clip = SharedClip(self, key, len(params), source)
         clip.keep = keep
@@ -427,6 +430,7 @@ class ClipHub:
             ticket=ticket,
             digest=source.digest,
             client=client,
+            **job_options,
         )
         source.active += 1
         self.clips[key] = clip

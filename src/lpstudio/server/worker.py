@@ -93,7 +93,9 @@ class RenderJob:
     seq: int = 0
     cancelled: threading.Event = field(default_factory=threading.Event)
     cancel_reason: BaseException | None = None
-    x_d: torch.Tensor | None = None  # (N,21,3), computed on the worker thread
+    x_d: torch.Tensor | None = None  # (N,21,3), or (N,faces,21,3) for a group job; computed on the worker thread
+    faces: Sequence[SourceState] | None = None  # a group job: one state per face (``state`` is the first)
+    face_params: Sequence[Sequence[EditParams]] | None = None  # a group job: each face's params, len(params) each
     next_index: int = 0
     started: float = field(default_factory=time.perf_counter)
     last_taken: float = field(default_factory=time.perf_counter)  # when the worker last took one of its frames
@@ -133,6 +135,14 @@ class RenderJob:
                 self._worker.notify()
 
     @property
+    def rows(self) -> int:
+        """Renderer rows per frame: the number of faces of a group job, else 1.
+
+        A group job's frame is the list of its faces' crops (one batch), given to ``on_frame`` as a list.
+        """
+        return len(self.faces) if self.faces else 1
+
+    @property
     def remaining(self) -> int:
         """Frames not yet taken by the worker."""
         return len(self.params) - self.next_index
@@ -149,6 +159,9 @@ class RenderWorker:
 
     ``on_batch(n_frames, seconds)``, when set, is called after each rendered batch (metrics).
     """
+
+    renders_faces = True
+    """Renders group jobs (``RenderJob.faces``): a frame's faces in one batch (:mod:`lpstudio.server.faces`)."""
 
     def __init__(self, engine: LivePortrait, batch_size: int = 4, background_batch_size: int | None = None) -> None:
         self.engine = engine
@@ -347,19 +360,21 @@ class RenderWorker:
         budget = {id(j): (1 if first_frames else j.available) for j in jobs}
         cursor = dict.fromkeys(order, 0)
         out: list[RenderJob] = []
-        while len(out) < n:
+        rows = 0  # renderer rows taken: a group job's frame takes one per face (the first pick always fits)
+        while rows < n:
             progressed = False
             for client in order:
                 queue_ = clients[client]
                 for step in range(len(queue_)):  # this client's next job with a frame left
                     job = queue_[(cursor[client] + step) % len(queue_)]
-                    if budget[id(job)] > 0:
+                    if budget[id(job)] > 0 and (not out or rows + job.rows <= n):
                         budget[id(job)] -= 1
                         out.append(job)
+                        rows += job.rows
                         cursor[client] = (cursor[client] + step + 1) % len(queue_)
                         progressed = True
                         break
-                if len(out) >= n:
+                if rows >= n:
                     break
             if not progressed:
                 break
@@ -381,13 +396,22 @@ class RenderWorker:
 
         Out of memory splits the batch in halves and retries each; non-finite frames fail only their jobs.
         """
+        rows: list[tuple[SourceState, torch.Tensor]] = []
+        owner: list[int] = []  # item of each row
+        for k, (j, i) in enumerate(items):
+            if j.faces:  # a group job: all its faces of frame i in this batch
+                rows.extend((face, j.x_d[i, f]) for f, face in enumerate(j.faces))
+                owner.extend([k] * len(j.faces))
+            else:
+                rows.append((j.state, j.x_d[i]))
+                owner.append(k)
         try:
-            return list(self.engine.render_mixed([(j.state, j.x_d[i]) for j, i in items]))
+            return _per_item(list(self.engine.render_mixed(rows)), owner, items)
         except NonFiniteOutputError as exc:
             for row in exc.frames:
-                failed.setdefault(id(items[row][0]), exc)
-            partial = list(exc.partial) + [None] * (len(items) - len(exc.partial))
-            return partial[: len(items)]
+                failed.setdefault(id(items[owner[row]][0]), exc)
+            partial = list(exc.partial) + [None] * (len(rows) - len(exc.partial))
+            return _per_item(partial[: len(rows)], owner, items)
         except Exception as exc:
             if is_out_of_memory(exc) and len(items) > 1:
                 self.oom_splits += 1
@@ -413,7 +437,14 @@ class RenderWorker:
         for job in jobs:
             if job.x_d is None:
                 try:
-                    job.x_d = self.engine.edited_keypoints(job.state, job.params, stitching=job.stitching)
+                    if job.faces:
+                        per_face = [
+                            self.engine.edited_keypoints(face, list(p), stitching=job.stitching)
+                            for face, p in zip(job.faces, job.face_params or (), strict=True)
+                        ]
+                        job.x_d = torch.stack(per_face, dim=1)  # (frames, faces, 21, 3)
+                    else:
+                        job.x_d = self.engine.edited_keypoints(job.state, job.params, stitching=job.stitching)
                 except Exception as exc:
                     failed[id(job)] = exc
         items = [(j, i) for j, i in batch if id(j) not in failed and not j.cancelled.is_set()]
@@ -440,7 +471,7 @@ class RenderWorker:
                 failed[id(job)] = exc
         for job in jobs:
             if job.ticket is not None:
-                job.ticket.rendered(sum(1 for j, _ in batch if j is job))
+                job.ticket.rendered(job.rows * sum(1 for j, _ in batch if j is job))  # rows: admitted per face
         with self._cond:
             for job in jobs:
                 if id(job) in failed:
@@ -448,6 +479,18 @@ class RenderWorker:
                     self._finish(job, failed[id(job)])
                 elif job.remaining == 0 and not job.cancelled.is_set():
                     self._finish(job, None)
+
+
+def _per_item(frames: list[np.ndarray | None], owner: list[int], items: list[tuple[RenderJob, int]]) -> list[Any]:
+    """Rendered rows back to one result per item: a frame, a group job's list of crops, or None if any row failed."""
+    out: list[Any] = []
+    for k, (job, _) in enumerate(items):
+        mine = [f for f, o in zip(frames, owner) if o == k]
+        if job.faces:
+            out.append(None if any(f is None for f in mine) else mine)
+        else:
+            out.append(mine[0] if mine else None)
+    return out
 
 
 async def render_frames(

@@ -117,6 +117,7 @@ async function api(path, options = {}, retry = true, attempt = 0) {
 }
 
 function postJSON(path, body, extra = {}) {
+  if (window.lpFacesBody) body = window.lpFacesBody(path, body);   // faces.js: the chosen face(s)
   return api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), ...extra });
 }
 
@@ -389,6 +390,7 @@ async function openSource(file, { keepView = false } = {}) {
   app.neutral = info.neutral;
   app.idleFrames = null;
   if (window.lpAlive) lpAlive.newSource(app.session);
+  if (window.lpFacesOpened) window.lpFacesOpened(info);   // faces.js: outline the faces
   if (!keepView) {
     const img = await api(`/source-image?session=${encodeURIComponent(app.session)}`, {}, false);
     app.base = await bitmapFrom(await img.blob());

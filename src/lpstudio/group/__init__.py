@@ -1,0 +1,11 @@
+"""Group photos: every chosen face of a photo moves, each with its own command (issue 21 section 2).
+
+* :mod:`.selection` -- ``--faces all|0,2``, face numbering (largest first) and left/right positions;
+* :mod:`.commands` -- per-face commands (``"0:smile; 1:wink"``, ``"face 0 smile, face 1 wink"``,
+  ``"왼쪽 사람은 웃고 오른쪽 사람은 윙크"``);
+* :mod:`.plan` -- one parameter track per face;
+* :mod:`.render` -- prepare the faces, render each frame's faces in one batch, paste them back
+  in depth order (:class:`lpstudio.face.composite.GroupPaste`).
+"""
+
+from __future__ import annotations

@@ -1,0 +1,268 @@
+"""Group photos on the server: every face of an upload prepared, ``faces`` on ``/render`` and ``/generate``.
+
+* Intake (:func:`prepare_faces`): after the photo's main face, every other face found (up to
+  :attr:`~lpstudio.server.limits.ServiceLimits.max_faces`, largest first) is prepared on the
+  render worker; their states and display-resolution paste-backs are kept on the
+  :class:`~lpstudio.server.sessions.Source`, and counted in its memory.
+* ``GET /faces?session=``: the face boxes (display pixels, largest first) and how many can be animated.
+* ``/render`` and ``/generate`` with ``faces`` (a list of face numbers, or ``"all"``): the worker renders
+  each frame's faces in one batch (a group :class:`~lpstudio.server.worker.RenderJob`), and the frame
+  is pasted back in depth order. A ``/generate`` command may give each face its own part
+  (:mod:`lpstudio.group.commands`). A face number out of range is a 400 naming the range.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from ..errors import CommandError, LPStudioError
+from ..expressions.idle import idle_timeline
+from ..group.commands import check_face_commands, resolve_face_commands, split_face_commands
+from ..group.selection import FaceSelectionError, parse_faces_option, resolve_faces
+from ..params import EditParams
+from .plans import GenerateRequest, RenderRequest, plan_clip, sample_clip
+from .sessions import Source, encode_jpeg, nbytes_of
+from .speech import request_speaks
+from .state import AppState
+from .streams import NDJSONResponse, Viewer
+from .worker import PRIORITY_CLIP, PRIORITY_INTERACTIVE, render_frames
+
+FACES_PATH = "/faces"
+
+
+async def prepare_faces(state: AppState, source: Source, rgb: np.ndarray) -> None:
+    """Prepare the other faces of a photo (up to ``max_faces``) and their display paste-backs on ``source``.
+
+    Runs before the source is stored, so its memory (``nbytes``) counts every face.
+    """
+    face = source.state.face
+    if face is None or source.paster is None:
+        return
+    boxes = np.asarray(face.all_boxes)
+    count = min(len(boxes), state.limits.max_faces)
+    states: dict[int, Any] = {}
+    if face.face_index < count:
+        states[face.face_index] = source.state
+    for i in range(count):
+        if i not in states:
+            future = state.worker.prepare_source(rgb, digest=source.digest, crop=True, face_index=i)
+            states[i] = await asyncio.wrap_future(future)
+
+    def finish() -> None:
+        from ..face import PasteBack
+
+        ph, pw = rgb.shape[:2]
+        h, w = source.display.shape[:2]
+        scale = np.diag([w / pw, h / ph, 1.0])
+        slim = [dataclasses.replace(states[i], photo=None, paster=None) for i in range(count)]
+        pasters = [PasteBack(scale @ np.asarray(s.face.M_c2o, dtype=np.float64), (h, w)) for s in slim]
+        source.face_states = slim
+        source.face_pasters = pasters
+        extra = [s for i, s in enumerate(slim) if i != face.face_index]
+        source.nbytes += sum(nbytes_of(s) for s in extra) + sum(nbytes_of(p) for p in pasters)
+
+    await state.off_loop(finish)
+
+
+def faces_info(source: Source) -> dict[str, Any]:
+    """The face boxes of a source (display pixels, largest first) and how many of them can be animated."""
+    return {"faces": source.faces, "animatable": len(source.face_states), "face_index": source.state.face.face_index
+            if source.state.face is not None else None}  # fmt: skip
+
+
+def chosen_faces(source: Source, faces: str | Sequence[int] | None) -> list[int]:
+    """Face numbers of a request's ``faces``, checked against the photo (400 naming the range)."""
+    if not source.face_states:
+        raise FaceSelectionError(
+            "this portrait has no faces to choose from (a pre-cropped face or a photo of one face)",
+            hint="leave out 'faces'",
+        )
+    try:
+        choice = parse_faces_option(faces if isinstance(faces, str) else list(faces or []))
+    except LPStudioError as exc:
+        raise FaceSelectionError(exc.message.replace("--faces", "faces"), hint=exc.hint) from None
+    return resolve_faces(choice, len(source.faces), max_faces=len(source.face_states), what="the photo")
+
+
+def _check_worker(state: AppState) -> None:
+    if not getattr(state.worker, "renders_faces", False):
+        raise LPStudioError(
+            "this server's renderer animates one face at a time", hint="leave out 'faces' (or serve without --ray)"
+        )
+
+
+def _check_animatable(source: Source, indices: Sequence[int]) -> None:
+    n = len(source.face_states)
+    beyond = [i for i in indices if i >= n]
+    if beyond:
+        raise FaceSelectionError(
+            f"face {beyond[0]} is found in the photo, but only its {n} largest faces (0 to {n - 1}) can be animated",
+            hint=f"choose faces from 0 to {n - 1}",
+        )
+
+
+async def render_faces(state: AppState, source: Source, body: RenderRequest, client: str) -> Response:
+    """``/render`` with ``faces``: the same parameters on each chosen face, one batch, one composite JPEG."""
+    _check_worker(state)
+    indices = chosen_faces(source, body.faces)
+    _check_animatable(source, indices)
+    states = [source.face_states[i] for i in indices]
+    params = [[s.neutral_params().replace(**dict(body.params))] for s in states]
+    ticket = state.admission.admit_job(len(states))  # one renderer row per face
+    source.active += 1
+    try:
+        frames = await render_frames(
+            state.worker,
+            states[0],
+            params[0],
+            priority=PRIORITY_INTERACTIVE,
+            what="preview",
+            ticket=ticket,
+            digest=source.digest,
+            client=client,
+            faces=states,
+            face_params=params,
+        )
+    finally:
+        source.active -= 1
+    jpeg = await state.off_loop(lambda: encode_jpeg(source.compose_faces(indices, frames[0])))
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+def plan_faces(
+    body: GenerateRequest, source: Source, *, fps: float, idle: bool, limits: Any
+) -> tuple[list[int], list[list[EditParams]], dict[str, Any]]:
+    """``(face numbers, per-face parameter tracks of one length, start info)`` of a ``/generate`` with ``faces``.
+
+    A command naming faces gives each its part; the chosen faces it does not name idle (or stay still);
+    a preset or an ordinary command is done by every chosen face (each with its own idle seed).
+    """
+    if request_speaks(body.preset, body.command, idle_loop=body.idle_loop, limits=limits):
+        raise CommandError("speaking is not available for several faces at once yet", hint="choose one face for speech")
+    indices = chosen_faces(source, body.faces)
+    texts: dict[int, str] | None = None
+    if body.command and not body.idle_loop and not body.preset:
+        limits.check_command(body.command)
+        parts = split_face_commands(body.command)
+        if parts is not None:
+            check_face_commands(parts)
+            boxes = [f["box"] for f in source.faces]
+            texts = resolve_face_commands(parts, boxes)
+            indices += [i for i in texts if i not in indices]
+    if not indices:
+        raise FaceSelectionError("no face chosen", hint="give 'faces' (a list of face numbers, or 'all')")
+    _check_animatable(source, indices)
+    plans: dict[int, Any] = {}
+    for i in indices:
+        if texts is not None and i not in texts:
+            continue
+        update: dict[str, Any] = {"seed": body.seed + i}
+        if texts is not None:
+            update["command"] = texts[i]
+        plans[i] = plan_clip(body.model_copy(update=update), fps=fps, idle=idle, limits=limits)
+    tracks = []
+    longest = max((p.timeline.duration_ms for p in plans.values()), default=0.0)
+    for i in indices:
+        base = source.face_states[i].neutral_params()
+        if i in plans:
+            tracks.append(sample_clip(plans[i], base))
+        elif idle and longest > 0:
+            tracks.append(idle_timeline(longest, body.seed + i).sample(fps, base))
+        else:
+            tracks.append([base])
+    n = max(len(t) for t in tracks)
+    tracks = [t + [t[-1]] * (n - len(t)) for t in tracks]
+    first = plans[indices[0]] if indices[0] in plans else next(iter(plans.values()), None)
+    start = {"fps": fps, "faces": indices, "steps": first.steps if first else [], "plan": first.plan if first else None,
+             "speaks": False}  # fmt: skip
+    return indices, tracks, start
+
+
+async def generate_faces(
+    request: Request, state: AppState, source: Source, body: GenerateRequest, client: str, received: float
+) -> NDJSONResponse:
+    """``/generate`` with ``faces``: planned off the loop, rendered a frame's faces per batch, streamed as NDJSON."""
+    _check_worker(state)
+    fps = body.fps or state.settings.fps
+    idle = state.settings.idle_default if body.idle is None else body.idle
+    limits = state.limits
+    indices, tracks, start = await request.app.state.plan_slots.run(
+        state.off_loop, lambda: plan_faces(body, source, fps=fps, idle=idle, limits=limits)
+    )
+    key = (
+        "faces:"
+        + hashlib.sha256(
+            json.dumps(
+                [source.digest, indices, body.model_dump(), fps, idle, state.settings_key()], default=str
+            ).encode()
+        ).hexdigest()
+    )
+    hub = state.hub
+    view = FaceView(source, indices)
+    stream_ticket = state.admission.admit_stream(client, body.session)
+    try:
+        clip = hub.find(key)
+        how = "cached" if clip is not None and clip.cached else "shared"
+        if clip is None:
+            job_ticket = state.admission.admit_job(len(tracks[0]) * len(indices))  # renderer rows
+            states = [source.face_states[i] for i in indices]
+            clip = hub.start(key, view, tracks[0], PRIORITY_CLIP, job_ticket, client=client, faces=states,
+                             face_params=tracks)  # fmt: skip
+            how = "rendered"
+        h, w = source.display.shape[:2]
+        viewer = Viewer(clip, {**start, "width": w, "height": h}, received, shared=how == "shared")
+    except BaseException:
+        stream_ticket.release()
+        raise
+    state.metrics.streams.labels(how=how).inc()
+    return NDJSONResponse(viewer, limits.stall_timeout_s, stream_ticket.release)
+
+
+@dataclasses.dataclass(eq=False)
+class FaceView:
+    """A source seen through a choice of faces: what the clip hub renders and composes for a group clip."""
+
+    source: Source
+    indices: list[int]
+
+    @property
+    def state(self) -> Any:
+        return self.source.face_states[self.indices[0]]
+
+    @property
+    def digest(self) -> str:
+        return self.source.digest
+
+    @property
+    def active(self) -> int:
+        return self.source.active
+
+    @active.setter
+    def active(self, value: int) -> None:
+        self.source.active = value
+
+    def compose(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        return self.source.compose_faces(self.indices, crops)
+
+
+def register_faces(app: FastAPI) -> None:
+    """``GET /faces?session=``: the session's face boxes (registered like every route: same guard)."""
+
+    @app.get(FACES_PATH, summary="The faces of the session's portrait: boxes in display pixels, largest first")
+    async def faces(request: Request, session: str) -> dict[str, Any]:
+        lp: AppState = request.app.state.lp
+        _, source = lp.resolve(session)
+        return faces_info(source)
+
+
+__all__ = ["FACES_PATH", "FaceView", "chosen_faces", "generate_faces", "plan_faces", "prepare_faces", "register_faces",
+           "render_faces"]  # fmt: skip
