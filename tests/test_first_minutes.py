@@ -191,7 +191,9 @@ class _NoisyStandIn:
         import torch
 
         self.clock[0] += self.cost_s * x_d.shape[0]
-        return torch.sigmoid(feature.flatten(1).mean(1) + x_d.flatten(1).sum(1))[:, None, None, None].expand(-1, 3, 4, 4)
+        return torch.sigmoid(feature.flatten(1).mean(1) + x_d.flatten(1).sum(1))[:, None, None, None].expand(
+            -1, 3, 4, 4
+        )
 
 
 def test_first_use_calibration_is_announced_and_keeps_others_warnings_out(monkeypatch, tmp_path, capfd):
@@ -212,7 +214,11 @@ def test_first_use_calibration_is_announced_and_keeps_others_warnings_out(monkey
 
     def make_inputs():
         g = torch.Generator().manual_seed(0)
-        return torch.randn(2, 2, 2, 2, 2, generator=g), torch.randn(2, 21, 3, generator=g), torch.randn(2, 21, 3, generator=g)
+        return (
+            torch.randn(2, 2, 2, 2, 2, generator=g),
+            torch.randn(2, 21, 3, generator=g),
+            torch.randn(2, 21, 3, generator=g),
+        )
 
     records: list[logging.LogRecord] = []
     exporter_log = logging.getLogger("torch.onnx._internal.exporter._registration")
@@ -229,7 +235,9 @@ def test_first_use_calibration_is_announced_and_keeps_others_warnings_out(monkey
         )  # fmt: skip
     err = capfd.readouterr().err
     assert choice.backend == "fused"
-    assert "first use on this machine" in err and "one time, about 4 min" in err and str(tmp_path / auto.CACHE_FILE) in err
+    assert (
+        "first use on this machine" in err and "one time, about 4 min" in err and str(tmp_path / auto.CACHE_FILE) in err
+    )
     assert "torchvision" not in err and not records and "FutureWarning" not in err
     assert not [w for w in seen if issubclass(w.category, FutureWarning)]
     assert logging.getLogger("torch").level == torch_level  # restored

@@ -235,7 +235,9 @@ def check_port(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise LPStudioError(f"--host {host}: not an address of this machine ({exc.strerror})", hint="e.g. --host 127.0.0.1") from None
+        raise LPStudioError(
+            f"--host {host}: not an address of this machine ({exc.strerror})", hint="e.g. --host 127.0.0.1"
+        ) from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

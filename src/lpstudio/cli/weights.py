@@ -42,9 +42,7 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..weights import resolve_weights_dir, verify
-
-    from ..weights import is_synthetic
+    from ..weights import is_synthetic, resolve_weights_dir, verify
 
     root = resolve_weights_dir(args.dir)
     checks = verify(root, check_hash=not args.quick)

@@ -29,10 +29,10 @@ from ..errors import LPStudioError
 from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
 from ..speech.espeak import speech_available
+from .favicon import register_favicon
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .limits import ServiceLimits
-from .favicon import register_favicon
 from .live import LIVE_PATH, register_live
 from .metrics import CONTENT_TYPE, AccessLogMiddleware
 from .plans import (

@@ -180,5 +180,8 @@ def finish_native_work(timeout_s: float = FINISH_RENDER_S) -> list[str]:
             log.warning("waiting for the frames being rendered to finish (up to %.0f s)...", timeout_s)
             said = True
         thread.join(max(0.0, deadline - time.monotonic()))
-    return [t.name for t in threading.enumerate() if t.daemon and t.name.startswith(THREAD_PREFIX) and t.is_alive()
-            and t.name != DRAIN_THREAD]
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.daemon and t.name.startswith(THREAD_PREFIX) and t.is_alive() and t.name != DRAIN_THREAD
+    ]
