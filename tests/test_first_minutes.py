@@ -52,6 +52,14 @@ def test_no_hub_is_one_line_naming_the_three_ways(no_hub: Path, tmp_path: Path, 
         assert way in line
 
 
+def test_hf_hub_offline_is_one_line_without_a_network_call(no_hub: Path, monkeypatch, tmp_path: Path, capsys) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(W, "probe_hub", lambda *a, **k: pytest.fail("no network call when offline"))
+    assert main(["weights", "download", "--dir", str(tmp_path / "w")]) == WeightsError.exit_code
+    line = _one_error_line(capsys.readouterr().err)
+    assert "HF_HUB_OFFLINE is set" in line and all(way in line for way in THREE_WAYS)
+
+
 def test_first_use_without_a_hub_stops_in_one_line(no_hub: Path, request, tmp_path: Path, capsys) -> None:
     """A command that would download on first use (edit) says the same, after its one 'first use' note."""
     photo = request.config.rootpath / SAMPLE
@@ -183,7 +191,9 @@ class _NoisyStandIn:
         import torch
 
         self.clock[0] += self.cost_s * x_d.shape[0]
-        return torch.sigmoid(feature.flatten(1).mean(1) + x_d.flatten(1).sum(1))[:, None, None, None].expand(-1, 3, 4, 4)
+        return torch.sigmoid(feature.flatten(1).mean(1) + x_d.flatten(1).sum(1))[:, None, None, None].expand(
+            -1, 3, 4, 4
+        )
 
 
 def test_first_use_calibration_is_announced_and_keeps_others_warnings_out(monkeypatch, tmp_path, capfd):
@@ -204,7 +214,11 @@ def test_first_use_calibration_is_announced_and_keeps_others_warnings_out(monkey
 
     def make_inputs():
         g = torch.Generator().manual_seed(0)
-        return torch.randn(2, 2, 2, 2, 2, generator=g), torch.randn(2, 21, 3, generator=g), torch.randn(2, 21, 3, generator=g)
+        return (
+            torch.randn(2, 2, 2, 2, 2, generator=g),
+            torch.randn(2, 21, 3, generator=g),
+            torch.randn(2, 21, 3, generator=g),
+        )
 
     records: list[logging.LogRecord] = []
     exporter_log = logging.getLogger("torch.onnx._internal.exporter._registration")
@@ -221,11 +235,14 @@ def test_first_use_calibration_is_announced_and_keeps_others_warnings_out(monkey
         )  # fmt: skip
     err = capfd.readouterr().err
     assert choice.backend == "fused"
-    assert "first use on this machine" in err and "one time, about 4 min" in err and str(tmp_path / auto.CACHE_FILE) in err
+    assert (
+        "first use on this machine" in err and "one time, about 4 min" in err and str(tmp_path / auto.CACHE_FILE) in err
+    )
     assert "torchvision" not in err and not records and "FutureWarning" not in err
     assert not [w for w in seen if issubclass(w.category, FutureWarning)]
     assert logging.getLogger("torch").level == torch_level  # restored
-    _NoisyStandIn("eager", torch.float32, 1.0, clock)  # outside the calibration the libraries speak again
+    with pytest.warns(FutureWarning):  # outside the calibration the libraries speak again
+        _NoisyStandIn("eager", torch.float32, 1.0, clock)
     assert [r.getMessage() for r in records] == ["torchvision is not installed. Skipping torchvision::nms"]
     exporter_log.removeHandler(handler)
     assert warnings.filters == filters_before

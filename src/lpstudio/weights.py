@@ -31,6 +31,9 @@ HASH_CHUNK = 1 << 20
 ENV_HUB_ENDPOINT = "HF_ENDPOINT"
 """huggingface_hub's variable naming a mirror of the hub (read when each download starts)."""
 DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
+ENV_HUB_OFFLINE = "HF_HUB_OFFLINE"
+"""huggingface_hub's switch for no network at all."""
+TRUE_WORDS = ("1", "true", "yes", "on")
 HUB_PROBE_TIMEOUT_S = 10.0
 """Seconds one reachability check of the hub may take before it counts as unreachable."""
 HUB_PROBE_ATTEMPTS = 2
@@ -283,6 +286,10 @@ def download(weights_dir: Path, *, force: bool = False, insightface: bool = True
     weights_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     todo = [f for f in _wanted(insightface) if force or not _complete(weights_dir / f.path, f)]
+    if todo and os.environ.get(ENV_HUB_OFFLINE, "").strip().lower() in TRUE_WORDS:
+        raise WeightsError(
+            f"{ENV_HUB_OFFLINE} is set, so the LivePortrait weights cannot be downloaded", hint=offline_ways()
+        )
     if todo:
         from huggingface_hub import hf_hub_url
 

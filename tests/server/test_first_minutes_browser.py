@@ -212,7 +212,8 @@ def test_phone_layout(phone, shots) -> None:
         """() => { const el = document.getElementById('command');
                    const c = document.createElement('canvas').getContext('2d');
                    c.font = getComputedStyle(el).font;
-                   const pad = parseFloat(getComputedStyle(el).paddingLeft) + parseFloat(getComputedStyle(el).paddingRight);
+                   const css = getComputedStyle(el);
+                   const pad = parseFloat(css.paddingLeft) + parseFloat(css.paddingRight);
                    return c.measureText(el.placeholder).width <= el.clientWidth - pad; }"""
     ), "the command placeholder is cut off"
     # Korean words stay whole: every rendered line of the label is made of whole words of its text
@@ -223,8 +224,10 @@ def test_phone_layout(phone, shots) -> None:
         code = phone.locator(f"label[for=p-{name}] code").bounding_box()
         track = phone.locator(f"#p-{name}").bounding_box()
         assert code and track
-        overlaps = code["x"] < track["x"] + track["width"] and track["x"] < code["x"] + code["width"] and (
-            code["y"] < track["y"] + track["height"] and track["y"] < code["y"] + code["height"]
+        overlaps = (
+            code["x"] < track["x"] + track["width"]
+            and track["x"] < code["x"] + code["width"]
+            and (code["y"] < track["y"] + track["height"] and track["y"] < code["y"] + code["height"])
         )
         assert not overlaps, (name, code, track)
     assert phone.errors == []
