@@ -146,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import AudioError
 
         raise AudioError(f"cannot read audio {args.audio}: no such file", hint="check the path")
+    if photo is not None and not args.dry_run:
+        from .video_edits import is_source_video, speak_video
+
+        if is_source_video(photo):  # dubbing: only the video's lips follow the speech
+            return speak_video(args, photo, text)
     clips = speech_clips(args, text, args.audio)
     if args.dry_run:
         from ..speech.clip import concat
@@ -266,7 +271,10 @@ def drive_by_audio(args: argparse.Namespace) -> int:
     from ..expressions.timeline import DEFAULT_FPS
     from ..speech.audio import read_audio
     from ..speech.clip import speak_audio
+    from .video_edits import drive_video_by_audio, is_source_video
 
+    if is_source_video(args.source):  # dubbing a source video
+        return drive_video_by_audio(args)
     if args.batch_size < 1:
         raise ParamError(f"--batch-size must be at least 1, got {args.batch_size}")
     output = check_output_path(args.output, OUTPUT_SUFFIXES)
