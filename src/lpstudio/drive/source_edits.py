@@ -50,12 +50,13 @@ DUB_CLOSED_LIP_RATIO: float = 0.0
 """Base lip-open ratio of a dub's mouth: the source's own opening is retargeted to closed (official
 "silent lips", ``lip_ratio`` 0), then the speech opens it."""
 
-MOUTH_CENTER: tuple[float, float] = (0.5, 0.72)
-"""Centre (x, y) of the mouth region, as fractions of the face crop. Measured with MediaPipe on the
-bundled astronaut photo in the official crop (scale 2.3, vy -0.125): mouth corners at y = 0.67 of
-the crop, 0.21 of its width apart; the centre sits lower to hold the jaw of an open mouth."""
+MOUTH_CENTER: tuple[float, float] = (0.5, 0.7)
+"""Centre (x, y) of the mouth region, as fractions of the face crop. Measured with MediaPipe in the
+official crop (scale 2.3, vy -0.125) of the bundled astronaut photo and of tests/data/faces: the
+lips lie at y = 0.66..0.71 of the crop, the corners 0.21 of its width apart; the centre sits lower
+to hold the lower lip and chin of an open mouth."""
 
-MOUTH_RADII: tuple[float, float] = (0.2, 0.15)
+MOUTH_RADII: tuple[float, float] = (0.17, 0.12)
 """Half-axes (x, y) of the ellipse where the dubbed render is taken fully (fractions of the crop)."""
 
 MOUTH_FEATHER: float = 0.35
