@@ -25,8 +25,10 @@ from lpstudio.cli import main
 from lpstudio.drive.source_edits import (
     command_items,
     dub_items,
+    dub_params,
     frame_time_ms,
     mouth_mask,
+    mouth_rows,
     render_source_edits,
 )
 from lpstudio.drive.source_video import iter_source_frames
@@ -243,3 +245,22 @@ def test_bad_video_sources_give_one_line(source_video: Path, tmp_path: Path, cap
     assert "--lip-ratio" in _error(["animate", str(source_video), "-o", out, "--lip-ratio", "2"], capsys)
     assert "what should the video do" in _error(["animate", str(source_video), "-o", out], capsys)
     assert "--cache-dir" in _error(["animate", str(source_video), "웃어줘", "-o", out, "--cache-dir", "c"], capsys)
+
+
+@requires_speech
+@pytest.mark.slow
+def test_dub_on_the_synthetic_networks_keeps_the_rest_of_the_face(engine, source_video: Path, tmp_path: Path) -> None:
+    """The same guarantee through the real F, W and G (three renders of one frame: --runslow)."""
+    from lpstudio.speech.audio import read_audio
+    from lpstudio.speech.clip import speak_audio
+
+    clip = speak_audio(read_audio(_speech_wav(tmp_path / "s.wav")), idle=False)
+    times = np.arange(0.0, clip.audio_ms, 10.0)
+    open_at = float(times[int(np.argmax(mouth_rows(clip.timeline, times)[:, 0]))])  # the widest lip ratio
+    (frame,) = iter_source_frames(engine, source_video, no_crop=True, max_frames=1)
+    edit = dub_params(frame.state, mouth_rows(clip.timeline, [open_at])[0])
+    (dubbed,) = render_source_edits(engine, [(frame, edit)], batch_size=2, mouth_only=True)
+    (neutral,) = render_source_edits(engine, [(frame, frame.state.neutral_params())], batch_size=1)
+    outside, inside = mouth_mask(OUT)[..., 0] == 0, mouth_mask(OUT)[..., 0] == 1
+    assert int(_diff(dubbed, neutral)[outside].max()) <= EXACT_TOLERANCE
+    assert int(_diff(dubbed, neutral)[inside].max()) > EXACT_TOLERANCE
