@@ -247,6 +247,19 @@ def test_bad_video_sources_give_one_line(source_video: Path, tmp_path: Path, cap
     assert "--cache-dir" in _error(["animate", str(source_video), "웃어줘", "-o", out, "--cache-dir", "c"], capsys)
 
 
+def test_no_face_and_a_missing_face_index_give_one_line(
+    cli_engine, faceless_pipeline, face_pipeline, source_video: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    out = tmp_path / "o.mp4"
+    monkeypatch.setattr(cli_engine, "face", faceless_pipeline)
+    args = ["animate", str(source_video), "웃어줘", "-o", str(out), "--no-progress"]
+    assert "No face was found in any of the 4 frames" in _error(args, capsys)
+    monkeypatch.setattr(cli_engine, "face", face_pipeline)  # finds one face in every frame
+    args += ["--face-index", "3"]
+    assert "Face number 3 was asked for" in _error(args, capsys)
+    assert not out.exists()
+
+
 @requires_speech
 @pytest.mark.slow
 def test_dub_on_the_synthetic_networks_keeps_the_rest_of_the_face(engine, source_video: Path, tmp_path: Path) -> None:
