@@ -124,11 +124,10 @@ def run_video_source(args: argparse.Namespace, settings: object) -> int:
         )
     if not args.driving.exists():
         raise VideoError(f"cannot read {args.driving}: no such file", hint="check the path")
-    if is_audio_path(args.driving):
-        raise ParamError(
-            f"{args.driving} is audio: dubbing a source video is not available in this command yet",
-            hint="drive the source video with a video, an image or a motion template",
-        )
+    if is_audio_path(args.driving):  # dubbing: only the mouth follows the speech (docs/VIDEO_SOURCE_EDITS.md)
+        from .video_edits import drive_video_by_audio
+
+        return drive_video_by_audio(args)
     if args.max_frames is not None and args.max_frames < 1:
         raise ParamError(f"--max-frames must be at least 1, got {args.max_frames}")
     if args.detect_every < 0:

@@ -271,10 +271,7 @@ def drive_by_audio(args: argparse.Namespace) -> int:
     from ..expressions.timeline import DEFAULT_FPS
     from ..speech.audio import read_audio
     from ..speech.clip import speak_audio
-    from .video_edits import drive_video_by_audio, is_source_video
 
-    if is_source_video(args.source):  # dubbing a source video
-        return drive_video_by_audio(args)
     if args.batch_size < 1:
         raise ParamError(f"--batch-size must be at least 1, got {args.batch_size}")
     output = check_output_path(args.output, OUTPUT_SUFFIXES)

@@ -36,12 +36,9 @@ AUDIO_FORMATS: tuple[str, ...] = ("mp4", "mov", "mkv", "webm")
 
 def is_source_video(path: str | os.PathLike[str] | None) -> bool:
     """True for a video file (by extension) or a folder of frames: a source video, not a photo."""
-    from ..video import is_video_path
+    from ..drive.v2v import is_source_video as is_video_source
 
-    if path is None:
-        return False
-    p = Path(path)
-    return p.is_dir() or is_video_path(p)
+    return path is not None and is_video_source(path)
 
 
 def check_lip_ratio(value: float | None) -> float | None:
@@ -159,7 +156,15 @@ def dub_video(
     if info.frame_count is not None and info.frame_count + MAX_HOLD_FRAMES < needed:
         raise speech_too_long(speech_s, video, info.duration_s)
     engine = load_engine(engine_args, face=crop)
-    frames = iter_source_frames(engine, video, no_crop=not crop, face_index=face_index, max_frames=needed)
+    detect = getattr(engine_args, "detect_every", None)  # drive's --detect-every
+    frames = iter_source_frames(
+        engine,
+        video,
+        no_crop=not crop,
+        face_index=face_index,
+        max_frames=needed,
+        **({} if detect is None else {"detect_every": detect}),
+    )
 
     bar = _bar(needed, progress, "dubbing")
     start, written = time.perf_counter(), 0
