@@ -232,6 +232,8 @@ def test_speech_longer_than_the_video_is_refused(source_video: Path, tmp_path: P
     out = tmp_path / "x.mp4"
     err = _error(["drive", str(source_video), str(wav), "-o", str(out), "--no-crop"], capsys)
     assert "but the source video" in err and not out.exists()
+    err = _error(["drive", str(source_video), str(wav), "-o", str(out), "--audio", "source"], capsys)
+    assert "do not apply to dubbing" in err
     err = _error(["speak", str(source_video), "Hello", "--command", "-o", str(out)], capsys)
     assert "--command" in err
 

@@ -260,6 +260,11 @@ def drive_video_by_audio(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ParamError(f"--batch-size must be at least 1, got {args.batch_size}")
     output = check_output_path(args.output, OUTPUT_SUFFIXES)
+    if getattr(args, "audio", None) is not None or getattr(args, "no_audio", False):
+        raise ParamError(
+            "--audio/--no-audio do not apply to dubbing: the speech is the output's audio",
+            hint="leave them out",
+        )
     clip = speak_audio(read_audio(args.driving), idle=False)
     summary = dub_video(
         args,
