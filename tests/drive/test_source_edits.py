@@ -219,6 +219,22 @@ def test_dub_replaces_the_audio_and_lasts_as_the_speech(
     assert abs(seconds - n / FPS) < 0.1 and abs(tone - 440) > 20  # the speech, not the video's sine
 
 
+def test_lip_ratio_on_a_photo_sets_the_base_of_the_clip(cli_engine, tmp_path: Path, capsys, monkeypatch) -> None:
+    from PIL import Image
+
+    monkeypatch.setattr("lpstudio.cli.animate.load_engine", lambda args, face: cli_engine)
+    photo = tmp_path / "face.png"
+    Image.fromarray(_source_frames(1)[0]).save(photo)
+    outs = []
+    for extra in ([], ["--lip-ratio", "0.4"]):
+        out = tmp_path / f"frames{len(extra)}"
+        args = ["animate", str(photo), "윙크해줘", "-o", str(out), "--no-crop", "--fps", "2", "--no-idle"]
+        assert main([*args, "--no-progress", *extra]) == 0, capsys.readouterr().err
+        outs.append([np.asarray(Image.open(f)) for f in sorted(out.glob("*.png"))])
+    assert len(outs[0]) == len(outs[1]) > 1
+    assert all(int(_diff(a, b).max()) > 0 for a, b in zip(*outs, strict=True))  # every frame, the last too
+
+
 def _error(args: list[str], capsys) -> str:
     code = main(args)
     err = capsys.readouterr().err
