@@ -1,5 +1,8 @@
 """``lpstudio animate PHOTO TEXT -o OUT``: render an expression command to a video.
 
+A source video instead of PHOTO layers the command on the video's own motion
+(:mod:`lpstudio.cli.video_edits`).
+
 The output format follows ``-o``: ``.mp4`` (H.264), ``.webm`` (VP9), ``.gif``,
 or a folder name (PNG frames). Rendered clips can be cached with ``--cache-dir``.
 """
@@ -20,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "animate",
         help="make a photo perform an expression command and write a video",
-        description="Render a Korean/English expression command (e.g. '웃어줘') on a portrait photo.",
+        description="Render a Korean/English expression command (e.g. '웃어줘') on a portrait photo, or over a "
+        "source video's own motion (docs/VIDEO_SOURCE_EDITS.md).",
     )
     p.add_argument("photo", help="portrait photo (PNG/JPEG), or a source video (.mp4, ... or a folder of frames)")
     p.add_argument("text", nargs="?", default=None, help="the command, e.g. '웃어줘', 'smile and wink', 'blink twice'")
