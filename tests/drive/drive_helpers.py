@@ -55,3 +55,15 @@ def read_back(path: Path) -> tuple[int, Fraction, bool, tuple[int, int]]:
         stream = c.streams.video[0]
         n = sum(1 for _ in c.decode(stream))
         return n, Fraction(stream.average_rate), bool(c.streams.audio), (stream.width, stream.height)
+
+
+def empty_video(path: Path) -> Path:
+    """An .mp4 written with a video stream and no frame at all (the muxer then keeps no track)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        out.start_encoding()
+    return path

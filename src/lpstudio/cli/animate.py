@@ -1,5 +1,8 @@
 """``lpstudio animate PHOTO TEXT -o OUT``: render an expression command to a video.
 
+A source video instead of PHOTO layers the command on the video's own motion
+(:mod:`lpstudio.cli.video_edits`).
+
 The output format follows ``-o``: ``.mp4`` (H.264), ``.webm`` (VP9), ``.gif``,
 or a folder name (PNG frames). Rendered clips can be cached with ``--cache-dir``.
 """
@@ -7,6 +10,7 @@ or a folder name (PNG frames). Rendered clips can be cached with ``--cache-dir``
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from .common import add_engine_options, load_engine
@@ -20,16 +24,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "animate",
         help="make a photo perform an expression command and write a video",
-        description="Render a Korean/English expression command (e.g. '웃어줘') on a portrait photo.",
+        description="Render a Korean/English expression command (e.g. '웃어줘') on a portrait photo, or over a "
+        "source video's own motion (docs/VIDEO_SOURCE_EDITS.md).",
     )
-    p.add_argument("photo", help="portrait photo (PNG/JPEG)")
-    p.add_argument("text", help="the command, e.g. '웃어줘', 'smile and wink', 'blink twice'")
+    p.add_argument("photo", help="portrait photo (PNG/JPEG), or a source video (.mp4, ... or a folder of frames)")
+    p.add_argument("text", nargs="?", default=None, help="the command, e.g. '웃어줘', 'smile and wink', 'blink twice'")
     p.add_argument("-o", "--output", required=True, help="output .mp4/.webm/.gif, or a folder for PNG frames")
     add_timeline_options(p)
     p.add_argument("--no-crop", action="store_true", help="the photo is already a cropped face (resized to 256)")
     p.add_argument("--face-index", type=int, default=None, help="which face to use when there are several")
     p.add_argument("--face-only", action="store_true", help="write the 512x512 face crop instead of the full photo")
     add_faces_option(p)
+    p.add_argument(
+        "--lip-ratio",
+        type=float,
+        default=None,
+        help="target lip-open ratio held on every frame (official retargeting; 0 = silent lips), e.g. over a video",
+    )
     add_engine_options(p, default_backend="auto", crop_controls=True)
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--cache-dir", help="cache rendered clips in this folder")
@@ -38,6 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .video_edits import animate_video, check_lip_ratio, is_source_video
+
+    if is_source_video(args.photo):  # a source video: the command over its own motion
+        return animate_video(args)
+    from ..errors import CommandError
     from ..expressions.cache import ClipCache, source_digest
     from ..expressions.compose import build_timeline
     from ..expressions.render import render_timeline
@@ -47,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from ..video_writer import VideoWriter
 
     fmt = detect_format(args.output)  # fail on a bad output name before loading anything
+    lip_ratio = check_lip_ratio(args.lip_ratio)
+    if args.text is None:
+        raise CommandError("what should the portrait do?", hint='give a command, e.g. "웃어줘"')
     choice = check_faces_args(args)
     per_face = split_face_commands(args.text)
     if per_face is not None or choice is not None:
@@ -62,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     crop = not args.no_crop
     engine = load_engine(args, face=crop)
     state = engine.prepare_source(image, crop=crop, face_index=args.face_index)
+    base = state.neutral_params() if lip_ratio is None else replace(state.neutral_params(), lip_ratio=lip_ratio)
 
     bar = None
     if not args.no_progress:
@@ -80,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             state,
             timeline,
             fps=args.fps,
+            base=base,
             batch_size=args.batch_size,
             paste_back=crop and not args.face_only,
             cache=cache,

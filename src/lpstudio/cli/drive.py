@@ -10,7 +10,7 @@ from pathlib import Path
 from .common import add_engine_options, check_output_path, load_engine
 from .faces import add_faces_option, check_faces_args
 
-OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv", ".png", ".jpg", ".jpeg", ".webp", ".bmp")
+OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".gif", ".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the portrait lip-syncs to it, as `lpstudio speak --audio`). The output keeps the driving "
         "video's frame rate and audio.",
     )
-    p.add_argument("source", type=Path, help="the portrait photo")
+    p.add_argument("source", type=Path, help="the portrait photo, or a source video (docs/VIDEO_SOURCE.md)")
     p.add_argument(
         "driving", type=Path, help="driving video, image, motion template (.npz / official .pkl), or speech audio"
     )
@@ -65,10 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         nargs="?",
         const=DEFAULT_SMOOTH_VARIANCE,
-        default=0.0,
+        default=None,
         metavar="VARIANCE",
         help=f"smooth the motion over time to remove jitter; larger is smoother (default when given: "
-        f"{DEFAULT_SMOOTH_VARIANCE:g})",
+        f"{DEFAULT_SMOOTH_VARIANCE:g}; a source video is smoothed by default with the official 3e-07)",
     )
     motion.add_argument("--retarget-eyes", action="store_true", help="also follow the driving eyes-open ratio")
     motion.add_argument("--retarget-lip", action="store_true", help="also follow the driving lip-open ratio")
@@ -81,6 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--crf", type=int, default=None, help="x264 quality, lower is better (default 15)")
     out.add_argument("--batch-size", type=int, default=4, help="frames per batch (default 4)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .drive_video import add_video_source_options
+
+    add_video_source_options(p)
     add_engine_options(p, default_backend="auto", crop_controls=True)
     p.set_defaults(handler=run)
 
@@ -101,10 +104,15 @@ def run(args: argparse.Namespace) -> int:
         stitching=not args.no_stitching,
         retarget_eyes=args.retarget_eyes,
         retarget_lip=args.retarget_lip,
-        smooth=args.smooth,
+        smooth=args.smooth if args.smooth is not None and not args.no_smooth else 0.0,
     )
     if args.batch_size < 1:
         raise ParamError(f"--batch-size must be at least 1, got {args.batch_size}")
+    from .drive_video import check_photo_only_options, is_source_video, run_video_source
+
+    if is_source_video(args.source):  # a video as the source (official v2v)
+        return run_video_source(args, settings)
+    check_photo_only_options(args)
     output = check_output_path(args.output, OUTPUT_SUFFIXES)
     if args.save_motion is not None and args.save_motion.suffix.lower() != ".npz":
         raise MotionTemplateError(f"cannot write {args.save_motion}: motion templates are .npz", hint="name it *.npz")

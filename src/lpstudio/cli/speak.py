@@ -151,6 +151,11 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import AudioError
 
         raise AudioError(f"cannot read audio {args.audio}: no such file", hint="check the path")
+    if photo is not None and not args.dry_run:
+        from .video_edits import is_source_video, speak_video
+
+        if is_source_video(photo):  # dubbing: only the video's lips follow the speech
+            return speak_video(args, photo, text)
     clips = speech_clips(args, text, args.audio)
     if args.dry_run:
         from ..speech.clip import concat

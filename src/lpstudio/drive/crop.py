@@ -70,11 +70,20 @@ class DrivingCropper:
         dets = (detect(small) if thresh is None else detect(small, score_thresh=thresh)).largest_first()
         if len(dets) == 0:
             return None
-        lmk106 = face.landmark106(small, dets.boxes[0])  # type: ignore[attr-defined]
+        pick = self._pick(dets.boxes, np.linalg.inv(m_full2small) if small is not frame else None)
+        lmk106 = face.landmark106(small, dets.boxes[pick])  # type: ignore[attr-defined]
         lmk203 = face.landmark203(small, lmk106)  # type: ignore[attr-defined]
         if small is not frame:
             lmk203 = transform_points(lmk203, np.linalg.inv(m_full2small))
         return lmk203
+
+    def _pick(self, boxes: NDArray[np.float32], small_to_frame: NDArray[np.float64] | None) -> int:
+        """Which of the detected faces to follow: boxes (N,4) in analysis pixels, largest first; the largest.
+
+        ``small_to_frame`` (3,3) maps analysis pixels to frame pixels (None: the same). Subclasses that
+        follow one face over time (the source-video tracker) override this.
+        """
+        return 0
 
     @staticmethod
     def _ratios(lmk203: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:

@@ -223,7 +223,7 @@ def drive(
     if kind == "video":
         info = probe_video(driving)
         summary.fps, total = info.fps, info.frame_count
-        summary.audio = audio and info.has_audio
+        summary.audio = audio and info.has_audio and output.suffix.lower() not in (".gif", *IMAGE_OUTPUT_SUFFIXES)
         if precropped and not info.is_square:
             summary.notes.append(f"the driving video is {info.width}x{info.height}, not square: frames are squashed")
         chunks = motion_chunks(engine, iter_frames(driving), cropper, batch_size, str(driving))
