@@ -93,11 +93,13 @@ def test_advanced_panel_applies_a_larger_crop(page, served, shots) -> None:
     page.eval_on_selector(
         "#crop-scale", "(e) => { e.value = '3.45'; e.dispatchEvent(new Event('input', {bubbles: true})); }"
     )
-    assert page.text_content("#crop-scale-out") == "3.45"
-    with page.expect_request(lambda r: r.url.endswith("/source-image/crop") and r.method == "POST") as req:
+    assert page.text_content("#crop-scale-out") == "3.450"
+    posted = lambda r: r.url.endswith("/source-image/crop") and r.request.method == "POST"  # noqa: E731
+    with page.expect_response(posted, timeout=UPLOAD_TIMEOUT_MS) as response:
         page.click("#cropApply")
-    sent = (req.value.post_data_buffer or b"").decode("latin-1")  # multipart with the photo's bytes
-    assert 'name="crop_scale"' in sent and "3.45" in sent and 'name="crop_vx"' not in sent  # only what changed
+    assert response.value.status == 200
+    options = response.value.json()["crop_options"]
+    assert options["scale"] == 3.45 and options["vx"] == 0.0 and options["vy"] == -0.125  # only size was changed
     page.wait_for_function(
         "() => document.getElementById('cropNote').textContent.includes('crop_scale=3.45')", timeout=UPLOAD_TIMEOUT_MS
     )
@@ -113,5 +115,6 @@ def test_bad_threshold_shows_the_servers_message(page, shots) -> None:
     page.wait_for_function("() => !document.getElementById('error').hidden", timeout=UPLOAD_TIMEOUT_MS)
     text = page.text_content("#error") or ""
     assert "det_thresh 1.5 is out of range" in text and "Traceback" not in text
+    page.wait_for_function("() => document.getElementById('cropNote').textContent.includes('not applied')")
     page.screenshot(path=str(shots / "crop-panel-error.png"), full_page=True)
     page.fill("#crop-det", "")

@@ -10,8 +10,8 @@
   // name -> [form field, label, step]; ranges and values come from the server.
   const CONTROLS = [
     ["scale", "crop_scale", "크기 / size (scale)", 0.05],
-    ["vx", "crop_vx", "좌우 / left-right (vx)", 0.01],
-    ["vy", "crop_vy", "위아래 / up-down (vy)", 0.01],
+    ["vx", "crop_vx", "좌우 / left-right (vx)", 0.005],   // 0.005: the official -0.125 is a step
+    ["vy", "crop_vy", "위아래 / up-down (vy)", 0.005],
   ];
   const panel = document.createElement("details");
   panel.id = "advancedPanel";
@@ -37,7 +37,7 @@
       row.appendChild(el("label", { for: id }, label));
       const input = el("input", { id, type: "range", step: String(step), "data-field": field });
       const out = el("output", { id: `${id}-out`, for: id });
-      input.addEventListener("input", () => { out.textContent = Number(input.value).toFixed(2); });
+      input.addEventListener("input", () => { out.textContent = Number(input.value).toFixed(3); });
       row.append(input, out);
       panel.appendChild(row);
     }
@@ -73,7 +73,7 @@
       input.min = String(range[0]);
       input.max = String(range[1]);
       input.value = String(values[name]);
-      $(`crop-${name}-out`).textContent = Number(values[name]).toFixed(2);
+      $(`crop-${name}-out`).textContent = Number(values[name]).toFixed(3);
     }
     const det = $("crop-det");
     det.min = String(state.ranges.det_thresh[0]);
@@ -82,13 +82,14 @@
     $("crop-no-rotate").checked = values.rotate === false;
   }
 
-  // The form fields that differ from the server's values ({} when none do).
+  // The form fields that differ from the server's values ({} when none do). A slider snaps to its
+  // step, so a value within half a step of the server's is the server's own.
   function changed() {
     const out = {};
     if (!state.server) return out;
-    for (const [name, field] of CONTROLS) {
+    for (const [name, field, , step] of CONTROLS) {
       const v = parseFloat($(`crop-${name}`).value);
-      if (Math.abs(v - state.server[name]) > 1e-9) out[field] = String(v);
+      if (Math.abs(v - state.server[name]) > step / 2) out[field] = String(v);
     }
     const det = $("crop-det").value.trim();
     const serverDet = state.server.det_thresh === null ? "" : String(state.server.det_thresh);
@@ -117,7 +118,8 @@
     try {
       const file = await currentFile();
       const fields = changed();
-      await upload(file);
+      await upload(file);   // shows its own error and keeps the previous portrait on failure
+      if (!$("error").hidden) { note.textContent = "적용 안 됨 / not applied"; return; }
       const shown = Object.entries(fields).map(([k, v]) => `${k}=${v}`).join(", ");
       note.textContent = shown ? `적용됨 / applied: ${shown}` : "기본값 / server defaults";
     } catch (err) {
