@@ -1,5 +1,6 @@
 // lpstudio: the portrait alive at every moment (issue 22, page side). Loaded BEFORE app.js; every use of
-// app.js's globals (app, canvas, draw, fadeTo, apiFetch, setProgress, startIdle, stopVoice) happens at call time.
+// app.js's globals (app, canvas, draw, fadeTo, apiFetch, withKey, API_KEY, b64ToBlob, setProgress, openSource,
+// startIdle, stopVoice) happens at call time.
 //
 // * Endless idle: the photo's idle segments (GET /idle, /idle/segment) played on an endless seeded schedule
 //   (the server's rules, mirrored below), the base pose held between them; nothing is rendered for it again.
@@ -45,7 +46,7 @@ window.lpAlive = (() => {
     gen: 0, session: null, supported: null, reopened: false, pollTimer: null, polling: false,
     info: null, segs: new Map(), loading: new Set(), atlas: null, atlasLoading: false,
     running: false, raf: 0, offset: 0, since: 0, lastKey: null,
-    seed: null, durations: null, rng: null, next: null, queue: [], current: null, log: [],
+    seed: null, durations: null, next: null, queue: [], current: null, log: [],
     gaze: { enabled: true, u: 0, v: 0, sacc: null, fixUntil: 0, lastMove: -Infinity, px: null },
     clip: { id: null, start: null, askedAt: 0, firstAt: null, lastAt: null, shown: 0, fps: 0, label: "" },
     waitTimer: null,
