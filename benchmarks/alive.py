@@ -60,10 +60,17 @@ def photo(seed: int) -> bytes:
     return buf.getvalue()
 
 
-def start_server(port: int, weights: Path, backend: str, extra: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "lpstudio", "serve", "--weights-dir", str(weights), "--backend", backend,
-           "--no-crop", "--host", "127.0.0.1", "--port", str(port), "--no-access-log", *extra]  # fmt: skip
+def start_server(port: int, weights: Path | None, backend: str, standin_frame_ms: float | None) -> subprocess.Popen:
+    """``lpstudio serve`` on the weights, or (``standin_frame_ms``) on the stand-in renderer of that fixed cost."""
+    paths = [str(ROOT / "src"), str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    if standin_frame_ms is not None:
+        env["LPSTUDIO_STANDIN_FRAME_MS"] = str(standin_frame_ms)
+        engine = ["--engine-factory", "standin_server:make_engine"]
+    else:
+        engine = ["--weights-dir", str(weights), "--backend", backend]
+    cmd = [sys.executable, "-m", "lpstudio", "serve", *engine,
+           "--no-crop", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -180,18 +187,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--url", default=None, help="measure a server already running there (no server is started)")
     p.add_argument("--first-frame-only", action="store_true", help="close each click's stream at its first frame")
+    p.add_argument(
+        "--standin-frame-ms",
+        type=float,
+        default=None,
+        help="serve the stand-in renderer of this fixed cost a frame (the scheduler alone, whatever the load)",
+    )
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights_dir
-        if weights is None and args.url is None:
+        if weights is None and args.url is None and args.standin_frame_ms is None:
             sys.path.insert(0, str(ROOT / "src"))
             from lpstudio.synthetic import write_synthetic_weights
 
             weights = write_synthetic_weights(Path(tmp) / "weights")
         port = free_port()
-        proc = start_server(port, weights, args.backend, []) if args.url is None else None
+        proc = start_server(port, weights, args.backend, args.standin_frame_ms) if args.url is None else None
         url = args.url or f"http://127.0.0.1:{port}"
-        report: dict = {"backend": args.backend, "cpus": os.cpu_count()}
+        report: dict = {"backend": args.backend, "cpus": os.cpu_count(), "standin_frame_ms": args.standin_frame_ms}
         try:
 
             async def run() -> None:
