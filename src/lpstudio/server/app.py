@@ -29,8 +29,8 @@ from ..errors import LPStudioError
 from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
 from ..speech.espeak import speech_available
-from .alive import close_page as close_page_of
 from .alive import (
+    close_page,
     forget_viewer,
     health_info,
     new_clip_id,
@@ -327,7 +327,7 @@ def _source_routes(app: FastAPI) -> None:
         state.sources.claim(source, client)  # counts for this client's quota (its own oldest goes past it)
         described = state.sessions.new(digest, name, client).describe(source)
         if replaces:
-            close_page_of(state, replaces)  # the old photo's background work stops now
+            close_page(state, replaces)  # the old photo's background work stops now
         return described
 
 
