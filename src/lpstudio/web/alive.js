@@ -402,6 +402,7 @@ window.lpAlive = (() => {
   function clipStarted(msg) {
     S.clip.id = msg.clip ?? null;
     S.clip.start = msg;
+    S.clip.startAt = performance.now();
     S.clip.fps = msg.fps;
     canvas.dataset.clipFps = String(msg.fps);
     waitText();
@@ -418,8 +419,15 @@ window.lpAlive = (() => {
     if (canvas.dataset.state !== "waiting") { clearInterval(S.waitTimer); return; }
     if ($("progress").value > 0) return;   // frames are arriving: app.js shows the count and the estimate
     const s = Math.round((performance.now() - S.clip.askedAt) / 1000);
-    const total = S.clip.start ? ` · 0/${S.clip.start.frames}` : "";
-    $("progressText").textContent = `${S.clip.label} · 첫 프레임 기다리는 중 / waiting for the first frame${total} · ${s} s${rateNote()}`;
+    const m = S.clip.start;
+    const total = m ? ` · 0/${m.frames}` : "";
+    let eta = "";   // the server's own prediction (start line), until the page can estimate from arrivals
+    if (m && typeof m.expected_start_s === "number") {
+      const left = Math.ceil(Math.max(0, m.expected_start_s - (performance.now() - S.clip.startAt) / 1000));
+      eta = ` · 약 ${left}초 후 재생 / plays in about ${left} s`;
+    }
+    $("progressText").textContent =
+      `${S.clip.label} · 첫 프레임 기다리는 중 / waiting for the first frame${total} · ${s} s${eta}${rateNote()}`;
   }
 
   function frameShown(k, fps, total) {
