@@ -155,10 +155,11 @@ async def measured_rate(client: httpx.AsyncClient) -> float | None:
 
 
 async def measure(url: str, others: int, settle_s: float, first_only: bool = False) -> dict:
+    """One measuring page (its own photo per run, so no click is served from an earlier run's cache)."""
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         stop = asyncio.Event()
         pages = [asyncio.create_task(other_page(client, 100 + k, stop)) for k in range(others)]
-        res = await client.post("/source-image", files={"file": ("me.png", photo(1), "image/png")})
+        res = await client.post("/source-image", files={"file": ("me.png", photo(1 + others), "image/png")})
         session = res.json()["session"]
         poller = asyncio.create_task(poll_idle(client, session, stop))
         await asyncio.sleep(settle_s)  # the idle pieces render meanwhile: the click arrives while they do
