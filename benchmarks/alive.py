@@ -60,17 +60,24 @@ def photo(seed: int) -> bytes:
     return buf.getvalue()
 
 
-def start_server(port: int, weights: Path, backend: str, extra: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "lpstudio", "serve", "--weights-dir", str(weights), "--backend", backend,
-           "--no-crop", "--host", "127.0.0.1", "--port", str(port), "--no-access-log", *extra]  # fmt: skip
+def start_server(port: int, weights: Path | None, backend: str, standin_frame_ms: float | None) -> subprocess.Popen:
+    """``lpstudio serve`` on the weights, or (``standin_frame_ms``) on the stand-in renderer of that fixed cost."""
+    paths = [str(ROOT / "src"), str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    if standin_frame_ms is not None:
+        env["LPSTUDIO_STANDIN_FRAME_MS"] = str(standin_frame_ms)
+        engine = ["--engine-factory", "standin_server:make_engine"]
+    else:
+        engine = ["--weights-dir", str(weights), "--backend", backend]
+    cmd = [sys.executable, "-m", "lpstudio", "serve", *engine,
+           "--no-crop", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-async def wait_ready(client: httpx.AsyncClient, proc: subprocess.Popen) -> None:
+async def wait_ready(client: httpx.AsyncClient, proc: subprocess.Popen | None) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise SystemExit(f"the server exited: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
         with contextlib.suppress(httpx.TransportError):
             if (await client.get("/health", timeout=5)).status_code == 200:
@@ -84,8 +91,9 @@ def playable_after_s(arrivals: list[float], fps: float, total: int) -> float:
     return max(t - i / fps for i, t in enumerate(arrivals[:total])) if arrivals else float("nan")
 
 
-async def click(client: httpx.AsyncClient, session: str, preset: str) -> dict:
-    """One click: POST /generate, the stream read to its end; times in seconds from the click."""
+async def click(client: httpx.AsyncClient, session: str, preset: str, first_only: bool = False) -> dict:
+    """One click: POST /generate, the stream read to its end (``first_only``: to its first frame, then closed,
+    which stops its render); times in seconds from the click."""
     sent = time.perf_counter()
     start: dict = {}
     arrivals: list[float] = []
@@ -102,6 +110,8 @@ async def click(client: httpx.AsyncClient, session: str, preset: str) -> dict:
                 start = obj
             elif obj["type"] == "frame":
                 arrivals.append(time.perf_counter() - sent)
+                if first_only:
+                    break
             else:
                 end = obj
     fps = float(start.get("fps") or 0) or 1.0
@@ -138,17 +148,26 @@ async def other_page(client: httpx.AsyncClient, seed: int, stop: asyncio.Event) 
     await poller
 
 
-async def measure(url: str, others: int, settle_s: float) -> dict:
+async def measured_rate(client: httpx.AsyncClient) -> float | None:
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        return (await client.get("/health", timeout=30)).json().get("render_fps")
+    return None
+
+
+async def measure(url: str, others: int, settle_s: float, first_only: bool = False) -> dict:
+    """One measuring page (its own photo per run, so no click is served from an earlier run's cache)."""
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         stop = asyncio.Event()
         pages = [asyncio.create_task(other_page(client, 100 + k, stop)) for k in range(others)]
-        res = await client.post("/source-image", files={"file": ("me.png", photo(1), "image/png")})
+        res = await client.post("/source-image", files={"file": ("me.png", photo(1 + others), "image/png")})
         session = res.json()["session"]
         poller = asyncio.create_task(poll_idle(client, session, stop))
         await asyncio.sleep(settle_s)  # the idle pieces render meanwhile: the click arrives while they do
+        while await measured_rate(client) is None:  # a page is clicked once it is alive (a frame was rendered)
+            await asyncio.sleep(POLL_S)
         results = {}
         for label, preset in CLICKS.items():
-            results[label] = await click(client, session, preset)
+            results[label] = await click(client, session, preset, first_only)
             await asyncio.sleep(settle_s)
         health = (await client.get("/health")).json()
         stop.set()
@@ -167,18 +186,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settle", type=float, default=10.0, help="seconds between loading and each click")
     p.add_argument("--only", choices=["quiet", "busy"], default=None)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--url", default=None, help="measure a server already running there (no server is started)")
+    p.add_argument("--first-frame-only", action="store_true", help="close each click's stream at its first frame")
+    p.add_argument(
+        "--standin-frame-ms",
+        type=float,
+        default=None,
+        help="serve the stand-in renderer of this fixed cost a frame (the scheduler alone, whatever the load)",
+    )
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights_dir
-        if weights is None:
+        if weights is None and args.url is None and args.standin_frame_ms is None:
             sys.path.insert(0, str(ROOT / "src"))
             from lpstudio.synthetic import write_synthetic_weights
 
             weights = write_synthetic_weights(Path(tmp) / "weights")
         port = free_port()
-        proc = start_server(port, weights, args.backend, [])
-        url = f"http://127.0.0.1:{port}"
-        report: dict = {"backend": args.backend, "cpus": os.cpu_count()}
+        proc = start_server(port, weights, args.backend, args.standin_frame_ms) if args.url is None else None
+        url = args.url or f"http://127.0.0.1:{port}"
+        report: dict = {"backend": args.backend, "cpus": os.cpu_count(), "standin_frame_ms": args.standin_frame_ms}
         try:
 
             async def run() -> None:
@@ -188,13 +215,14 @@ def main(argv: list[str] | None = None) -> int:
                                         if k in ("device", "dtype", "backend", "backend_dtype", "fps")}  # fmt: skip
                 for name, others in (("quiet", 0), ("busy", args.others)):
                     if args.only in (None, name):
-                        report[name] = await measure(url, others, args.settle)
+                        report[name] = await measure(url, others, args.settle, args.first_frame_only)
 
             asyncio.run(run())
         finally:
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(60)
+            if proc is not None:
+                proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(60)
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=1))
     else:

@@ -241,6 +241,7 @@ def test_a_slow_server_renders_a_clip_at_a_lower_rate_that_starts_in_time() -> N
         lines = _lines(res)
         start, frames, end = lines[0], [x for x in lines if x["type"] == "frame"], lines[-1]
         assert start["requested_fps"] == 25.0 and start["fps"] < 25.0 and start["clip"]
+        assert 0 < start["expected_start_s"] <= 0.5 or start["fps"] == 5.0  # the server's own prediction
         assert start["frames"] == len(frames) == end["frames"] and end["cancelled"] is False
         asked = client.post("/generate", json={"session": session, "preset": "smile", "idle": False, "fps": 5})
         slow = _lines(asked)[0]
@@ -328,3 +329,21 @@ def test_cancel_detaches_only_its_viewer_from_a_shared_render() -> None:
         assert a_end["type"] == "end" and a_end["cancelled"] is True
         assert b_end["type"] == "end" and b_end["cancelled"] is False
         assert b_end["frames"] == streams["b"][0]["frames"]  # the other viewer got the whole clip
+
+
+def test_a_speaking_clip_at_a_lower_rate_keeps_its_audio_and_length() -> None:
+    from lpstudio.server.pacing import plan_duration_s, repaced
+    from lpstudio.server.plans import GenerateRequest, plan_clip
+    from lpstudio.speech import speech_available
+
+    if not speech_available():
+        pytest.skip("eSpeak NG is not installed")
+    limits = ServiceLimits()
+    plan = plan_clip(GenerateRequest(session="-", preset="talk"), fps=25.0, idle=False, limits=limits)
+    slow = repaced(plan, 8.0)
+    assert slow.fps == 8.0 and slow.requested_fps == 25.0 and slow.start_info()["requested_fps"] == 25.0
+    assert plan_duration_s(slow) == plan_duration_s(plan) > 0
+    assert slow.frame_count == pytest.approx(plan_duration_s(plan) * 8.0, abs=1)  # fewer frames, same seconds
+    audio, before = json.loads(slow.audio_json), json.loads(plan.audio_json)
+    assert audio["speech_ms"] == before["speech_ms"] and audio["text"] == before["text"]  # the same speech
+    assert audio["fps"] == 8.0 and audio["n_frames"] == slow.frame_count  # on the clock of the new frames

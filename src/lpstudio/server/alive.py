@@ -15,6 +15,7 @@ They sit behind the app's guards like every other route (registered on the same 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import secrets
 from typing import Any
@@ -24,13 +25,12 @@ from fastapi.responses import Response
 
 from ..errors import LPStudioError
 from ..expressions.idle_segments import SCHEDULE_S, idle_schedule, schedule_seed
-from .background import BackgroundScheduler, clip_work
-from .pacing import paced_fps, plan_duration_s, repaced
+from .background import BackgroundScheduler, clip_work, foreground_pending
+from .pacing import START_MARGIN, frames_at, paced_fps, plan_duration_s, repaced, start_wait_s
 from .pieces import GAZE_ID, PhotoPieces
 from .plans import ClipPlan, clip_cache_key
 from .sessions import Source
 from .state import AppState
-from .worker import PRIORITY_CLIP
 
 CLIP_ID_BYTES = 9
 """Random bytes of a clip id (72 bits: one viewer's stream, unguessable)."""
@@ -187,14 +187,12 @@ async def paced_plan(state: AppState, source: Source, plan: ClipPlan) -> ClipPla
     key = await state.off_loop(lambda: clip_cache_key(source.digest, plan, base, state.settings_key()))
     if key in state.hub.cache or key in state.hub.clips:
         return plan
-    try:
-        ahead = state.worker.pending_frames(PRIORITY_CLIP)
-    except TypeError:  # a renderer that cannot tell clips from background work
-        ahead = state.worker.pending_frames()
-    fps = paced_fps(plan.fps, plan_duration_s(plan), render_fps, ahead, state.limits)
-    if fps == plan.fps:
-        return plan
-    return await state.off_loop(lambda: repaced(plan, fps))
+    ahead = foreground_pending(state.worker)
+    duration = plan_duration_s(plan)
+    fps = paced_fps(plan.fps, duration, render_fps, ahead, state.limits)
+    wait = round(START_MARGIN * start_wait_s(frames_at(duration, fps), fps, render_fps, ahead), 1)
+    paced = plan if fps == plan.fps else await state.off_loop(lambda: repaced(plan, fps))
+    return dataclasses.replace(paced, expected_start_s=wait)
 
 
 def start_background(state: AppState, pieces: bool) -> BackgroundScheduler:

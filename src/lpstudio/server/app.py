@@ -30,8 +30,8 @@ from ..expressions.custom import using_custom
 from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
 from ..speech.espeak import speech_available
-from .alive import close_page as close_page_of
 from .alive import (
+    close_page,
     forget_viewer,
     health_info,
     new_clip_id,
@@ -336,7 +336,7 @@ def _source_routes(app: FastAPI) -> None:
         state.sources.claim(source, client)  # counts for this client's quota (its own oldest goes past it)
         described = state.sessions.new(digest, name, client).describe(source)
         if replaces:
-            close_page_of(state, replaces)  # the old photo's background work stops now
+            close_page(state, replaces)  # the old photo's background work stops now
         return described
 
 

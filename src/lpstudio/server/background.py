@@ -208,6 +208,14 @@ class BackgroundScheduler:
         }
 
 
+def foreground_pending(worker: Any) -> int:
+    """Frames of clips and previews waiting to be rendered (every frame on a renderer that cannot tell them apart)."""
+    try:
+        return int(worker.pending_frames(PRIORITY_CLIP))
+    except TypeError:  # e.g. the Ray Serve renderer: pending_frames() counts every job
+        return int(worker.pending_frames())
+
+
 def clip_work(state: AppState) -> dict[str, int]:
     """Clips and previews apart from background work: frames waiting to be rendered."""
-    return {"pending_frames": state.worker.pending_frames(PRIORITY_CLIP)}
+    return {"pending_frames": foreground_pending(state.worker)}

@@ -85,15 +85,19 @@ class ClipPlan:
     priority: int
     speech: SpeechStart | None = None
     requested_fps: float | None = None  # the rate asked for, when the adaptive rate (pacing.py) lowered it
+    expected_start_s: float | None = None  # when it can start playing, predicted from the measured render rate
 
     def start_info(self) -> dict[str, Any]:
-        return {
+        info = {
             "fps": self.fps,
             "requested_fps": self.requested_fps or self.fps,
             "steps": self.steps,
             "plan": self.plan,
             "speaks": self.speech is not None,
         }
+        if self.expected_start_s is not None:
+            info["expected_start_s"] = self.expected_start_s
+        return info
 
     @property
     def frame_count(self) -> int:

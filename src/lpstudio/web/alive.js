@@ -1,5 +1,6 @@
 // lpstudio: the portrait alive at every moment (issue 22, page side). Loaded BEFORE app.js; every use of
-// app.js's globals (app, canvas, draw, fadeTo, apiFetch, setProgress, startIdle, stopVoice) happens at call time.
+// app.js's globals (app, canvas, draw, fadeTo, apiFetch, withKey, API_KEY, b64ToBlob, setProgress, openSource,
+// startIdle, stopVoice) happens at call time.
 //
 // * Endless idle: the photo's idle segments (GET /idle, /idle/segment) played on an endless seeded schedule
 //   (the server's rules, mirrored below), the base pose held between them; nothing is rendered for it again.
@@ -45,7 +46,7 @@ window.lpAlive = (() => {
     gen: 0, session: null, supported: null, reopened: false, pollTimer: null, polling: false,
     info: null, segs: new Map(), loading: new Set(), atlas: null, atlasLoading: false,
     running: false, raf: 0, offset: 0, since: 0, lastKey: null,
-    seed: null, durations: null, rng: null, next: null, queue: [], current: null, log: [],
+    seed: null, durations: null, next: null, queue: [], current: null, log: [],
     gaze: { enabled: true, u: 0, v: 0, sacc: null, fixUntil: 0, lastMove: -Infinity, px: null },
     clip: { id: null, start: null, askedAt: 0, firstAt: null, lastAt: null, shown: 0, fps: 0, label: "" },
     waitTimer: null,
@@ -401,6 +402,7 @@ window.lpAlive = (() => {
   function clipStarted(msg) {
     S.clip.id = msg.clip ?? null;
     S.clip.start = msg;
+    S.clip.startAt = performance.now();
     S.clip.fps = msg.fps;
     canvas.dataset.clipFps = String(msg.fps);
     waitText();
@@ -417,8 +419,15 @@ window.lpAlive = (() => {
     if (canvas.dataset.state !== "waiting") { clearInterval(S.waitTimer); return; }
     if ($("progress").value > 0) return;   // frames are arriving: app.js shows the count and the estimate
     const s = Math.round((performance.now() - S.clip.askedAt) / 1000);
-    const total = S.clip.start ? ` · 0/${S.clip.start.frames}` : "";
-    $("progressText").textContent = `${S.clip.label} · 첫 프레임 기다리는 중 / waiting for the first frame${total} · ${s} s${rateNote()}`;
+    const m = S.clip.start;
+    const total = m ? ` · 0/${m.frames}` : "";
+    let eta = "";   // the server's own prediction (start line), until the page can estimate from arrivals
+    if (m && typeof m.expected_start_s === "number") {
+      const left = Math.ceil(Math.max(0, m.expected_start_s - (performance.now() - S.clip.startAt) / 1000));
+      eta = ` · 약 ${left}초 후 재생 / plays in about ${left} s`;
+    }
+    $("progressText").textContent =
+      `${S.clip.label} · 첫 프레임 기다리는 중 / waiting for the first frame${total} · ${s} s${eta}${rateNote()}`;
   }
 
   function frameShown(k, fps, total) {
