@@ -137,6 +137,7 @@ def _template(path: Path, frames: int, seed: int) -> Path:
     return save_motion(path, MotionTrack(arrays, Fraction(10), np.ones(frames, bool), "test"))
 
 
+@pytest.mark.slow  # two faces prepared and driven on the CPU engine (~30 s); run with --runslow
 def test_drive_faces_each_its_own_template(
     photo_path: Path, synthetic_weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
