@@ -52,6 +52,7 @@ def _edit(photo_path: Path, weights: Path, out: Path, *extra: str) -> int:
     return main([*args, *extra])
 
 
+@pytest.mark.slow  # two faces prepared and rendered on the CPU engine; the stand-in tests check batching in CI
 def test_both_faces_found_and_rendered_in_one_batch(
     photo_path: Path, faces, synthetic_weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
