@@ -33,6 +33,19 @@ def two_face_photo() -> np.ndarray:
     return canvas
 
 
+def overlapping_faces_photo() -> np.ndarray:
+    """(400, 560, 3) uint8 RGB: Grace Hopper and, close beside her, the astronaut's head (cut just below
+    the chin so her helmet is not taken for a face): both faces are found and their paste-back
+    regions overlap (about 4,000 pixels)."""
+    hopper = cv2.resize(load_image(HOPPER).rgb, None, fx=0.45, fy=0.45, interpolation=cv2.INTER_AREA)
+    astro = cv2.resize(load_image(ASTRONAUT).rgb, None, fx=0.55, fy=0.55, interpolation=cv2.INTER_AREA)[:, ::-1]
+    head = astro[:150, 110:]
+    canvas = np.full((400, 560, 3), CANVAS_GREY, np.uint8)
+    canvas[40 : 40 + hopper.shape[0], : hopper.shape[1]] = hopper
+    canvas[60 : 60 + head.shape[0], 175 : 175 + head.shape[1]] = head
+    return canvas
+
+
 def png_bytes(rgb: np.ndarray) -> bytes:
     """Lossless PNG bytes of an RGB array."""
     buf = io.BytesIO()

@@ -63,3 +63,26 @@ def test_left_person_smiles_right_person_nods(tmp_path: Path, monkeypatch: pytes
     base = photo.astype(np.int16)
     brighter = [max(float((region(f, b) - region(base, b)).mean()) for f in frames) for b in boxes]
     assert brighter[0] > 5 and brighter[0] > brighter[1]  # the smile shows in the composite (the stand-in brightens)
+
+
+def test_speak_faces_all_moves_both_faces_lips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``speak --faces all``: every chosen face says the text, each frame's faces in one batch."""
+    from lpstudio.speech import speech_available
+
+    if not speech_available():
+        pytest.skip("eSpeak NG is not installed")
+    benchmarks = str(Path(__file__).resolve().parents[2] / "benchmarks")
+    if benchmarks not in sys.path:
+        monkeypatch.syspath_prepend(benchmarks)
+    from standin_server import StandInEngine
+
+    from lpstudio.face.models import MediaPipeFacePipeline
+
+    engine = StandInEngine(frame_ms=0.0, prepare_ms=0.0, face=MediaPipeFacePipeline())
+    monkeypatch.setattr("lpstudio.cli.speak.load_engine", lambda args, face: engine)
+    src = tmp_path / "two.png"
+    Image.fromarray(two_face_photo()).save(src)
+    out = tmp_path / "talk.mp4"
+    assert main(["speak", str(src), "hi", "--faces", "all", "--fps", "10", "--no-progress", "-o", str(out)]) == 0
+    assert out.is_file() and engine.prepared == 2
+    assert engine.batches and all(b % 2 == 0 for b in engine.batches)

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from standin_server import StandInEngine
 
-from group_photos import png_bytes, two_face_photo
+from group_photos import overlapping_faces_photo, png_bytes, two_face_photo
 from lpstudio.face.mediapipe import INSTALL_HINT, available
 from lpstudio.server import ServerSettings, ServiceLimits, create_app
 
@@ -106,6 +106,48 @@ def test_generate_per_face_command_streams_batches_of_both_faces(engine_and_clie
     assert engine.batches and all(b % 2 == 0 for b in engine.batches)  # every batch holds whole frames of 2 faces
     res = client.post("/generate", json={**body, "command": "face 5 smile"})
     assert res.status_code == 400 and "names face 5, but the photo has 2 faces" in res.json()["error"]
+
+
+GRID = 8
+DARK_RATIO = 0.6
+DARK_MARGIN = 12.0
+"""A block darker than ``DARK_RATIO`` x the same block of the still portrait, minus this, is a dark patch
+(the block-by-block check of ``test_browser_service.py``, here over every face box)."""
+
+
+def _blocks(img: np.ndarray, box: list[float]) -> np.ndarray:
+    """Mean luminance of a GRID x GRID grid of blocks over ``box`` of ``img`` (H, W, 3)."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    lum = img[y0:y1, x0:x1].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    rows = np.array_split(np.arange(lum.shape[0]), GRID)
+    cols = np.array_split(np.arange(lum.shape[1]), GRID)
+    return np.array([[lum[np.ix_(r, c)].mean() for c in cols] for r in rows])
+
+
+def test_overlapping_faces_paste_without_dark_patch_or_seam(engine_and_client) -> None:
+    """Two faces whose paste-back regions overlap, rendered together: every block of every face box stays
+    lit, and the composite has no step (seam) larger than the photo's own."""
+    engine, client = engine_and_client
+    files = {"file": ("overlap.png", png_bytes(overlapping_faces_photo()), "image/png")}
+    info = client.post("/source-image", files=files).json()
+    assert len(info["faces"]) == 2 and info["animatable_faces"] == 2
+    session = info["session"]
+    still = _jpeg(client.get("/source-image", params={"session": session}))
+    both = _jpeg(client.post("/render", json={"session": session, "params": {"smile": 0.5}, "faces": "all"}))
+    for face in info["faces"]:
+        ref, out = _blocks(still, face["box"]), _blocks(both, face["box"])
+        dark = np.argwhere(out < DARK_RATIO * ref - DARK_MARGIN)
+        assert dark.size == 0, f"dark patch in face box {face['box']}: blocks {dark.tolist()}"
+    step = lambda img: np.abs(np.diff(img.mean(axis=2), axis=1)).max()  # noqa: E731
+    assert step(both) <= step(still) + 60
+
+
+def test_dark_patch_check_can_fail() -> None:
+    ref = np.full((GRID, GRID), 120.0)
+    patched = ref.copy()
+    patched[2:4, 3:5] = 3.0
+    assert np.argwhere(patched < DARK_RATIO * ref - DARK_MARGIN).shape[0] == 4
+    assert np.argwhere(ref * 0.8 < DARK_RATIO * ref - DARK_MARGIN).size == 0
 
 
 def test_a_precropped_portrait_has_no_faces_to_choose() -> None:

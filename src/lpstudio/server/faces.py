@@ -45,8 +45,8 @@ async def prepare_faces(state: AppState, source: Source, rgb: np.ndarray) -> Non
     Runs before the source is stored, so its memory (``nbytes``) counts every face.
     """
     face = source.state.face
-    if face is None or source.paster is None:
-        return
+    if face is None or source.paster is None or not getattr(state.worker, "renders_faces", False):
+        return  # a pre-cropped face, or a renderer of one face at a time (Ray Serve replicas key states by photo)
     boxes = np.asarray(face.all_boxes)
     count = min(len(boxes), state.limits.max_faces)
     states: dict[int, Any] = {}
