@@ -29,6 +29,8 @@ from ..errors import LPStudioError
 from ..expressions.presets import PRESETS
 from ..params import PARAM_SPECS, EditParams
 from ..speech.espeak import speech_available
+from .drive_routes import body_limit as drive_body_limit
+from .drive_routes import register_drive_routes
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
 from .limits import ServiceLimits
@@ -151,6 +153,7 @@ def create_app(
     _source_routes(app)
     _render_routes(app)
     register_live(app)  # the live mirror's WebSocket (server/live.py)
+    register_drive_routes(app)  # POST /drive and POST /edit (server/drive_routes.py)
     return app
 
 
@@ -169,7 +172,7 @@ def _middleware(app: FastAPI, settings: ServerSettings) -> None:
             return limits.max_upload_body_bytes
         if path == GENERATE_AUDIO_PATH:
             return limits.max_audio_upload_body_bytes
-        return limits.max_json_bytes
+        return drive_body_limit(path, limits) or limits.max_json_bytes
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     if settings.allowed_origins:

@@ -45,6 +45,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import numpy as np
+import torch
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -391,10 +392,13 @@ class ClipHub:
         *,
         keep: bool = False,
         client: str = ANONYMOUS_CLIENT,
+        x_d: torch.Tensor | None = None,
     ) -> SharedClip:
         """Submit a render of ``params`` on ``source``; its frames become lines of the returned clip.
 
         ``client``: who asked (the worker shares each priority fairly between clients).
+        ``x_d``: driving keypoints (N,21,3) computed already (a driving video or template, one row per
+        entry of ``params``); the worker renders them instead of editing ``params``.
         """
         clip = SharedClip(self, key, len(params), source)
         clip.keep = keep
@@ -418,6 +422,7 @@ class ClipHub:
             ticket=ticket,
             digest=source.digest,
             client=client,
+            x_d=x_d,
         )
         source.active += 1
         self.clips[key] = clip
