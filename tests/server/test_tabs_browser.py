@@ -37,6 +37,8 @@ def page(engine, tmp_path_factory):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # the tabs never use /generate: the idle loop it would render only competes for the CPU here
+        page.route("**/generate", lambda route: route.abort())
         page.goto(url)
         page.wait_for_function(
             "() => document.getElementById('portrait').dataset.state === 'neutral'", timeout=TIMEOUT_MS
@@ -92,6 +94,7 @@ def test_expression_tab_shows_the_other_photos_expression(page, shots: Path) -> 
     page.screenshot(path=str(shots / "tab-expression.png"))
 
 
+@pytest.mark.slow  # the same stream path as the drive tab; the template itself is covered in test_drive_api.py
 def test_template_tab_plays_a_motion_template(page, tmp_path: Path) -> None:
     page.get_by_test_id("tab-template").click()
     page.get_by_test_id("tab-template-file").set_input_files(
