@@ -254,7 +254,8 @@ def test_prerendered_preset_replays_from_cache(engine, monkeypatch):
         state = app.state.lp
         deadline = time.time() + 300
         while (state.hub.clips or len(state.hub.cache) == 0) and time.time() < deadline:
-            time.sleep(0.2)
+            c.get(f"/source-image?session={session}")  # the page is still there (background work for a gone page stops)
+            time.sleep(0.5)
         assert len(state.hub.cache) == 1, "the preset was not pre-rendered"
         lines = _stream(c.post("/generate", json={"session": session, "preset": "blink"}))
     assert lines[-1]["type"] == "end" and lines[-1]["cached"] is True

@@ -41,6 +41,8 @@ from .alive import (
     start_background,
 )
 from .crop_routes import CROP_UPLOAD_PATH, register_crop_routes
+from .drive_routes import body_limit as drive_body_limit
+from .drive_routes import register_drive_routes
 from .faces import generate_faces, register_faces, render_faces
 from .favicon import register_favicon
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
@@ -173,6 +175,7 @@ def create_app(
     register_favicon(app)  # /favicon.ico (server/favicon.py)
     register_crop_routes(app)  # GET /crop-options, POST /source-image/crop (server/crop_routes.py)
     register_faces(app)  # GET /faces (server/faces.py)
+    register_drive_routes(app)  # POST /drive and POST /edit (server/drive_routes.py)
     return app
 
 
@@ -191,7 +194,7 @@ def _middleware(app: FastAPI, settings: ServerSettings) -> None:
             return limits.max_upload_body_bytes
         if path == GENERATE_AUDIO_PATH:
             return limits.max_audio_upload_body_bytes
-        return limits.max_json_bytes
+        return drive_body_limit(path, limits) or limits.max_json_bytes
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     if settings.allowed_origins:

@@ -147,6 +147,15 @@ class ServiceLimits:
     """Largest JSON request body."""
     max_audio_upload_bytes: int = 10 * MIB
     """Largest speech audio file the page may upload (its length is bounded by ``max_clip_ms`` too)."""
+    max_drive_upload_bytes: int = 30 * MIB
+    """Largest driving video or motion template ``POST /drive`` takes (server/drive_routes.py)."""
+    max_drive_seconds: float = 20.0
+    """Longest driving video or motion template, checked from its header before decoding and again while decoding."""
+    max_drive_frames: int = 600
+    """Most driving frames one request may render (20 s at 30 fps); decoded frames are kept at most
+    ``DRIVE_DECODE_SIDE`` (320 px) a side, so one decode holds at most ~184 MB of pixels."""
+    max_source_video_seconds: float = 20.0
+    """Longest source video (a video as the portrait) a request may use."""
 
     # --- the viewer first (server/background.py, server/pacing.py)
     page_gone_s: float = 20.0
@@ -202,6 +211,11 @@ class ServiceLimits:
     def max_audio_upload_body_bytes(self) -> int:
         """Largest multipart body of an audio upload: the file limit plus boundaries and fields."""
         return self.max_audio_upload_bytes + MULTIPART_OVERHEAD_BYTES
+
+    @property
+    def max_drive_body_bytes(self) -> int:
+        """Largest multipart body of ``POST /drive``: the file limit plus boundaries and fields."""
+        return self.max_drive_upload_bytes + MULTIPART_OVERHEAD_BYTES
 
     @property
     def decode_bytes(self) -> int:

@@ -46,6 +46,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -401,12 +402,15 @@ class ClipHub:
         *,
         keep: bool = False,
         client: str = ANONYMOUS_CLIENT,
+        x_d: torch.Tensor | None = None,
         **job_options: Any,
     ) -> SharedClip:
         """Submit a render of ``params`` on ``source``; its frames become lines of the returned clip.
 
         ``client``: who asked (the worker shares each priority fairly between clients); ``job_options``
         go to the :class:`~lpstudio.server.worker.RenderJob` (``faces``, ``face_params`` of a group clip).
+        ``x_d``: driving keypoints (N,21,3) computed already (a driving video or template, one row per
+        entry of ``params``); the worker renders them instead of editing ``params``.
         """
         clip = SharedClip(self, key, len(params), source)
         clip.keep = keep
@@ -430,6 +434,7 @@ class ClipHub:
             ticket=ticket,
             digest=source.digest,
             client=client,
+            x_d=x_d,
             **job_options,
         )
         source.active += 1
