@@ -12,9 +12,10 @@ def test_download_without_insightface(monkeypatch, tmp_path: Path) -> None:
     contents = {"liveportrait/a.pth": b"alpha" * 10, "insightface/models/b.onnx": b"beta" * 7}
     fake = [W.OfficialFile(p, hashlib.sha256(c).hexdigest(), len(c)) for p, c in contents.items()]
     monkeypatch.setattr(W, "official_files", lambda: fake)
+    monkeypatch.setattr(W, "probe_hub", lambda url, **kw: None)  # the hub counts as reachable
     calls: list[str] = []
 
-    def fake_download(repo_id, filename, local_dir, force_download):
+    def fake_download(repo_id, filename, local_dir, force_download, **kwargs):
         calls.append(filename)
         target = Path(local_dir) / filename
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ motion of every frame, a few hundred bytes each, is kept only for
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import FaceNotFoundError, ImageError
+from ..progress import progress_bar
 from ..video import DEFAULT_FPS, is_video_path, iter_frames, probe_video
 from ..video_writer import VideoWriter
 from .crop import DrivingCrop, DrivingCropper
@@ -257,7 +257,7 @@ def drive(
         keep_motion=kept,
         keep_found=found,
     )
-    bar = _progress(total, progress)
+    bar = progress_bar(total, progress, "driving")
     start = time.perf_counter()
     try:
         if image_out:
@@ -286,22 +286,3 @@ def drive(
         track = MotionTrack.from_motions(kept, found, summary.fps, driving.name)
         summary.template = save_motion(save_motion_to, track)  # type: ignore[arg-type]
     return summary
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def set_postfix_str(self, s: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int | None, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="frame", desc="driving", file=sys.stderr, dynamic_ncols=True)

@@ -25,7 +25,6 @@ Memory is bounded: one decoded frame (plus its crop and state) at a time.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -48,6 +47,7 @@ from ..face.crop import (
     transform_points,
     warp_to_crop,
 )
+from ..progress import progress_bar
 from ..video import DEFAULT_FPS, FRAME_IMAGE_SUFFIXES, iter_frames, probe_video
 from .live import DEFAULT_VERIFY_EVERY, LiveCropper
 
@@ -377,23 +377,3 @@ def iter_source_frames(
             bar.update(1)
     finally:
         bar.close()
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def set_postfix_str(self, s: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def progress_bar(total: int | None, enabled: bool, desc: str) -> Any:
-    """A tqdm bar on stderr with ``total`` frames (a no-op object when not ``enabled``)."""
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="frame", desc=desc, file=sys.stderr, dynamic_ncols=True)

@@ -46,7 +46,7 @@ from .drive_routes import register_drive_routes
 from .faces import generate_faces, register_faces, render_faces
 from .favicon import register_favicon
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
-from .intake import check_upload, decode, default_image, default_source_path, default_view, open_source
+from .intake import default_image, default_source_path, default_view, open_source, read_photo
 from .keep_routes import DOWNLOAD_PHOTO_PATH, keep_of, register_keep, session_base, session_presets
 from .limits import ServiceLimits
 from .live import LIVE_PATH, register_live
@@ -326,14 +326,7 @@ def _source_routes(app: FastAPI) -> None:
     ) -> dict[str, Any]:
         state = lp(request)
         name = _clean_name(file.filename)
-        ticket = state.admission.admit_source()
-        try:
-            data = await file.read(state.limits.max_upload_bytes + 1)
-            check_upload(state, name, file.content_type, data)
-            rgb, digest = await decode(state, data, name, face_index)
-            del data
-        finally:
-            ticket.release()
+        rgb, digest = await read_photo(state, file, name, face_index)
         source = await open_source(state, rgb, digest, face_index)
         client = client_of(request)
         state.sources.claim(source, client)  # counts for this client's quota (its own oldest goes past it)

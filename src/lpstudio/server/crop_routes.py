@@ -28,7 +28,7 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 
 from ..errors import LPStudioError
 from ..face.crop_options import DET_THRESH_RANGE, SCALE_RANGE, SHIFT_RANGE, CropOptions, parse_number
-from .intake import check_upload, decode, open_source
+from .intake import open_source, read_photo
 
 #: The upload path with per-photo crop controls.
 CROP_UPLOAD_PATH: str = "/source-image/crop"
@@ -118,14 +118,7 @@ def register_crop_routes(app: FastAPI) -> None:
                 hint="start the server with --crop-scale/--crop-vx/--crop-vy/--det-thresh/--no-rotate instead",
             )
         name = _clean_name(file.filename)
-        ticket = state.admission.admit_source()
-        try:
-            data = await file.read(state.limits.max_upload_bytes + 1)
-            check_upload(state, name, file.content_type, data)
-            rgb, digest = await decode(state, data, name, face_index)
-            del data
-        finally:
-            ticket.release()
+        rgb, digest = await read_photo(state, file, name, face_index)
         digest = _digest(digest, options)
         source = await open_source(state, rgb, digest, face_index, options)
         client = client_of(request)

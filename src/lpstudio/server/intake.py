@@ -138,3 +138,20 @@ async def _prepare(
     if state.on_new_source is not None:
         state.on_new_source(source)
     return source
+
+
+async def read_photo(state: AppState, upload: Any, name: str, face_index: int | None) -> tuple[np.ndarray, str]:
+    """An uploaded photo (``upload``: a multipart file) read within the upload bound, checked and decoded.
+
+    Admitted like every photo (a source slot while it is read and decoded). Returns the (H, W, 3)
+    uint8 picture and its digest; raises the upload's 4xx errors.
+    """
+    ticket = state.admission.admit_source()
+    try:
+        data = await upload.read(state.limits.max_upload_bytes + 1)
+        check_upload(state, name, upload.content_type, data)
+        rgb, digest = await decode(state, data, name, face_index)
+        del data
+    finally:
+        ticket.release()
+    return rgb, digest

@@ -42,7 +42,7 @@ from ..errors import ImageError, LPStudioError, ParamError
 from ..expressions.cache import source_digest
 from ..expressions.library import MAX_EXPRESSIONS, MAX_LIBRARY_JSON_BYTES, LibraryError
 from ..params import EditParams
-from .intake import check_upload, decode, default_image
+from .intake import default_image, read_photo
 from .keep import KeepStore, decode_frame_line
 from .sessions import Source
 from .state import AppState
@@ -257,14 +257,7 @@ async def _full_photo(state: AppState, source: Source, upload: UploadFile | None
             hint="the page sends it with the download: try again from the page",
         )
     name = (upload.filename or "photo")[:MAX_DOWNLOAD_STEM]
-    ticket = state.admission.admit_source()
-    try:
-        data = await upload.read(state.limits.max_upload_bytes + 1)
-        check_upload(state, name, upload.content_type, data)
-        rgb, digest = await decode(state, data, name, None)
-        del data
-    finally:
-        ticket.release()
+    rgb, digest = await read_photo(state, upload, name, None)
     if digest != source.digest:
         again = await state.off_loop(lambda: source_digest(rgb, crop=True, face_index=face.face_index))
         if again != source.digest:

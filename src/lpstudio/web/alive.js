@@ -447,7 +447,10 @@ window.lpAlive = (() => {
     if (!canvas.dataset.playedMs) return;
     const played = Number(canvas.dataset.playedMs) / 1000;
     const stats = $("stats");
-    stats.textContent += ` · 재생 / played ${played.toFixed(1)} s @ ${S.clip.fps} fps` +
+    // the play rate only when the server lowered it (a cached replay shows no rate: it rendered nothing)
+    const m = S.clip.start;
+    const lowered = m && m.requested_fps && m.requested_fps > m.fps ? ` @ ${m.fps} fps` : "";
+    stats.textContent += ` · 재생 / played ${played.toFixed(1)} s${lowered}` +
       (endInfo && endInfo.cancelled ? " (취소됨 / cancelled)" : "");
   }
 
