@@ -5,7 +5,7 @@ so N faces cost one forward of batch N, not N forwards. The sources are pre-crop
 bundled astronaut, Grace Hopper and the cameraman from ``tests/data/faces``, and mirrors), so no face
 models are needed; paste-back is not included (milliseconds next to a render).
 
-    PYTHONPATH=src python benchmarks/faces_per_frame.py --weights-dir /tmp/synw --faces 1 2 4 --frames 3 --json
+    PYTHONPATH=src python benchmarks/faces_per_frame.py --weights-dir ~/lpstudio-synthetic --faces 1 2 4 --frames 3 --json
 
 Without ``--weights-dir`` it writes synthetic weights (random, same shapes and cost) to a temporary folder.
 """

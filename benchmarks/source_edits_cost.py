@@ -2,8 +2,7 @@
 
     PYTHONPATH=src python benchmarks/source_edits_cost.py WEIGHTS_DIR [--frames 3] [--backend eager]
 
-Synthetic weights are fine (``python -c "from lpstudio.synthetic import write_synthetic_weights as w;
-w('/tmp/synw')"``). Three runs of ``--frames`` frames on the same 256 px face (``--no-crop``), all
+Synthetic weights are fine (``lpstudio weights synthetic ~/lpstudio-synthetic``). Three runs of ``--frames`` frames on the same 256 px face (``--no-crop``), all
 through the engine's public paths, one after the other in one process:
 
 * ``photo``: ``animate PHOTO "윙크해줘"`` — one prepared source, W+G per frame;

@@ -13,7 +13,7 @@
    ``--standin-motion``); the process RSS is read at checkpoints. Flat RSS means
    nothing grows with the clip.
 
-    python benchmarks/v2v_cost.py --weights /tmp/synw --frames 4 --rss-frames 300 --rss-at 50,300
+    python benchmarks/v2v_cost.py --weights ~/lpstudio-synthetic --frames 4 --rss-frames 300 --rss-at 50,300
 
 Writes nothing but temporary files; numbers go to stdout (``--json`` for JSON).
 """
