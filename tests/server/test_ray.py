@@ -53,7 +53,7 @@ MAX_JOBS = 3
 PARAMS = {"smile": 0.6, "head_yaw": 8.0, "eyeball_x": 3.0}
 LONG_CLIP = "smile=1000:1000"  # 6 frames at 2 fps
 JPEG_TOLERANCE = 2
-SPREAD_ROUNDS = 3
+SPREAD_ROUNDS = 6
 """Clips tried for one whose own chunks went to both replicas (Serve's router sees queue lengths late)."""
 SPREAD_CLIP_MS = 310  # 3 frames at 2 fps (two chunks: 1 + 2 frames, both in flight), distinct per round
 TEST_KEY = "lpstudio-test-key-not-a-secret"
