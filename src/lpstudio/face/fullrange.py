@@ -35,7 +35,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from .detect import Detections
-from .mediapipe import DET_ANCHOR_OFFSET, DET_NUM_KEYPOINTS, MIN_FACE_PX, BlazeFaceDetector, weighted_nms
+from .mediapipe import DET_ANCHOR_OFFSET, BlazeFaceDetector, merge_passes
 
 # ---------------------------------------------------------------- face_detection_full_range.pbtxt
 FULL_INPUT_SIZE: int = 192
@@ -165,14 +165,7 @@ class FaceSearch:
             short = self.short.detect(image_rgb, thorough=True, score_thresh=t)
             kp = np.asarray(short.keypoints, dtype=np.float64)
             found.append((short.boxes.astype(np.float64), short.scores.astype(np.float64), kp))
-        boxes = np.concatenate([f[0] for f in found]).reshape(-1, 4)
-        scores = np.concatenate([f[1] for f in found])
-        kps = np.concatenate([f[2].reshape(-1, DET_NUM_KEYPOINTS, 2) for f in found])
-        if scores.size:
-            boxes, scores, kps = weighted_nms(boxes, scores, kps)
-            big = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= MIN_FACE_PX
-            boxes, scores, kps = boxes[big], scores[big], kps[big]
-        return Detections(boxes.astype(np.float32), scores.astype(np.float32), kps.astype(np.float32))
+        return merge_passes(found)
 
 
 __all__ = [

@@ -246,6 +246,19 @@ def weighted_nms(
     )
 
 
+def merge_passes(found: list[tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]]) -> Detections:
+    """Detections of several passes (each: boxes (N, 4), scores (N,), keypoints (N, 6, 2) in photo pixels)
+    merged by MediaPipe's weighted NMS, faces under ``MIN_FACE_PX`` dropped."""
+    boxes = np.concatenate([f[0] for f in found]).reshape(-1, 4)
+    scores = np.concatenate([f[1] for f in found])
+    kps = np.concatenate([f[2].reshape(-1, DET_NUM_KEYPOINTS, 2) for f in found])
+    if scores.size:
+        boxes, scores, kps = weighted_nms(boxes, scores, kps)
+        big = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= MIN_FACE_PX
+        boxes, scores, kps = boxes[big], scores[big], kps[big]
+    return Detections(boxes.astype(np.float32), scores.astype(np.float32), kps.astype(np.float32))
+
+
 class BlazeFaceDetector:
     """MediaPipe's short-range face detector (``face_detection_short_range.tflite``).
 
@@ -369,14 +382,7 @@ class BlazeFaceDetector:
             while largest() == 0.0 and side > TILE_MIN_SIDE:
                 side = max(side // 2, TILE_MIN_SIDE)
                 found += self._tile_pass(image_rgb, side, score_thresh)
-        boxes = np.concatenate([f[0] for f in found]).reshape(-1, 4)
-        scores = np.concatenate([f[1] for f in found])
-        kps = np.concatenate([f[2].reshape(-1, DET_NUM_KEYPOINTS, 2) for f in found])
-        if scores.size:
-            boxes, scores, kps = weighted_nms(boxes, scores, kps)
-            big = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= MIN_FACE_PX
-            boxes, scores, kps = boxes[big], scores[big], kps[big]
-        return Detections(boxes.astype(np.float32), scores.astype(np.float32), kps.astype(np.float32))
+        return merge_passes(found)
 
 
 # ---------------------------------------------------------------- mesh and iris
