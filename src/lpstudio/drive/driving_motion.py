@@ -46,6 +46,7 @@ import torch
 
 from .. import keypoints as K
 from ..errors import ParamError
+from ..heap import release_freed_memory
 
 REGIONS: tuple[str, ...] = ("all", "exp", "pose", "lip", "eyes")
 """Official ``animation_region`` values: what the driving frames move."""
@@ -173,6 +174,8 @@ def extract_motion(engine: Any, images_256: Sequence[np.ndarray], batch_size: in
         chunk += [chunk[-1]] * (batch_size - real)
         x = torch.cat([engine._to_input(img) for img in chunk])
         parts.append(motion_from_heads(engine.motion(x)).rows(slice(0, real)))
+        del x
+        release_freed_memory()  # a long clip's batches must not grow the heap (lpstudio/heap.py)
     return DrivingMotion.cat(parts) if len(parts) > 1 else parts[0]
 
 

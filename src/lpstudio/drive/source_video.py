@@ -47,6 +47,7 @@ from ..face.crop import (
     transform_points,
     warp_to_crop,
 )
+from ..heap import release_freed_memory
 from ..progress import progress_bar
 from ..video import DEFAULT_FPS, FRAME_IMAGE_SUFFIXES, iter_frames, probe_video
 from .live import DEFAULT_VERIFY_EVERY, LiveCropper
@@ -338,8 +339,8 @@ def prepare_crop(engine: Any, crop: SourceCrop, *, paste_back: bool = True) -> A
         h, w = crop.rgb.shape[:2]
         paster = PasteBack(crop.M_c2o, (h, w), crop_size=CROP_DSIZE)
         photo = crop.rgb
-    lmk = crop.lmk203
-    return engine._state_from_256(crop.image_256, lmk, photo=photo, paster=paster)
+    release_freed_memory()  # one source frame after another: keep the heap from growing (lpstudio/heap.py)
+    return engine._state_from_256(crop.image_256, crop.lmk203, photo=photo, paster=paster)
 
 
 def iter_source_frames(
