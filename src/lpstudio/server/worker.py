@@ -43,6 +43,7 @@ import torch
 
 from ..engine import LivePortrait, SourceState
 from ..errors import LPStudioError, NonFiniteOutputError, RenderError
+from ..heap import release_freed_memory
 from ..params import EditParams
 
 T = TypeVar("T")
@@ -280,6 +281,7 @@ class RenderWorker:
                             future.set_exception(exc)
                 if batch:
                     self._render(batch)
+                release_freed_memory()  # a server renders for days: freed batch buffers go back (lpstudio/heap.py)
             except Exception:  # a bug in a callback must not stop the model thread
                 log.exception("render worker: unexpected error (the worker carries on)")
 
