@@ -1,6 +1,6 @@
 """Face detection recall and false positives, on real group photos and on group photos composed from portraits.
 
-Real photos (``tests/face/group_photos.py``): shippable group photos with hand-labelled face
+Real photos (``tests/face/real_group_photos.py``): shippable group photos with hand-labelled face
 boxes, at several scales; a face is found by a box with IoU >= 0.5, half-hidden faces are
 counted apart (recall "all") and a box on one is no false positive.
 Composed scenes (``tests/face/group_scenes.py``): faces side by side, faces a few pixels from
@@ -31,8 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "face"))
 
 from group_scenes import LAYOUTS, Scene, background, match, portrait  # noqa: E402
-
-from group_photos import MIN_IOU, load_group_photos, match_photo  # noqa: E402
+from real_group_photos import MIN_IOU, load_group_photos, match_photo  # noqa: E402
 
 SIZES: tuple[int, ...] = (40, 56, 80, 112, 160, 240)
 BACKGROUNDS: tuple[str, ...] = ("noise", "real")

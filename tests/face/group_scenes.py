@@ -1,6 +1,6 @@
 """Group photos composed at run time from the real portraits of ``tests/data/faces``.
 
-Besides the real group photo (``group_photos.py``), detection recall is measured on scenes
+Besides the real group photo (``real_group_photos.py``), detection recall is measured on scenes
 built from the two frontal portraits we ship (the NASA astronaut, Grace Hopper) and their mirror images:
 several faces side by side at one size, faces a few pixels from the photo's edges, and
 overlapping faces, each pasted with a feathered oval of its head so that its own

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from real_group_photos import DATA, LABELS_FILE, MIN_IOU, GroupPhoto, box_iou, load_group_photos, match_photo
 
-from group_photos import DATA, LABELS_FILE, MIN_IOU, GroupPhoto, box_iou, load_group_photos, match_photo
 from lpstudio.face.mediapipe import INSTALL_HINT, available
 from lpstudio.sniff import JPEG, sniff_image
 
