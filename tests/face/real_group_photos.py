@@ -22,6 +22,8 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "faces"
 LABELS_FILE = DATA / "group_photos.json"
 #: A detection finds a labelled face when their boxes overlap at least this much (intersection over union).
 MIN_IOU: float = 0.5
+#: Faces turned in the picture plane by more than this (lying on their side, upside down) are not required.
+MAX_REQUIRED_ROLL_DEG: float = 45.0
 
 
 @dataclass
@@ -34,6 +36,7 @@ class GroupPhoto:
         boxes: (N, 4) float64 face boxes ``x0, y0, x1, y1`` in pixels of ``image``.
         names: N names, in the order of ``boxes``.
         occluded: (N,) bool, True for faces half hidden or more (counted, not required).
+        roll_deg: (N,) float, how far each face is turned in the picture plane (0 upright, 180 upside down).
     """
 
     name: str
@@ -41,6 +44,12 @@ class GroupPhoto:
     boxes: NDArray[np.float64]
     names: list[str]
     occluded: NDArray[np.bool_]
+    roll_deg: NDArray[np.float64]
+
+    @property
+    def required(self) -> NDArray[np.bool_]:
+        """(N,) bool: the faces a detector must find (visible and within :data:`MAX_REQUIRED_ROLL_DEG` of upright)."""
+        return ~self.occluded & (np.abs(self.roll_deg) <= MAX_REQUIRED_ROLL_DEG)
 
     def scaled(self, factor: float) -> GroupPhoto:
         """The same photo resized by ``factor`` (area interpolation), with its boxes scaled to match."""
@@ -50,7 +59,7 @@ class GroupPhoto:
         size = (round(w * factor), round(h * factor))
         image = cv2.resize(self.image, size, interpolation=cv2.INTER_AREA)
         scale = np.array([size[0] / w, size[1] / h] * 2)
-        return GroupPhoto(self.name, image, self.boxes * scale, self.names, self.occluded)
+        return GroupPhoto(self.name, image, self.boxes * scale, self.names, self.occluded, self.roll_deg)
 
     def face_sizes(self) -> NDArray[np.float64]:
         """(N,) side of each labelled box (the larger of width and height), in pixels."""
@@ -71,6 +80,7 @@ def load_group_photos() -> list[GroupPhoto]:
                 boxes=np.array([f["box"] for f in faces], dtype=np.float64),
                 names=[f["name"] for f in faces],
                 occluded=np.array([bool(f.get("occluded", False)) for f in faces]),
+                roll_deg=np.array([float(f.get("roll_deg", 0.0)) for f in faces]),
             )
         )
     return photos
@@ -92,8 +102,8 @@ def match_photo(photo: GroupPhoto, boxes: NDArray[np.floating]) -> tuple[NDArray
     """Best IoU of each labelled face, and the number of false positives.
 
     Pairs are made greedily, highest IoU first, each face and each box used once, pairs below
-    :data:`MIN_IOU` never made. A box left over is a false positive unless it overlaps an
-    occluded face by :data:`MIN_IOU` (the detector may or may not see a half-hidden face).
+    :data:`MIN_IOU` never made. A box left over is a false positive unless it overlaps a face
+    that is not required (half hidden, or lying on its side) by :data:`MIN_IOU`.
 
     Returns:
         (N,) IoU of the box paired with each face (0 when none), and the false-positive count.
@@ -110,6 +120,7 @@ def match_photo(photo: GroupPhoto, boxes: NDArray[np.floating]) -> tuple[NDArray
             continue
         best[i], used_face[i], used_box[j] = iou[i, j], True, True
     spare = ~used_box
-    if photo.occluded.any() and spare.any():
-        spare &= ~(iou[photo.occluded] >= MIN_IOU).any(axis=0)
+    optional = ~photo.required
+    if optional.any() and spare.any():
+        spare &= ~(iou[optional] >= MIN_IOU).any(axis=0)
     return best, int(spare.sum())

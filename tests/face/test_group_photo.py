@@ -1,18 +1,22 @@
 """Face detection on a real, shippable group photo with hand-labelled faces (issue 21).
 
-``tests/data/faces/situation_room.jpg`` (public domain, provenance in the folder's README):
-13 people, faces 43-148 px wide, frontal to near profile, one hand over a mouth, one face
-half hidden. The MediaPipe search must find every visible face with IoU >= 0.5 and draw
-no box that is no face; InsightFace, where its real files are downloaded, the same faces.
+Two public-domain photos (provenance in ``tests/data/faces/README.md``): ``situation_room.jpg``,
+13 people, faces 46-148 px, frontal to near profile, a hand over a mouth, one face half hidden;
+``sts131_crew.jpg``, 13 astronauts aboard the ISS, faces 58-88 px, seven of them on their side
+or upside down. The MediaPipe search must find every required face (visible, within 45 degrees
+of upright) with IoU >= 0.5 and draw no box on anything else; a known false positive is a
+strict xfail. InsightFace, where its real files are downloaded, must do the same.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from real_group_photos import DATA, LABELS_FILE, MIN_IOU, GroupPhoto, box_iou, load_group_photos, match_photo
 
 from lpstudio.face.mediapipe import INSTALL_HINT, available
@@ -24,8 +28,26 @@ needs_models = pytest.mark.skipif(not available(), reason=f"MediaPipe face model
 MAX_PHOTO_BYTES = 300_000
 #: Smallest and largest labelled face side we ship, in pixels (issue 21: "faces down to 40 px").
 FACE_SIDE_RANGE = (40.0, 160.0)
-#: Scales the detection test runs at: the stored photo, and one where the smallest face is under 40 px.
-TEST_SCALES = (1.0, 0.9)
+#: (photo, scale) the detection tests run at: each photo as stored, and the Situation Room photo
+#: scaled so that its smallest face is about 40 px.
+CASES: tuple[tuple[str, float], ...] = (("situation_room", 1.0), ("situation_room", 0.9), ("sts131_crew", 1.0))
+#: Known false positives of today's MediaPipe search (docs/FACE_RECALL_REAL_PHOTO.md): strict xfail, so
+#: the test says so when one goes away.
+KNOWN_FALSE_POSITIVES: dict[tuple[str, float], str] = {
+    ("sts131_crew", 1.0): "a forearm with a hand below the front row is taken for a face (score 0.77)",
+}
+
+
+def _cases(known: dict[tuple[str, float], str]) -> list:
+    return [
+        pytest.param(
+            name,
+            scale,
+            id=f"{name}-x{scale}",
+            marks=[pytest.mark.xfail(strict=True, reason=known[name, scale])] if (name, scale) in known else [],
+        )
+        for name, scale in CASES
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +62,20 @@ def mp():
     return MediaPipeFacePipeline()
 
 
+@pytest.fixture(scope="module")
+def detected(mp, photos: list[GroupPhoto]) -> Callable[[str, float], tuple[GroupPhoto, NDArray[np.float64]]]:
+    """(photo name, scale) -> the scaled photo and MediaPipe's boxes on it, each detected once per module."""
+    cache: dict[tuple[str, float], tuple[GroupPhoto, NDArray[np.float64]]] = {}
+
+    def get(name: str, scale: float) -> tuple[GroupPhoto, NDArray[np.float64]]:
+        if (name, scale) not in cache:
+            photo = next(p for p in photos if p.name == name).scaled(scale)
+            cache[name, scale] = photo, np.asarray(mp.detect(photo.image).boxes, dtype=np.float64)
+        return cache[name, scale]
+
+    return get
+
+
 def test_labels_fit_their_photos(photos: list[GroupPhoto]) -> None:
     assert photos, f"no photo in {LABELS_FILE}"
     for photo in photos:
@@ -48,7 +84,7 @@ def test_labels_fit_their_photos(photos: list[GroupPhoto]) -> None:
         assert (photo.boxes[:, 2:] > photo.boxes[:, :2]).all()
         sides = photo.face_sizes()
         assert FACE_SIDE_RANGE[0] <= sides.min() and sides.max() <= FACE_SIDE_RANGE[1], sides
-        assert len(photo.boxes) >= 3 and (~photo.occluded).sum() >= 3
+        assert len(photo.boxes) >= 3 and photo.required.sum() >= 3
         # no face labelled twice: labels of different faces overlap little
         overlap = box_iou(photo.boxes, photo.boxes) - np.eye(len(photo.boxes))
         assert overlap.max() < MIN_IOU / 2, overlap.max()
@@ -74,20 +110,27 @@ def test_match_counts_found_faces_and_false_positives(photos: list[GroupPhoto]) 
     empty = np.array([[0.0, 0.0, 30.0, 30.0]])
     best, fp = match_photo(photo, np.concatenate([photo.boxes[1:], empty]))
     assert best[0] == 0.0 and fp == 1
-    # a box on a half-hidden face is neither required nor a false positive
-    hidden = np.flatnonzero(photo.occluded)
-    if hidden.size:
-        visible = photo.boxes[~photo.occluded]
-        assert match_photo(photo, visible)[1] == 0 and match_photo(photo, photo.boxes)[1] == 0
+    # a box on a half-hidden or upside-down face is neither required nor a false positive
+    for photo in photos:
+        assert (~photo.required).any()
+        assert match_photo(photo, photo.boxes[photo.required])[1] == 0 and match_photo(photo, photo.boxes)[1] == 0
 
 
 @needs_models
-@pytest.mark.parametrize("scale", TEST_SCALES)
-def test_mediapipe_finds_every_visible_face(mp, photos: list[GroupPhoto], scale: float) -> None:
-    for photo in (p.scaled(scale) for p in photos):
-        best, fp = match_photo(photo, mp.detect(photo.image).boxes)
-        missed = [n for n, b, o in zip(photo.names, best, photo.occluded) if b < MIN_IOU and not o]
-        assert not missed and fp == 0, f"{photo.name} at x{scale}: missed {missed}, {fp} false positive(s)"
+@pytest.mark.parametrize(("name", "scale"), _cases({}))
+def test_mediapipe_finds_every_required_face(detected, name: str, scale: float) -> None:
+    photo, boxes = detected(name, scale)
+    best, _ = match_photo(photo, boxes)
+    missed = [n for n, b, r in zip(photo.names, best, photo.required) if b < MIN_IOU and r]
+    assert not missed, f"{name} at x{scale}: missed {missed}"
+
+
+@needs_models
+@pytest.mark.parametrize(("name", "scale"), _cases(KNOWN_FALSE_POSITIVES))
+def test_mediapipe_draws_no_false_positive(detected, name: str, scale: float) -> None:
+    photo, boxes = detected(name, scale)
+    _, fp = match_photo(photo, boxes)
+    assert fp == 0, f"{name} at x{scale}: {fp} box(es) on no labelled face"
 
 
 def _insightface_dir() -> Path | None:
@@ -102,10 +145,11 @@ def _insightface_dir() -> Path | None:
 
 @pytest.mark.skipif(_insightface_dir() is None, reason="the real InsightFace face models are not downloaded")
 def test_insightface_finds_the_same_faces(photos: list[GroupPhoto]) -> None:
+    """InsightFace finds every required face of each stored photo, with no false positive."""
     from lpstudio.face import FacePipeline
 
     pipe = FacePipeline(_insightface_dir())
     for photo in photos:
         best, fp = match_photo(photo, pipe.detect(photo.image).boxes)
-        missed = [n for n, b, o in zip(photo.names, best, photo.occluded) if b < MIN_IOU and not o]
+        missed = [n for n, b, r in zip(photo.names, best, photo.required) if b < MIN_IOU and r]
         assert not missed and fp == 0, f"{photo.name}: missed {missed}, {fp} false positive(s)"
