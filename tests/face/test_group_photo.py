@@ -1,4 +1,4 @@
-"""Face detection on a real, shippable group photo with hand-labelled faces (issue 21).
+"""Face detection on real, shippable group photos with hand-labelled faces (issue 21).
 
 Two public-domain photos (provenance in ``tests/data/faces/README.md``): ``situation_room.jpg``,
 13 people, faces 46-148 px, frontal to near profile, a hand over a mouth, one face half hidden;
