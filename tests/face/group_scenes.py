@@ -1,8 +1,7 @@
-"""Group photos composed at run time from the real portraits of ``tests/data/faces`` (nothing else is stored).
+"""Group photos composed at run time from the real portraits of ``tests/data/faces``.
 
-No public-domain group photo could be found on this machine (the installed wheels and
-``/usr/share`` hold none), so detection recall is measured on scenes built from the two
-frontal portraits we ship (the NASA astronaut, Grace Hopper) and their mirror images:
+Besides the real group photo (``real_group_photos.py``), detection recall is measured on scenes
+built from the two frontal portraits we ship (the NASA astronaut, Grace Hopper) and their mirror images:
 several faces side by side at one size, faces a few pixels from the photo's edges, and
 overlapping faces, each pasted with a feathered oval of its head so that its own
 background fades into the scene's (gray noise, or a real texture: the rocket and

@@ -1,7 +1,7 @@
 """Every face of a group photo (MediaPipe's full-range detector + tiles), and the crop controls.
 
-Group photos are composed at run time from the real portraits (``group_scenes.py``: no
-public-domain group photo is installed here). Needs the ``mediapipe==0.10.21`` wheel's
+Group photos are composed at run time from the real portraits (``group_scenes.py``); the real
+group photo is tested in ``test_group_photo.py``. Needs the ``mediapipe==0.10.21`` wheel's
 model files for the detection tests; the crop-option checks on bad values need none.
 """
 

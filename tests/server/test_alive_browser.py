@@ -341,6 +341,15 @@ def test_phone_layout(browser: Any, server: tuple[str, Any], shots: Path) -> Non
         toggle = phone.get_by_test_id("gaze-toggle").bounding_box()
         assert toggle and toggle["x"] >= 0 and toggle["x"] + toggle["width"] <= 390
         phone.screenshot(path=str(shots / "alive-04-phone.png"), full_page=True)
+        # a clip playing on the phone: the progress and its cancel button fit the width, under the portrait
+        phone.get_by_role("button", name="웃어봐 (smile)", exact=True).click()
+        phone.wait_for_function("() => document.getElementById('portrait').dataset.state === 'playing'")
+        phone.evaluate("window.scrollTo(0, 0)")
+        cancel = phone.get_by_test_id("cancel-clip").bounding_box()
+        portrait = phone.locator("#portrait").bounding_box()
+        assert cancel and portrait and cancel["x"] >= 0 and cancel["x"] + cancel["width"] <= 390
+        assert cancel["y"] >= portrait["y"] + portrait["height"]
+        phone.screenshot(path=str(shots / "alive-02-phone-playing.png"))  # docs/screenshots/ (docs/ALIVE_PAGE.md)
     finally:
         phone.close()
 
