@@ -60,6 +60,10 @@ def test_short_range_tiles_keep_a_turned_face_they_see_twice() -> None:
     once = _pass(PassKind.SHORT_TILES, [(box, kps, 0.61)])
     assert len(merge_search([twice])) == 1
     assert len(merge_search([once])) == 0  # one lone weak hit is no face
+    # one weak hit that the full-range tiles confirm (at that model's own threshold) is a face too
+    full = _pass(PassKind.FULL_TILES, [(box - 1.0, kps - 1.0, 0.63)])
+    assert len(merge_search([once, full])) == 1
+    assert len(merge_search([full])) == 0
     # a user threshold keeps whatever reached it
     assert len(merge_search([once], score_thresh=0.6)) == 1
 

@@ -9,7 +9,8 @@ detections went into each merged face, and a merged face is then kept by what sa
 * **a whole-photo pass** at its model's own threshold (full range 0.6,
   ``face_detection_full_range.pbtxt``; short range 0.5, ``face_detection_short_range.pbtxt``);
 * **the short-range tiles** at that model's own threshold 0.5, with at least
-  :data:`SHORT_TILE_MIN_HITS` raw detections, key points laid out like a face
+  :data:`SHORT_TILE_MIN_HITS` raw detections or one and the full-range tiles' agreement (at
+  that model's own 0.6), key points laid out like a face
   (:func:`face_like`), and not mostly (:data:`CONTAINED_MAX`) inside a face already kept.
   The short-range search alone (``BlazeFaceDetector.detect(thorough=True)``) keeps such faces;
   it is what finds faces on their side or upside down, which the full-range model misses. A
@@ -140,7 +141,8 @@ def _keep(
     if scores.max() >= TILE_SCORE_THRESH:
         return True
     hits = int(((kinds == PassKind.SHORT_TILES) & (scores >= DET_SCORE_THRESH)).sum())
-    return hits >= SHORT_TILE_MIN_HITS and not _contained(box, kept)
+    both = hits > 0 and bool(((kinds == PassKind.FULL_TILES) & (scores >= FULL_SCORE_THRESH)).any())
+    return (hits >= SHORT_TILE_MIN_HITS or both) and not _contained(box, kept)
 
 
 def merge_search(found: list[PassFound], score_thresh: float | None = None) -> Detections:
