@@ -78,19 +78,23 @@ def test_a_sure_tile_face_must_be_laid_out_like_a_face() -> None:
     assert len(merge_search([_pass(PassKind.FULL_WHOLE, [(box, forearm, 0.77)])])) == 1
 
 
-def test_weak_hits_inside_a_larger_face_are_no_second_face() -> None:
-    big_box, big_kps = _face((400.0, 300.0), 240.0)
-    part_box, part_kps = _face((400.0, 260.0), 90.0)  # a "face" in the eyes and nose of the big one
-    big = _pass(PassKind.SHORT_TILES, [(big_box, big_kps, 0.92)])
-    part = _pass(PassKind.SHORT_TILES, [(part_box, part_kps, 0.54), (part_box + 1.0, part_kps + 1.0, 0.53)])
-    dets = merge_search([big, part])
-    assert len(dets) == 1 and dets.scores[0] == pytest.approx(0.92)
-    # the same weak hits beside the big face are a face of their own
-    beside = _pass(
-        PassKind.SHORT_TILES,
-        [
-            (b + [300.0, 0, 300.0, 0], k + [300.0, 0], s)
-            for b, k, s in ((part_box, part_kps, 0.54), (part_box + 1.0, part_kps + 1.0, 0.53))
-        ],
+def _weak(box: NDArray, kps: NDArray, shift: tuple[float, float] = (0.0, 0.0)) -> PassFound:
+    """Two weak short-range tile hits (0.54, 0.53) on ``box``, moved by ``shift``."""
+    d = np.asarray(shift)
+    return _pass(
+        PassKind.SHORT_TILES, [(box + np.tile(d, 2), kps + d, 0.54), (box + np.tile(d, 2) + 1, kps + d + 1, 0.53)]
     )
-    assert len(merge_search([big, beside])) == 2
+
+
+def test_weak_hits_in_the_head_of_a_larger_face_are_no_second_face() -> None:
+    big_box, big_kps = _face((400.0, 400.0), 240.0)
+    big = _pass(PassKind.SHORT_TILES, [(big_box, big_kps, 0.92)])
+    part_box, part_kps = _face((400.0, 360.0), 90.0)  # a "face" in the eyes and nose of the big one
+    badge_box, badge_kps = _face((420.0, 230.0), 90.0)  # one in the badge of a cap above it
+    for box, kps in ((part_box, part_kps), (badge_box, badge_kps)):
+        dets = merge_search([big, _weak(box, kps)])
+        assert len(dets) == 1 and dets.scores[0] == pytest.approx(0.92)
+    # the same weak hits beside the big face, or as large as half of it, are a face of their own
+    assert len(merge_search([big, _weak(part_box, part_kps, (400.0, 0.0))])) == 2
+    half_box, half_kps = _face((420.0, 200.0), 125.0)
+    assert len(merge_search([big, _weak(half_box, half_kps)])) == 2

@@ -11,11 +11,11 @@ detections went into each merged face, and a merged face is then kept by what sa
 * **the short-range tiles** at that model's own threshold 0.5, with at least
   :data:`SHORT_TILE_MIN_HITS` raw detections or one and the full-range tiles' agreement (at
   that model's own 0.6), key points laid out like a face
-  (:func:`face_like`), and not mostly (:data:`CONTAINED_MAX`) inside a face already kept.
+  (:func:`face_like`), and not in the head of a face more than twice its size (:func:`_in_head`).
   The short-range search alone (``BlazeFaceDetector.detect(thorough=True)``) keeps such faces;
   it is what finds faces on their side or upside down, which the full-range model misses. A
-  lone raw hit at 0.5 is as often a loose second box beside a face, and the same model sees a
-  "face" in the eyes and nose of a face four times larger;
+  lone raw hit at 0.5 is as often a loose second box beside a face, and the same model saw a
+  "face" in the badge of a cap above a face 2.5 times larger (composed scenes, 240 px);
 * **tiles only, and sure**: a best score of :data:`TILE_SCORE_THRESH` and six key points
   laid out like a face (:func:`face_like`): a forearm with a hand scored 0.77 in the
   full-range tiles with both "ears" above its "eyes".
@@ -41,9 +41,13 @@ FULL_SCORE_THRESH: float = 0.6
 TILE_SCORE_THRESH: float = 0.75
 #: Raw detections of the short-range tiles (at that model's own threshold) that keep a face.
 SHORT_TILE_MIN_HITS: int = 2
-#: A face kept only by the short-range tiles' weak hits is dropped when more than this fraction of its box
-#: lies inside the box of a face kept before it (a part of a larger face; neighbouring heads overlap less).
-CONTAINED_MAX: float = 0.5
+#: A face kept only by weak tile hits is dropped when it is under this fraction of the side of a face kept
+#: before it and mostly (over :data:`IN_HEAD_MIN`) within that face's head: its box grown by
+#: :data:`HEAD_GROWTH` x its side on every side (hair, hat, ears, chin). Neighbours of a group photo are of
+#: similar size; a much smaller "face" in someone's head is a part of it.
+SMALLER_FACE_RATIO: float = 0.5
+HEAD_GROWTH: float = 0.75
+IN_HEAD_MIN: float = 0.5
 #: Key points: image-left eye, image-right eye, nose tip, mouth centre, image-left ear, image-right ear.
 KP_EYE_L, KP_EYE_R, KP_NOSE, KP_MOUTH, KP_EAR_L, KP_EAR_R = range(DET_NUM_KEYPOINTS)
 #: Highest the ears' mean may sit above the eye line, in eye distances (measured on the detections of
@@ -108,13 +112,19 @@ def face_like(keypoints: NDArray[np.floating]) -> bool:
     return bool(0.0 < depth[KP_NOSE] < depth[KP_MOUTH] and ears >= -EAR_RISE_MAX)
 
 
-def _contained(box: NDArray[np.float64], kept: list[NDArray[np.float64]]) -> bool:
-    """Whether more than :data:`CONTAINED_MAX` of ``box`` (4,) lies inside one of the ``kept`` boxes."""
+def _in_head(box: NDArray[np.float64], kept: list[NDArray[np.float64]]) -> bool:
+    """Whether ``box`` (4,) lies in the head of a kept face (boxes (4,)) over twice its size (see
+    :data:`SMALLER_FACE_RATIO`, :data:`HEAD_GROWTH`, :data:`IN_HEAD_MIN`)."""
+    side = float(max(box[2] - box[0], box[3] - box[1]))
     area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-12)
     for other in kept:
-        w = min(box[2], other[2]) - max(box[0], other[0])
-        h = min(box[3], other[3]) - max(box[1], other[1])
-        if w > 0 and h > 0 and w * h / area > CONTAINED_MAX:
+        big = float(max(other[2] - other[0], other[3] - other[1]))
+        if side >= SMALLER_FACE_RATIO * big:
+            continue
+        grow = HEAD_GROWTH * big
+        w = min(box[2], other[2] + grow) - max(box[0], other[0] - grow)
+        h = min(box[3], other[3] + grow) - max(box[1], other[1] - grow)
+        if w > 0 and h > 0 and w * h / area > IN_HEAD_MIN:
             return True
     return False
 
@@ -142,7 +152,7 @@ def _keep(
         return True
     hits = int(((kinds == PassKind.SHORT_TILES) & (scores >= DET_SCORE_THRESH)).sum())
     both = hits > 0 and bool(((kinds == PassKind.FULL_TILES) & (scores >= FULL_SCORE_THRESH)).any())
-    return (hits >= SHORT_TILE_MIN_HITS or both) and not _contained(box, kept)
+    return (hits >= SHORT_TILE_MIN_HITS or both) and not _in_head(box, kept)
 
 
 def merge_search(found: list[PassFound], score_thresh: float | None = None) -> Detections:
@@ -189,10 +199,12 @@ def merge_search(found: list[PassFound], score_thresh: float | None = None) -> D
 
 
 __all__ = [
-    "CONTAINED_MAX",
     "EAR_RISE_MAX",
+    "HEAD_GROWTH",
+    "IN_HEAD_MIN",
     "PASS_THRESH",
     "SHORT_TILE_MIN_HITS",
+    "SMALLER_FACE_RATIO",
     "TILE_SCORE_THRESH",
     "PassFound",
     "PassKind",
