@@ -26,12 +26,16 @@ sys.path.insert(0, str(REPO / "tests" / "face"))
 
 from real_group_photos import MIN_IOU, box_iou, load_group_photos  # noqa: E402
 
+from lpstudio.face.fullrange import FaceSearch  # noqa: E402
+
 #: Raw detections overlapping a label by at least this IoU are listed for it.
 LIST_IOU: float = 0.3
 PASS_NAMES: tuple[str, ...] = ("full/whole", "short/whole", "full/tiles", "short/tiles")
 
 
-def raw_passes(search, image: NDArray[np.uint8]) -> list[tuple[str, NDArray[np.float64], NDArray[np.float64]]]:
+def raw_passes(
+    search: FaceSearch, image: NDArray[np.uint8]
+) -> list[tuple[str, NDArray[np.float64], NDArray[np.float64]]]:
     """(pass name, boxes (N, 4), scores (N,)) of each of the search's four passes, before merging."""
     whole = [search.full._run(image), search.short._run(image)]
     tiles = [search._tiles(image, None), search._short_tiles(image, None)]

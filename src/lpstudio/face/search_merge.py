@@ -10,12 +10,12 @@ detections went into each merged face, and a merged face is then kept by what sa
   ``face_detection_full_range.pbtxt``; short range 0.5, ``face_detection_short_range.pbtxt``);
 * **the short-range tiles** at that model's own threshold 0.5, with at least
   :data:`SHORT_TILE_MIN_HITS` raw detections or one and the full-range tiles' agreement (at
-  that model's own 0.6), key points laid out like a face
-  (:func:`face_like`), and not in the head of a face more than twice its size (:func:`_in_head`).
-  The short-range search alone (``BlazeFaceDetector.detect(thorough=True)``) keeps such faces;
-  it is what finds faces on their side or upside down, which the full-range model misses. A
-  lone raw hit at 0.5 is as often a loose second box beside a face, and the same model saw a
-  "face" in the badge of a cap above a face 2.5 times larger (composed scenes, 240 px);
+  that model's own 0.6), key points laid out like a face (:func:`face_like`), and not in the
+  head of a face more than twice its size (:func:`_in_head`). The short-range search alone
+  (``BlazeFaceDetector.detect(thorough=True)``) keeps such faces; it is what finds faces on
+  their side or upside down, which the full-range model misses. A lone raw hit at 0.5 drew a
+  box on no face in the Situation Room photo (x0.90, x0.60), and the same model saw a "face"
+  in the badge of a cap above a face 2.5 times larger (composed scenes, 240 px);
 * **tiles only, and sure**: a best score of :data:`TILE_SCORE_THRESH` and six key points
   laid out like a face (:func:`face_like`): a forearm with a hand scored 0.77 in the
   full-range tiles with both "ears" above its "eyes".
