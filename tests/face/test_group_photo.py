@@ -37,9 +37,15 @@ CASES: tuple[tuple[str, float], ...] = (("situation_room", 1.0), ("situation_roo
 KNOWN_FALSE_POSITIVES: dict[tuple[str, float], str] = {}
 
 
-#: Turned faces (on their side, upside down) of the ISS photo the search finds as stored: 5 of 7 (as the
-#: short-range search alone; before the merge kept what the short-range tiles saw: 3).
-MIN_TURNED_FOUND = 5
+#: (photo, scale) where the search is compared with the short-range search alone, and the turned faces (on
+#: their side, upside down) it must find there: on the ISS photo 5 and 6 of 7, as the short-range search
+#: (before the merge kept what the short-range tiles saw at 0.5: 3 and 2); the Situation Room photo at x0.5
+#: (faces 23-74 px) has none.
+MIN_TURNED_FOUND: dict[tuple[str, float], int] = {
+    ("sts131_crew", 1.0): 5,
+    ("sts131_crew", 0.6): 6,
+    ("situation_room", 0.5): 0,
+}
 
 
 def _cases(known: dict[tuple[str, float], str]) -> list:
@@ -138,17 +144,18 @@ def test_mediapipe_draws_no_false_positive(detected, name: str, scale: float) ->
 
 
 @needs_models
-def test_search_finds_every_face_the_short_range_search_finds(mp, detected) -> None:
-    """On the ISS photo (seven faces on their side or upside down), every labelled face the short-range
-    search alone finds, the every-face search finds too; and it finds at least five of the seven turned ones."""
-    photo, boxes = detected("sts131_crew", 1.0)
+@pytest.mark.parametrize(("name", "scale"), list(MIN_TURNED_FOUND), ids=lambda v: str(v))
+def test_search_finds_every_face_the_short_range_search_finds(mp, detected, name: str, scale: float) -> None:
+    """Every labelled face the short-range search alone finds, the every-face search finds too (on the ISS
+    photo, seven faces are on their side or upside down); and at least as many turned faces as listed."""
+    photo, boxes = detected(name, scale)
     short = np.asarray(mp.models.detector.detect(photo.image, thorough=True).boxes, dtype=np.float64)
     by_search, _ = match_photo(photo, boxes)
     by_short, _ = match_photo(photo, short)
     lost = [n for n, a, b in zip(photo.names, by_search, by_short) if b >= MIN_IOU > a]
-    assert not lost, f"found by the short-range search only: {lost}"
+    assert not lost, f"{name} at x{scale}: found by the short-range search only: {lost}"
     turned = ~photo.required & ~photo.occluded
-    assert (by_search[turned] >= MIN_IOU).sum() >= MIN_TURNED_FOUND, by_search[turned]
+    assert (by_search[turned] >= MIN_IOU).sum() >= MIN_TURNED_FOUND[name, scale], by_search[turned]
 
 
 def _insightface_dir() -> Path | None:
