@@ -21,8 +21,8 @@ suppression (:mod:`lpstudio.face.search_merge`, which also decides which merged 
 kept by what saw them). A tile sees a face
 :data:`TILE_FACE_SCALE` times larger than the whole photo does, so faces down to
 :data:`SMALLEST_FACE_PX` pixels of the analysis copy (1280 px) are found; faces
-cut by a tile's inner border are left to the neighbouring tile. Video frames keep the short-range model's
-one pass (:meth:`BlazeFaceDetector.detect <lpstudio.face.mediapipe.BlazeFaceDetector.detect>`).
+cut by a tile's inner border are left to the neighbouring tile. Video frames keep the
+short-range model's one pass (:meth:`BlazeFaceDetector.detect <lpstudio.face.mediapipe.BlazeFaceDetector.detect>`).
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from numpy.typing import NDArray
 
 from .detect import Detections
 from .mediapipe import DET_ANCHOR_OFFSET, BlazeFaceDetector
-from .search_merge import PASS_THRESH, PassFound, PassKind, merge_search
+from .search_merge import FULL_SCORE_THRESH, PASS_THRESH, PassFound, PassKind, merge_search
 
 # ---------------------------------------------------------------- face_detection_full_range.pbtxt
 FULL_INPUT_SIZE: int = 192
 FULL_STRIDE: int = 4
-FULL_SCORE_THRESH: float = 0.6
+# FULL_SCORE_THRESH (min_score_thresh: 0.6) lives in search_merge, which merges by it
 
 # ---------------------------------------------------------------- lpstudio's photo search
 #: Side of the full-range tiles relative to the smallest face sought (a 40 px face in a tile of
