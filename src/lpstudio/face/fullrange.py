@@ -16,14 +16,13 @@ and the shared ``face_detection.pbtxt``:
   at IoU 0.3; the same six key points.
 
 :class:`FaceSearch` (the photo search, ``thorough``) runs both models on the whole
-photo, then the full-range model on overlapping tiles, and merges everything with
-MediaPipe's weighted suppression. A tile sees a face
+photo, then both on overlapping tiles, and merges everything with MediaPipe's weighted
+suppression (:mod:`lpstudio.face.search_merge`, which also decides which merged faces are
+kept by what saw them). A tile sees a face
 :data:`TILE_FACE_SCALE` times larger than the whole photo does, so faces down to
 :data:`SMALLEST_FACE_PX` pixels of the analysis copy (1280 px) are found; faces
-cut by a tile's inner border are left to the neighbouring tile, and a face found
-only in tiles must also score :data:`TILE_SCORE_THRESH` there (no extra false
-positives from the many small views). Video frames keep the short-range model's
-one pass (:meth:`BlazeFaceDetector.detect <lpstudio.face.mediapipe.BlazeFaceDetector.detect>`).
+cut by a tile's inner border are left to the neighbouring tile. Video frames keep the
+short-range model's one pass (:meth:`BlazeFaceDetector.detect <lpstudio.face.mediapipe.BlazeFaceDetector.detect>`).
 """
 
 from __future__ import annotations
@@ -35,12 +34,13 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from .detect import Detections
-from .mediapipe import DET_ANCHOR_OFFSET, BlazeFaceDetector, merge_passes
+from .mediapipe import DET_ANCHOR_OFFSET, BlazeFaceDetector
+from .search_merge import FULL_SCORE_THRESH, PASS_THRESH, PassFound, PassKind, merge_search
 
 # ---------------------------------------------------------------- face_detection_full_range.pbtxt
 FULL_INPUT_SIZE: int = 192
 FULL_STRIDE: int = 4
-FULL_SCORE_THRESH: float = 0.6
+# FULL_SCORE_THRESH (min_score_thresh: 0.6) lives in search_merge, which merges by it
 
 # ---------------------------------------------------------------- lpstudio's photo search
 #: Side of the full-range tiles relative to the smallest face sought (a 40 px face in a tile of
@@ -54,9 +54,6 @@ TILE_OVERLAP: float = 0.5
 TILE_BORDER_PX: float = 2.0
 #: Smallest tile of the short-range model's pass (pixels; its smallest anchor then spans about 40 px).
 SHORT_TILE_MIN: int = 256
-#: Score a face seen only in tiles must reach (above the model's own 0.6): a tile shows the model
-#: many small views of textures, so it must be surer there than on the whole photo.
-TILE_SCORE_THRESH: float = 0.75
 
 
 class FullRangeDetector(BlazeFaceDetector):
@@ -123,8 +120,9 @@ class FaceSearch:
         side = int(round(self.smallest_face * TILE_FACE_SCALE))
         if max(h, w) <= side * (1.0 + TILE_OVERLAP):
             return []  # the whole photo already shows such a face large enough
-        # a threshold set by the user (--det-thresh) holds in tiles too; by default tiles must be surer
-        thresh = TILE_SCORE_THRESH if score_thresh is None else score_thresh
+        # a threshold set by the user (--det-thresh) holds in tiles too; by default the model's own
+        # (search_merge decides which faces seen only in tiles are kept)
+        thresh = PASS_THRESH[PassKind.FULL_TILES] if score_thresh is None else score_thresh
         out: list[Found] = []
         m = TILE_BORDER_PX
         for x0, y0, x1, y1 in tile_grid(w, h, side):
@@ -144,28 +142,33 @@ class FaceSearch:
         side = max(min(h, w) // 2, SHORT_TILE_MIN)
         if max(h, w) <= side:
             return []
-        return self.short._tile_pass(image, side, TILE_SCORE_THRESH if score_thresh is None else score_thresh)
+        return self.short._tile_pass(
+            image, side, PASS_THRESH[PassKind.SHORT_TILES] if score_thresh is None else score_thresh
+        )
 
     def detect(self, image_rgb: NDArray[np.uint8], *, score_thresh: float | None = None) -> Detections:
         """Every face of an RGB photo, best score first.
 
         Args:
             image_rgb: (H, W, 3) uint8 (the analysis copy).
-            score_thresh: minimum score of every pass (None: each model's own, and
-                :data:`TILE_SCORE_THRESH` in tiles).
+            score_thresh: minimum score of every pass, every face seen at it kept (None: each
+                model's own, and :func:`~lpstudio.face.search_merge.merge_search` keeps what enough saw).
 
         Returns:
             :class:`~lpstudio.face.detect.Detections`: boxes (N, 4), scores (N,), key points (N, 6, 2).
         """
         t = score_thresh
-        found: list[Found] = [self.full._run(image_rgb, t), self.short._run(image_rgb, t)]
-        found += self._tiles(image_rgb, t)
-        found += self._short_tiles(image_rgb, t)
-        if not any(f[1].size for f in found):  # last resort: the short-range model's own tiles
+        found = [PassFound(PassKind.FULL_WHOLE, *self.full._run(image_rgb, t))]
+        found.append(PassFound(PassKind.SHORT_WHOLE, *self.short._run(image_rgb, t)))
+        found += [PassFound(PassKind.FULL_TILES, *f) for f in self._tiles(image_rgb, t)]
+        found += [PassFound(PassKind.SHORT_TILES, *f) for f in self._short_tiles(image_rgb, t)]
+        if not any(f.scores.size for f in found):  # last resort: the short-range model's own tiles
             short = self.short.detect(image_rgb, thorough=True, score_thresh=t)
             kp = np.asarray(short.keypoints, dtype=np.float64)
-            found.append((short.boxes.astype(np.float64), short.scores.astype(np.float64), kp))
-        return merge_passes(found)
+            found.append(
+                PassFound(PassKind.SHORT_WHOLE, short.boxes.astype(np.float64), short.scores.astype(np.float64), kp)
+            )
+        return merge_search(found, score_thresh=t)
 
 
 __all__ = [
