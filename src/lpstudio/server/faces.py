@@ -28,8 +28,10 @@ from ..errors import CommandError, LPStudioError
 from ..expressions.idle import idle_timeline
 from ..group.commands import check_face_commands, resolve_face_commands, split_face_commands
 from ..group.selection import FaceSelectionError, parse_faces_option, resolve_faces
+from ..group.speech import speech_tracks
 from ..params import EditParams
-from .plans import GenerateRequest, RenderRequest, plan_clip, sample_clip
+from ..speech.command import command_speaks
+from .plans import ClipPlan, GenerateRequest, RenderRequest, plan_clip, sample_clip, speech_key
 from .sessions import Source, encode_jpeg, nbytes_of
 from .speech import request_speaks
 from .state import AppState
@@ -139,22 +141,43 @@ async def render_faces(state: AppState, source: Source, body: RenderRequest, cli
 
 
 def plan_faces(
-    body: GenerateRequest, source: Source, *, fps: float, idle: bool, limits: Any
+    body: GenerateRequest,
+    source: Source,
+    *,
+    fps: float,
+    idle: bool,
+    limits: Any,
+    speech: ClipPlan | None = None,
 ) -> tuple[list[int], list[list[EditParams]], dict[str, Any]]:
     """``(face numbers, per-face parameter tracks of one length, start info)`` of a ``/generate`` with ``faces``.
 
     A command naming faces gives each its part; the chosen faces it does not name idle (or stay still);
     a preset or an ordinary command is done by every chosen face (each with its own idle seed).
+    ``speech`` (a spoken request's plan, :func:`speech_of`): every chosen face lip-syncs its one audio,
+    each on its own base pose, frame ``k`` of every face at the same time of the audio.
     """
-    if request_speaks(body.preset, body.command, idle_loop=body.idle_loop, limits=limits):
-        raise CommandError("speaking is not available for several faces at once yet", hint="choose one face for speech")
     indices = chosen_faces(source, body.faces)
+    if speech is not None and speech.speech is not None:
+        _check_animatable(source, indices)
+        clip = speech.speech.clip
+        bases = [source.face_states[i].neutral_params() for i in indices]
+        tracks = speech_tracks(clip.timeline, clip.frame_times(fps), bases)
+        return indices, tracks, {**speech.start_info(), "faces": indices}
+    if speech is None and speaks_for_all(body, limits):  # generate_faces plans the speech first (speech_of)
+        raise CommandError("this request speaks, but its speech was not planned", hint="plan it with speech_of")
     texts: dict[int, str] | None = None
     if body.command and not body.idle_loop and not body.preset:
         limits.check_command(body.command)
         parts = split_face_commands(body.command)
         if parts is not None:
             check_face_commands(parts)
+            spoken = next((p for p in parts if command_speaks(p.text)), None)
+            if spoken is not None:
+                raise CommandError(
+                    f"face {spoken.ref}: speech for one face of several is not available; every chosen face "
+                    "says the same text",
+                    hint="write the speech without naming faces (e.g. 'say hello') and choose the faces with 'faces'",
+                )
             boxes = [f["box"] for f in source.faces]
             texts = resolve_face_commands(parts, boxes)
             indices += [i for i in texts if i not in indices]
@@ -187,22 +210,80 @@ def plan_faces(
     return indices, tracks, start
 
 
+def speaks_for_all(body: GenerateRequest, limits: Any) -> bool:
+    """Whether a ``/generate`` with ``faces`` speaks one text for every chosen face (a parse, no synthesis).
+
+    A command that names faces (``"face 0 smile, face 1 wink"``) is planned face by face instead.
+    """
+    if body.command and not body.idle_loop and not body.preset:
+        try:
+            limits.check_command(body.command)
+            if split_face_commands(body.command) is not None:
+                return False
+        except CommandError:
+            return False  # planning refuses it with its own message
+    return request_speaks(body.preset, body.command, idle_loop=body.idle_loop, limits=limits)
+
+
+async def speech_of(request: Request, state: AppState, body: GenerateRequest, *, fps: float,
+                    idle: bool) -> ClipPlan | None:  # fmt: skip
+    """The speech plan of a spoken ``/generate`` with ``faces`` (None when it is silent).
+
+    Admitted as a single face's spoken request is: a parse in a planning slot, then eSpeak NG on the
+    speech desk (429 when its queue is full) unless the same request was spoken before (the memo).
+    """
+    limits = state.limits
+    memo = request.app.state.speech_memo
+    plan_slots = request.app.state.plan_slots
+
+    def speaks() -> tuple[bool, bool]:  # (speaks, its audio is remembered)
+        if not speaks_for_all(body, limits):
+            return False, False
+        return True, speech_key(body, fps=fps, idle=idle, limits=limits) in memo
+
+    def make() -> ClipPlan:
+        return plan_clip(body, fps=fps, idle=idle, limits=limits, memo=memo)
+
+    spoken, remembered = await plan_slots.run(state.off_loop, speaks)
+    if not spoken:
+        return None
+    if remembered:
+        plan = await plan_slots.run(state.off_loop, make)  # no synthesis
+    else:
+        plan = await request.app.state.speech_desk.run(make)  # on the speech thread, not the shared pool
+    return plan if plan.speech is not None else None
+
+
 async def generate_faces(
-    request: Request, state: AppState, source: Source, body: GenerateRequest, client: str, received: float
+    request: Request,
+    state: AppState,
+    source: Source,
+    body: GenerateRequest,
+    client: str,
+    received: float,
+    *,
+    speech: ClipPlan | None = None,
 ) -> NDJSONResponse:
-    """``/generate`` with ``faces``: planned off the loop, rendered a frame's faces per batch, streamed as NDJSON."""
+    """``/generate`` with ``faces``: planned off the loop, rendered a frame's faces per batch, streamed as NDJSON.
+
+    A spoken request (or ``speech``, an uploaded audio's plan) streams its audio in the start line, as
+    for one face; every chosen face lip-syncs it.
+    """
     _check_worker(state)
-    fps = body.fps or state.settings.fps
+    fps = speech.fps if speech is not None else body.fps or state.settings.fps
     idle = state.settings.idle_default if body.idle is None else body.idle
     limits = state.limits
+    if speech is None:
+        speech = await speech_of(request, state, body, fps=fps, idle=idle)
     indices, tracks, start = await request.app.state.plan_slots.run(
-        state.off_loop, lambda: plan_faces(body, source, fps=fps, idle=idle, limits=limits)
+        state.off_loop, lambda: plan_faces(body, source, fps=fps, idle=idle, limits=limits, speech=speech)
     )
+    audio_key = speech.speech.audio_key if speech is not None and speech.speech is not None else None
     key = (
         "faces:"
         + hashlib.sha256(
             json.dumps(
-                [source.digest, indices, body.model_dump(), fps, idle, state.settings_key()], default=str
+                [source.digest, indices, body.model_dump(), fps, idle, state.settings_key(), audio_key], default=str
             ).encode()
         ).hexdigest()
     )
@@ -219,12 +300,23 @@ async def generate_faces(
                              face_params=tracks)  # fmt: skip
             how = "rendered"
         h, w = source.display.shape[:2]
-        viewer = Viewer(clip, {**start, "width": w, "height": h}, received, shared=how == "shared")
+        viewer = Viewer(clip, {**start, "width": w, "height": h}, received, shared=how == "shared",
+                        audio_json=speech.audio_json if speech is not None else None)  # fmt: skip
     except BaseException:
         stream_ticket.release()
         raise
     state.metrics.streams.labels(how=how).inc()
     return NDJSONResponse(viewer, limits.stall_timeout_s, stream_ticket.release)
+
+
+async def generate_audio_faces(
+    request: Request, state: AppState, source: Source, plan: ClipPlan, faces: str, *, session: str, client: str,
+    received: float,
+) -> NDJSONResponse:  # fmt: skip
+    """``/generate-audio`` with ``faces`` (``"all"``, ``"0,1"`` or ``"[0,1]"``): the uploaded speech's ``plan``
+    (its idle and seed already in its timeline) said by every chosen face."""
+    body = GenerateRequest(session=session, faces=faces.strip().strip("[]"), fps=plan.fps)
+    return await generate_faces(request, state, source, body, client, received, speech=plan)
 
 
 @dataclasses.dataclass(eq=False)
@@ -264,5 +356,16 @@ def register_faces(app: FastAPI) -> None:
         return faces_info(source)
 
 
-__all__ = ["FACES_PATH", "FaceView", "chosen_faces", "generate_faces", "plan_faces", "prepare_faces", "register_faces",
-           "render_faces"]  # fmt: skip
+__all__ = [
+    "FACES_PATH",
+    "FaceView",
+    "chosen_faces",
+    "generate_audio_faces",
+    "generate_faces",
+    "plan_faces",
+    "prepare_faces",
+    "register_faces",
+    "render_faces",
+    "speaks_for_all",
+    "speech_of",
+]
