@@ -1,8 +1,8 @@
 """Several faces that speak in the web app: a spoken ``/generate`` and an uploaded ``/generate-audio`` with
 ``faces`` stream frames and the audio, every chosen face's mouth moving, each frame's faces in one batch.
 
-The renderer is a stand-in (``benchmarks/standin_server.py``) whose crops change only in the mouth, by how
-open ``lip_variation_three`` says it is, so a test can see each face's lips and nothing else move.
+The renderer is a stand-in whose crops change only in the mouth, by how open the lip-sync says it is
+(``tests/mouth_standin.py``), so a test can see each face's lips and nothing else move.
 """
 
 from __future__ import annotations
@@ -10,53 +10,28 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
 from PIL import Image
-from standin_server import StandInEngine
 
 from group_photos import png_bytes, two_face_photo
 from lpstudio.face.mediapipe import INSTALL_HINT, available
 from lpstudio.server import ServerSettings, ServiceLimits, create_app
 from lpstudio.speech import AudioClip, speak_text, speech_available, wav_bytes
+from mouth_standin import MouthStandIn
 
 pytestmark = [
     pytest.mark.skipif(not available(), reason=f"MediaPipe face models not installed ({INSTALL_HINT})"),
     pytest.mark.skipif(not speech_available(), reason="eSpeak NG is not installed"),
 ]
 FPS = 8.0
-MOUTH_ROWS = slice(330, 420)
-MOUTH_COLS = slice(180, 332)
-"""The mouth of a 512-pixel aligned face crop (the stand-in brightens only this block)."""
-MOUTH_GAIN = 3.0
-"""Grey levels of brightening per unit of ``lip_variation_three`` (the lip-sync opens it by ~25 on '아')."""
 OUTSIDE_LEVELS = 2.0
 """Change allowed outside every face box (99.9th percentile of the pixels: JPEG noise)."""
 MOUTH_CHANGE = 5.0
 """Mean change over a face box when its mouth opens (a wide '아' brightens the mouth block by ~75 levels)."""
-
-
-class MouthStandIn(StandInEngine):
-    """The stand-in renderer, but only the mouth of each crop changes: brighter the more it is open."""
-
-    def edited_keypoints(self, state, params: Sequence, *, stitching: bool = True) -> torch.Tensor:  # noqa: ANN001
-        x_d = super().edited_keypoints(state, params, stitching=stitching)
-        for i, p in enumerate(params):
-            x_d[i, 2, 0] = abs(p.lip_variation_three) + abs(p.lip_ratio - state.neutral_params().lip_ratio)
-        return x_d
-
-    def render_mixed(self, items) -> list[np.ndarray]:  # noqa: ANN001
-        self.batches.append(len(items))
-        out = []
-        for state, x in items:
-            crop = self._base(state).astype(np.float32)
-            crop[MOUTH_ROWS, MOUTH_COLS] += MOUTH_GAIN * float(x[2, 0])
-            out.append(np.clip(crop, 0, 255).astype(np.uint8))
-        return out
 
 
 @pytest.fixture(scope="module")
