@@ -112,6 +112,17 @@ def _check_animatable(source: Source, indices: Sequence[int]) -> None:
         )
 
 
+def drive_faces(state: AppState, source: Source, faces: str | None) -> list[int] | None:
+    """The faces a ``POST /drive`` form's ``faces`` (``"all"``, ``"0,1"``, ``"[0,1]"``) drives, checked (400s),
+    or None without it (the session's own face)."""
+    if faces is None:
+        return None
+    _check_worker(state)
+    indices = chosen_faces(source, faces.strip().strip("[]"))
+    _check_animatable(source, indices)
+    return indices
+
+
 async def render_faces(state: AppState, source: Source, body: RenderRequest, client: str) -> Response:
     """``/render`` with ``faces``: the same parameters on each chosen face, one batch, one composite JPEG."""
     _check_worker(state)
@@ -360,6 +371,7 @@ __all__ = [
     "FACES_PATH",
     "FaceView",
     "chosen_faces",
+    "drive_faces",
     "generate_audio_faces",
     "generate_faces",
     "plan_faces",
