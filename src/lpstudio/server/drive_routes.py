@@ -31,7 +31,7 @@ from .drive_intake import (
     template_keypoints,
     video_keypoints,
 )
-from .faces import FaceView, drive_faces
+from .faces import FaceView, form_faces
 from .intake import check_upload, decode_options
 from .sessions import Source, encode_jpeg
 from .state import AppState
@@ -97,7 +97,7 @@ def register_drive_routes(app: FastAPI) -> None:
         state = _state(request)
         state.admission.check_open()
         _, source = state.resolve(session)
-        indices = drive_faces(state, source, faces)  # a bad choice is a 400 before any decoding (server/faces.py)
+        indices = form_faces(state, source, faces)  # a bad choice is a 400 before any decoding (server/faces.py)
         group = None if indices is None else [source.face_states[i] for i in indices]
         limits = state.limits
         name = _clean(file.filename)

@@ -112,9 +112,9 @@ def _check_animatable(source: Source, indices: Sequence[int]) -> None:
         )
 
 
-def drive_faces(state: AppState, source: Source, faces: str | None) -> list[int] | None:
-    """The faces a ``POST /drive`` form's ``faces`` (``"all"``, ``"0,1"``, ``"[0,1]"``) drives, checked (400s),
-    or None without it (the session's own face)."""
+def form_faces(state: AppState, source: Source, faces: str | None) -> list[int] | None:
+    """The faces a form's ``faces`` (``"all"``, ``"0,1"``, ``"[0,1]"``: ``POST /drive``, ``/generate-audio``) names,
+    checked (400s before any upload is decoded), or None without it (the session's own face)."""
     if faces is None:
         return None
     _check_worker(state)
@@ -321,12 +321,12 @@ async def generate_faces(
 
 
 async def generate_audio_faces(
-    request: Request, state: AppState, source: Source, plan: ClipPlan, faces: str, *, session: str, client: str,
+    request: Request, state: AppState, source: Source, plan: ClipPlan, faces: list[int], *, session: str, client: str,
     received: float,
 ) -> NDJSONResponse:  # fmt: skip
-    """``/generate-audio`` with ``faces`` (``"all"``, ``"0,1"`` or ``"[0,1]"``): the uploaded speech's ``plan``
-    (its idle and seed already in its timeline) said by every chosen face."""
-    body = GenerateRequest(session=session, faces=faces.strip().strip("[]"), fps=plan.fps)
+    """``/generate-audio`` with ``faces`` (checked by :func:`form_faces`): the uploaded speech's ``plan`` (its
+    idle and seed already in its timeline) said by every chosen face."""
+    body = GenerateRequest(session=session, faces=faces, fps=plan.fps)
     return await generate_faces(request, state, source, body, client, received, speech=plan)
 
 
@@ -371,7 +371,7 @@ __all__ = [
     "FACES_PATH",
     "FaceView",
     "chosen_faces",
-    "drive_faces",
+    "form_faces",
     "generate_audio_faces",
     "generate_faces",
     "plan_faces",
