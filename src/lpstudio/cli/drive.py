@@ -45,8 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="FACE=FILE",
-        help="drive face FACE (0 = largest) with its own video or motion template, e.g. --drive-face 0=a.mp4 "
-        "--drive-face 1=b.mp4 (repeatable; other chosen faces follow DRIVING)",
+        help="drive face FACE (0 = largest) with its own video, motion template, image (its expression held) or "
+        "speech audio (lip-sync), e.g. --drive-face 0=a.mp4 --drive-face 1=smile.jpg (repeatable; other chosen "
+        "faces follow DRIVING)",
     )
     motion = p.add_argument_group("motion")
     motion.add_argument(
