@@ -102,11 +102,37 @@ def test_uploaded_speech_with_faces_moves_both_mouths(app_and_session) -> None:
     _check_speaking_faces(client, upload, lines)
 
 
+def test_one_face_speaks_while_the_other_smiles(app_and_session) -> None:
+    """``face 0 say ..., face 1 smile``: face 0's lips move with the audio, face 1 smiles; the audio is as long as
+    the frames (padded with silence when the smile lasts longer)."""
+    client, engine, upload = app_and_session
+    rows: list[tuple[int, float, float]] = []  # (face, smile, mouth) of each rendered row
+    render = engine.render_mixed
+
+    def recording(items):  # noqa: ANN001, ANN202
+        rows.extend((state.face.face_index, float(x[0, 0]), float(x[2, 0])) for state, x in items)
+        return render(items)
+
+    engine.render_mixed = recording
+    try:
+        body = {"session": upload["session"], "command": "face 0 say hi, face 1 smile", "faces": "all", "fps": FPS}
+        lines = _lines(client.post("/generate", json=body))
+    finally:
+        engine.render_mixed = render
+    start = lines[0]
+    assert start["speaks"] is True and start["faces"] == [0, 1]
+    frames = [x for x in lines if x["type"] == "frame"]
+    assert len(frames) == start["frames"] == start["audio"]["n_frames"]
+    mouth = {i: max(m for f, _, m in rows if f == i) for i in (0, 1)}
+    smile = {i: max(s for f, s, _ in rows if f == i) for i in (0, 1)}
+    assert mouth[0] > 5 * max(mouth[1], 1.0) and smile[1] > 0.5  # face 0 talks, face 1 smiles
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         ({"command": "say hello", "faces": [2]}, "face 2 was asked for, but the photo has 2 faces"),
-        ({"command": "face 0 say hello, face 1 smile", "faces": "all"}, "face 0: speech for one face of several"),
+        ({"command": "face 0 say hello, face 1 say bye", "faces": "all"}, "faces 0 and 1 both speak"),
     ],
 )
 def test_bad_spoken_faces_are_400(app_and_session, body: dict, message: str) -> None:
