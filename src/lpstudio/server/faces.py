@@ -176,9 +176,9 @@ def plan_faces(
         limits.check_command(body.command)
         parts = split_face_commands(body.command)
     spoken = speech if speech is not None and speech.speech is not None else None
-    if spoken is not None and parts is None:
+    if spoken is not None and spoken.speech is not None and parts is None:
         _check_animatable(source, indices)
-        clip = spoken.speech.clip  # type: ignore[union-attr]
+        clip = spoken.speech.clip
         bases = [source.face_states[i].neutral_params() for i in indices]
         tracks = speech_tracks(clip.timeline, clip.frame_times(fps), bases)
         return indices, tracks, {**spoken.start_info(), "faces": indices}, spoken
@@ -246,9 +246,9 @@ def speaking_part(parts: Sequence[FaceCommand]) -> FaceCommand | None:
 
 def _padded_speech(plan: ClipPlan, frames: int) -> ClipPlan:
     """``plan`` with its audio padded with silence to ``frames`` frames (unchanged when already that long)."""
-    clip = plan.speech.clip  # type: ignore[union-attr]
-    if clip.frame_count(plan.fps) >= frames:
+    if plan.speech is None or plan.speech.clip.frame_count(plan.fps) >= frames:
         return plan
+    clip = plan.speech.clip
     samples = int(frames * clip.audio.sample_rate // plan.fps)  # floor: ceil(duration * fps) is ``frames``
     return dataclasses.replace(plan, speech=audio_start(dataclasses.replace(clip, audio=clip.audio.padded_to(samples)),
                                                         plan.fps))  # fmt: skip
