@@ -45,8 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="FACE=FILE",
-        help="drive face FACE (0 = largest) with its own video or motion template, e.g. --drive-face 0=a.mp4 "
-        "--drive-face 1=b.mp4 (repeatable; other chosen faces follow DRIVING)",
+        help="drive face FACE (0 = largest) with its own video, motion template, image (its expression held) or "
+        "speech audio (lip-sync), e.g. --drive-face 0=a.mp4 --drive-face 1=smile.jpg (repeatable; other chosen "
+        "faces follow DRIVING)",
     )
     motion = p.add_argument_group("motion")
     motion.add_argument(
@@ -174,18 +175,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _drive_faces(args: argparse.Namespace, settings: object, output: Path) -> int:
     """``--faces`` / ``--drive-face``: each chosen face follows its own driving (or DRIVING), one video."""
-    from ..errors import ParamError
-    from ..group.drive import drive_group, parse_drive_faces
+    from ..group.drive import drive_group, parse_drive_faces, read_drivings
     from ..group.render import detect_boxes, prepare_group
     from ..group.selection import resolve_faces
     from ..imageio import load_image
-    from ..speech.audio import is_audio_path
 
     choice = check_faces_args(args)
     own = parse_drive_faces(args.drive_face)
-    if any(is_audio_path(p) for p in [args.driving, *own.values()]):
-        raise ParamError("speech audio drives one face at a time", hint="leave out --faces/--drive-face for lip-sync")
     photo = load_image(args.source).rgb
+    read = read_drivings([args.driving, *own.values()])  # an unusable driving fails before the models load
     start = time.perf_counter()
     engine = load_engine(args, face=True)
     boxes = detect_boxes(engine, photo)
@@ -205,10 +203,12 @@ def _drive_faces(args: argparse.Namespace, settings: object, output: Path) -> in
         audio=not args.no_audio,
         crf=args.crf,
         progress=not args.quiet,
+        read=read,
     )
     faces = ", ".join(f"{i} <- {drivings[i].name}" for i in group.indices)
     print(
-        f"wrote {output}: {summary.frames} frames, {float(summary.fps):.3g} fps, faces {faces}, "
+        f"wrote {output}: {summary.frames} frame{'s' if summary.frames != 1 else ''}, {float(summary.fps):.3g} fps, "
+        f"{'with audio' if summary.audio else 'no audio'}, faces {faces}, "
         f"{time.perf_counter() - start:.1f}s in all",
         file=sys.stderr,
     )

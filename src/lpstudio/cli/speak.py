@@ -220,6 +220,7 @@ def render_speech(
     missing speech library or a bad audio file fails in a second. Frame ``k`` is at ``k / fps`` on
     the clock of all clips together; the total is ``ceil(total_audio_ms * fps / 1000)`` frames.
     """
+    from ..group.speech import params_of_rows
     from ..imageio import load_image
     from ..speech.clip import sample_timeline_at
     from ..speech.mux import DEFAULT_CRF
@@ -232,6 +233,7 @@ def render_speech(
     group = None
     if faces is not None:
         from ..group.render import prepare_group, render_group_frames
+        from ..group.speech import speech_tracks
 
         group = prepare_group(engine, image, faces)
         state = group.states[0]
@@ -263,12 +265,10 @@ def render_speech(
                     bar.refresh()
                 times = [k * 1000.0 / fps - t0 for k in range(frames, n_end)]
                 if group is not None:  # every chosen face says it: each face on its own base pose
-                    tracks = [
-                        _params(sample_timeline_at(clip.timeline, times, s.neutral_params())) for s in group.states
-                    ]
+                    tracks = speech_tracks(clip.timeline, times, [s.neutral_params() for s in group.states])
                     outs = render_group_frames(engine, group, tracks, rows_per_batch=batch_size, paste_back=paste)
                 else:
-                    outs = _single_face(engine, state, _params(sample_timeline_at(clip.timeline, times, base)),
+                    outs = _single_face(engine, state, params_of_rows(sample_timeline_at(clip.timeline, times, base)),
                                         chunk, batch_size, paste)  # fmt: skip
                 for out in outs:
                     writer.write(out)
@@ -324,12 +324,6 @@ def _single_face(engine: Any, state: Any, params: list[Any], chunk: int, batch_s
     for i in range(0, len(params), chunk):
         for out in engine.render(state, params[i : i + chunk], batch_size=batch_size):
             yield engine.paste_back(state, out) if paste else out
-
-
-def _params(rows: Any) -> list[Any]:
-    from ..params import PARAM_NAMES, EditParams
-
-    return [EditParams(**dict(zip(PARAM_NAMES, map(float, row), strict=True))) for row in rows]
 
 
 def drive_by_audio(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ from .alive import (
 from .crop_routes import CROP_UPLOAD_PATH, register_crop_routes
 from .drive_routes import body_limit as drive_body_limit
 from .drive_routes import register_drive_routes
-from .faces import generate_faces, register_faces, render_faces
+from .faces import form_faces, generate_audio_faces, generate_faces, register_faces, render_faces
 from .favicon import register_favicon
 from .http import BodyLimitMiddleware, GuardMiddleware, TicketBook
 from .intake import default_image, default_source_path, default_view, open_source, read_photo
@@ -396,11 +396,13 @@ def _render_routes(app: FastAPI) -> None:
         idle: bool | None = Form(None),
         seed: int = Form(0, ge=0, le=MAX_SEED),
         fps: float | None = Form(None, gt=0.0, le=120.0, allow_inf_nan=False),
+        faces: str | None = Form(None, max_length=64, description="'all' or face numbers '0,1': every one says it"),
     ) -> NDJSONResponse:
         received = time.perf_counter()
         state = lp(request)
         state.admission.check_open()
         _, source = state.resolve(session)
+        indices = form_faces(state, source, faces)  # a bad choice is a 400 before decoding (server/faces.py)
         limits = state.limits
         rate = fps or state.settings.fps
         limits.check_fps(rate)
@@ -418,6 +420,9 @@ def _render_routes(app: FastAPI) -> None:
             plan = await state.off_loop(lambda: speech_plan(clip, rate, limits))
         finally:
             ticket.release()
+        if indices is not None:  # every chosen face lip-syncs it, a frame's faces in one batch (server/faces.py)
+            return await generate_audio_faces(request, state, source, plan, indices, session=session,
+                                              client=client_of(request), received=received)  # fmt: skip
         return await _stream(state, source, plan, received, client_of(request), session)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -199,27 +200,38 @@ def load_template_bytes(data: bytes, name: str, limits: ServiceLimits) -> Motion
 
 # ---------------------------------------------------------------------- on the render worker
 @torch.inference_mode()
-def video_keypoints(engine: Any, state: Any, video: DrivingVideo, *, crop: bool, name: str) -> torch.Tensor:
+def video_keypoints(
+    engine: Any, state: Any, video: DrivingVideo, *, crop: bool, name: str, faces: Sequence[Any] | None = None
+) -> torch.Tensor:
     """Driving keypoints ``(N, 21, 3)`` of a decoded video for a prepared photo (relative motion, as the CLI).
 
     ``crop``: find and crop the face in each frame (the server's face pipeline); otherwise the frames are
-    taken as face crops and resized. Raises FaceNotFoundError when no frame has a face.
+    taken as face crops and resized. ``faces``: several prepared faces of the photo instead of ``state``
+    (each its own relative driver, the motion extracted once): ``(N, F, 21, 3)``. Raises FaceNotFoundError
+    when no frame has a face.
     """
     cropper = DrivingCropper(engine.face if crop else None, precropped=not crop)
-    driver = KeypointDriver(engine, state, DriveSettings(), sequence=True)
-    parts = [driver(motion) for motion, _ in motion_chunks(engine, iter(video.frames), cropper, DRIVE_BATCH, name)]
-    return torch.cat(parts)
+    chunks = (motion for motion, _ in motion_chunks(engine, iter(video.frames), cropper, DRIVE_BATCH, name))
+    return _drive_faces(engine, [state] if faces is None else faces, chunks, group=faces is not None)
 
 
 @torch.inference_mode()
-def template_keypoints(engine: Any, state: Any, track: MotionTrack) -> torch.Tensor:
-    """Driving keypoints ``(N, 21, 3)`` of a motion template for a prepared photo."""
-    driver = KeypointDriver(engine, state, DriveSettings(), sequence=True)
-    parts = [
-        driver(track.motion(start, min(start + DRIVE_BATCH, len(track)), engine.device))
+def template_keypoints(
+    engine: Any, state: Any, track: MotionTrack, *, faces: Sequence[Any] | None = None
+) -> torch.Tensor:
+    """Driving keypoints ``(N, 21, 3)`` of a motion template for a prepared photo (``(N, F, 21, 3)`` for ``faces``)."""
+    chunks = (
+        track.motion(start, min(start + DRIVE_BATCH, len(track)), engine.device)
         for start in range(0, len(track), DRIVE_BATCH)
-    ]
-    return torch.cat(parts)
+    )
+    return _drive_faces(engine, [state] if faces is None else faces, chunks, group=faces is not None)
+
+
+def _drive_faces(engine: Any, states: Sequence[Any], chunks: Iterable[Any], *, group: bool) -> torch.Tensor:
+    """Each state's keypoints of the motion ``chunks``: ``(N, F, 21, 3)``, or ``(N, 21, 3)`` unless ``group``."""
+    drivers = [KeypointDriver(engine, s, DriveSettings(), sequence=True) for s in states]
+    x_d = torch.cat([torch.stack([d(motion) for d in drivers], dim=1) for motion in chunks])
+    return x_d if group else x_d[:, 0]
 
 
 @torch.inference_mode()

@@ -31,6 +31,7 @@ from .drive_intake import (
     template_keypoints,
     video_keypoints,
 )
+from .faces import FaceView, form_faces
 from .intake import check_upload, decode_options
 from .sessions import Source, encode_jpeg
 from .state import AppState
@@ -90,11 +91,14 @@ def register_drive_routes(app: FastAPI) -> None:
         request: Request,
         session: str = Form(..., max_length=256),
         file: UploadFile = File(..., description="a driving video (one face) or an lpstudio .npz motion template"),
+        faces: str | None = Form(None, max_length=64, description="'all' or face numbers '0,1': every one is driven"),
     ) -> NDJSONResponse:
         received = time.perf_counter()
         state = _state(request)
         state.admission.check_open()
         _, source = state.resolve(session)
+        indices = form_faces(state, source, faces)  # a bad choice is a 400 before any decoding (server/faces.py)
+        group = None if indices is None else [source.face_states[i] for i in indices]
         limits = state.limits
         name = _clean(file.filename)
         client = _client(request)
@@ -107,11 +111,12 @@ def register_drive_routes(app: FastAPI) -> None:
                     video = await state.off_loop(lambda payload=data: decode_driving_video(payload, name, limits))
                     fps = video.fps
                     crop = state.settings.crop
-                    work = lambda: video_keypoints(state.engine, source.state, video, crop=crop, name=name)  # noqa: E731
+                    work = lambda: video_keypoints(state.engine, source.state, video, crop=crop, name=name,  # noqa: E731
+                                                   faces=group)  # fmt: skip
                 else:
                     track = await state.off_loop(lambda payload=data: load_template_bytes(payload, name, limits))
                     fps = min(float(track.fps), TEMPLATE_FPS_CAP)
-                    work = lambda: template_keypoints(state.engine, source.state, track)  # noqa: E731
+                    work = lambda: template_keypoints(state.engine, source.state, track, faces=group)  # noqa: E731
             del data
             source.active += 1
             try:
@@ -120,7 +125,7 @@ def register_drive_routes(app: FastAPI) -> None:
                 source.active -= 1
         finally:
             ticket.release()
-        return await _stream_keypoints(state, source, x_d, fps, received, client, session, kind)
+        return await _stream_keypoints(state, source, x_d, fps, received, client, session, kind, indices)
 
     @app.post(
         EDIT_PATH,
@@ -161,9 +166,9 @@ def register_drive_routes(app: FastAPI) -> None:
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
-def _key(source: Source, x_d: torch.Tensor, fps: float, settings_key: str) -> str:
+def _key(source: Source, x_d: torch.Tensor, fps: float, settings_key: str, indices: list[int] | None = None) -> str:
     digest = hashlib.sha256()
-    for part in (b"drive", source.digest.encode(), settings_key.encode(), repr(fps).encode()):
+    for part in (b"drive", source.digest.encode(), settings_key.encode(), repr(fps).encode(), repr(indices).encode()):
         digest.update(part)
     digest.update(np.ascontiguousarray(x_d.detach().float().cpu().numpy()).tobytes())
     return digest.hexdigest()
@@ -178,23 +183,34 @@ async def _stream_keypoints(
     client: str = ANONYMOUS_CLIENT,
     session: str | None = None,
     kind: str = "video",
+    indices: list[int] | None = None,
 ) -> NDJSONResponse:
-    """Stream the frames of driving keypoints ``x_d`` (N,21,3) on ``source`` like a ``/generate`` clip."""
-    key = await state.off_loop(lambda: _key(source, x_d, fps, state.settings_key()))
+    """Stream the frames of driving keypoints ``x_d`` (N,21,3) on ``source`` like a ``/generate`` clip.
+
+    ``indices``: faces of the photo driven together, ``x_d`` (N, F, 21, 3): a frame's faces in one batch.
+    """
+    key = await state.off_loop(lambda: _key(source, x_d, fps, state.settings_key(), indices))
     stream_ticket = state.admission.admit_stream(client, session)
     try:
         clip = state.hub.find(key)
         how = "cached" if clip is not None and clip.cached else "shared"
         if clip is None:
             n = int(x_d.shape[0])
-            job_ticket = state.admission.admit_job(n)
+            job_ticket = state.admission.admit_job(n * (1 if indices is None else len(indices)))  # renderer rows
             base = source.state.neutral_params()
-            clip = state.hub.start(key, source, [base] * n, PRIORITY_CLIP, job_ticket, client=client, x_d=x_d)
+            group: dict[str, Any] = {}
+            if indices is not None:
+                group = {"faces": [source.face_states[i] for i in indices],
+                         "face_params": [[source.face_states[i].neutral_params()] * n for i in indices]}  # fmt: skip
+            view = source if indices is None else FaceView(source, indices)
+            clip = state.hub.start(key, view, [base] * n, PRIORITY_CLIP, job_ticket, client=client, x_d=x_d, **group)
             how = "rendered"
         else:
             state.hub.joined += how == "shared"
         h, w = source.display.shape[:2]
         start = {"fps": fps, "steps": [], "plan": None, "speaks": False, "drive": kind, "width": w, "height": h}
+        if indices is not None:
+            start["faces"] = indices
         viewer = Viewer(
             clip, start, received, shared=how == "shared", on_first_frame=state.metrics.first_frame_ms.observe
         )

@@ -28,7 +28,11 @@ function el(tag, props = {}, children = []) {
 
 // A multipart request for the session's photo, re-sending the photo once when the server dropped it.
 async function sendForm(path, fill, signal, retry) {
-  const form = () => { const f = new FormData(); f.append("session", app.session); fill(f); return f; };
+  const form = () => {
+    const f = new FormData(); f.append("session", app.session); fill(f);
+    if (window.lpFacesForm) window.lpFacesForm(path, f);   // faces_forms.js: the chosen face(s) drive too
+    return f;
+  };
   try { return await api(path, { method: "POST", body: form(), signal }, retry); }
   catch (err) {
     if (err.status !== 409 || err.kind !== "SessionExpired") throw err;

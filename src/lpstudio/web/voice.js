@@ -102,6 +102,7 @@ function sayAudioFile(file) {
     f.append("session", app.session);
     f.append("idle", String($("idle").checked));
     f.append("file", file, file.name);
+    if (window.lpFacesForm) window.lpFacesForm("/generate-audio", f);   // faces_forms.js: the chosen face(s)
     return f;
   };
   const send = async (signal) => {
