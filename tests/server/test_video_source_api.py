@@ -255,3 +255,19 @@ def test_video_steps_wait_for_the_viewers_frames() -> None:
     assert events == ["step0", "frame", "frame", "frame", "step1", "step2"]
     late = worker.call_when_idle(lambda: None)
     assert late.cancelled(), "a closed worker takes no more steps"
+
+
+def test_a_command_over_a_source_video_keeps_every_frame(vs_client) -> None:
+    client, session = vs_client
+    files = {"source": ("talk.mp4", video_bytes(noise_frames(3, seed=9), fps=4), "video/mp4")}
+    started = client.post("/video-source", data={"session": session, "command": "웃어줘"}, files=files)
+    assert started.status_code == 202, started.text
+    status = _wait(client, session, started.json()["id"]).json()
+    assert status["state"] == "done" and status["frames"] == 3, status
+    frames, fps, _ = _read(client.get(status["url"], params={"session": session}).content)
+    assert (frames, fps) == (3, Fraction(4)), "every source frame, at its fps"
+    both = dict(files, driving=("d.mp4", video_bytes(noise_frames(2)), "video/mp4"))
+    assert "either" in _plain_error(client.post("/video-source", data={"session": session, "command": "웃어줘"},
+                                                files=both), 400)  # fmt: skip
+    neither = client.post("/video-source", data={"session": session}, files=files)
+    assert "either" in _plain_error(neither, 400)

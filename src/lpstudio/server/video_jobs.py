@@ -392,7 +392,7 @@ async def run_job(
             if step is None:
                 break
             job.phase, job.units_done, job.units_total = step.phase, step.units_done, step.units_total
-            if step.phase == "source" and step.done > job.allowed_frames:
+            if step.phase != "driving" and step.done > job.allowed_frames:  # source frames used so far
                 raise LimitError(
                     f"the source video {job.source_name} is longer than its header says: more than "
                     f"{job.allowed_frames} frames; the limit is {limits.max_source_video_seconds:g} s",

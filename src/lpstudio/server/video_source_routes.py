@@ -1,7 +1,8 @@
 """A video as the portrait over HTTP (issue 21): ``POST /video-source`` and its status, result and cancel.
 
 * ``POST /video-source`` (multipart: ``session``, ``source`` = the source video, ``driving`` = a driving
-  video or ``.npz`` motion template; options ``reference_frame`` (a number or ``auto``), ``smooth``,
+  video or ``.npz`` motion template, or instead ``command`` = an expression command such as "웃어줘"
+  layered over the video's own motion; options ``reference_frame`` (a number or ``auto``), ``smooth``,
   ``normalize_lip``, ``audio`` = ``source`` | ``driving`` | ``none``) -> 202 ``{"id", "status_url", "fps",
   "total"}`` once every check that needs no model has passed; the job then runs in small steps behind the
   viewers (:mod:`.video_jobs`);
@@ -101,6 +102,15 @@ def _options(state: AppState, job: VideoJob, reference: int | str, smooth: bool,
     )
 
 
+def _timeline(command: str, limits: Any) -> Any:
+    """The command's timeline (the video has its own liveliness: no idle motion), within the clip limits."""
+    from ..expressions.compose import build_timeline
+
+    _, timeline = build_timeline(command, idle=False)
+    limits.check_timeline(timeline)
+    return timeline
+
+
 def register_video_source_routes(app: FastAPI) -> None:
     """Add the video-source routes to ``app`` (its guard, limits and error answers apply to them)."""
     app.state.video_jobs = VideoJobStore()
@@ -114,7 +124,10 @@ def register_video_source_routes(app: FastAPI) -> None:
         request: Request,
         session: str = Form(..., max_length=256),
         source: UploadFile = File(..., description="the source video (mp4/mov/webm) with one face"),
-        driving: UploadFile = File(..., description="a driving video (one face) or an lpstudio .npz motion template"),
+        driving: UploadFile | None = File(
+            None, description="a driving video (one face) or an lpstudio .npz motion template (or give a command)"
+        ),
+        command: str | None = Form(None, max_length=2000, description='an expression command instead, e.g. "웃어줘"'),
         reference_frame: str = Form("0", max_length=16, description="driving frame of the relative motion, or auto"),
         smooth: bool = Form(True, description="smooth the motion over the whole clip"),
         normalize_lip: bool = Form(False, description="close the source's lips first"),
@@ -125,8 +138,20 @@ def register_video_source_routes(app: FastAPI) -> None:
         state.sessions.get(session)  # 409 for a session the server no longer has
         if audio not in AUDIO_CHOICES:
             raise ParamError(f"unknown audio {audio[:20]!r}", hint=f"use one of {', '.join(AUDIO_CHOICES)}")
+        command = command.strip() if command else None
+        if (driving is None) == (command is None):
+            raise ParamError(
+                "give either a driving file or a command, not both or neither",
+                hint='upload a driving video / .npz template, or send command="웃어줘"',
+            )
+        if command is not None and audio == "driving":
+            raise ParamError("a command has no driving audio", hint="use audio=source or audio=none")
         reference = _reference(reference_frame)
         limits = state.limits
+        timeline = None
+        if command is not None:
+            limits.check_command(command)
+            timeline = await state.off_loop(lambda: _timeline(command, limits))
         store = store_of(request.app)
         client = _client(request)
         store.start_sweeper(state.loop, limits, lambda sid: sid in state.sessions)
@@ -134,11 +159,14 @@ def register_video_source_routes(app: FastAPI) -> None:
         ticket = None
         try:
             ticket = state.admission.admit_source()  # one bounded intake slot, like a photo's
-            job.source_name, job.driving_name = _clean(source.filename), _clean(driving.filename)
+            job.source_name = _clean(source.filename)
+            job.driving_name = _clean(driving.filename) if driving is not None else "the command"
             src_bytes = await source.read(limits.max_source_video_upload_bytes + 1)
             src_fmt = check_source_upload(job.source_name, src_bytes, limits)
-            drv_bytes = await driving.read(limits.max_drive_upload_bytes + 1)
-            kind = check_drive_upload(job.driving_name, drv_bytes, limits)
+            drv_bytes, kind = b"", "command"
+            if driving is not None:
+                drv_bytes = await driving.read(limits.max_drive_upload_bytes + 1)
+                kind = check_drive_upload(job.driving_name, drv_bytes, limits)
             async with state.decode_slots:
                 await state.off_loop(lambda s=src_bytes, d=drv_bytes: _intake(job, s, src_fmt, d, kind, limits))
             del src_bytes, drv_bytes
@@ -153,6 +181,12 @@ def register_video_source_routes(app: FastAPI) -> None:
         engine = state.engine
 
         def make() -> Any:
+            if timeline is not None:
+                from ..drive.edits_job import CommandVideoJob
+
+                return CommandVideoJob(engine, paths[0], timeline, job.result, no_crop=options.no_crop,
+                                       batch_size=options.batch_size, max_frames=options.max_frames,
+                                       audio=audio == "source")  # fmt: skip
             from ..drive.v2v import V2VJob
 
             return V2VJob(engine, paths[0], paths[1], job.result, options)
@@ -202,6 +236,10 @@ def _intake(job: VideoJob, src: bytes, src_fmt: Any, drv: bytes, kind: str, limi
     )  # fmt: skip
     job.fps = probe.fps
     job.allowed_frames = allowed_source_frames(probe, limits)
+    expected = min(probe.frames or job.allowed_frames, job.allowed_frames)
+    job.units_total = expected if kind == "command" else 3 * expected
+    if kind == "command":
+        return
     if kind == "video":
         drv_fmt = sniff_video(drv[:16])
         drv_path = private_copy(job.folder, "driving", drv, drv_fmt)
@@ -214,8 +252,6 @@ def _intake(job: VideoJob, src: bytes, src_fmt: Any, drv: bytes, kind: str, limi
         load_template_bytes(drv, job.driving_name, limits)  # no pickle; bounded before it is inflated
         drv_path = private_copy(job.folder, "driving", drv, None)
         job.paths[str(drv_path)] = job.driving_name
-    expected = min(probe.frames or job.allowed_frames, job.allowed_frames)
-    job.units_total = 3 * expected
 
 
 __all__ = ["body_limit", "close_video_jobs", "register_video_source_routes"]
