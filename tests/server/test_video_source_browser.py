@@ -73,6 +73,14 @@ def test_the_tab_makes_a_video_and_shows_errors(page, shots: Path) -> None:
     assert page.evaluate("() => document.getElementById('vsrc-video').duration") > 0, "the browser plays the MP4"
     page.locator("#panel-vsrc").screenshot(path=str(shots / "tab-video-source.png"))
 
+    page.get_by_test_id("vsrc-command").fill("웃어줘")  # a command over the source's own motion instead
+    page.get_by_test_id("vsrc-go").click()
+    page.wait_for_function(f"() => ({RESULT_STATE_JS})() === 'running'", timeout=TIMEOUT_MS)
+    page.wait_for_function(f"() => ['done', 'error'].includes(({RESULT_STATE_JS})())", timeout=TIMEOUT_MS)
+    assert page.evaluate(ERROR_JS) == ""
+    assert page.evaluate("() => document.getElementById('vsrc-result').dataset.frames") == "3", "every source frame"
+    page.get_by_test_id("vsrc-command").fill("")
+
     _pick(page, "source", "notes.mp4", b"plain text, no video")
     page.get_by_test_id("vsrc-go").click()
     page.wait_for_function(f"() => ({RESULT_STATE_JS})() === 'error'", timeout=TIMEOUT_MS)

@@ -65,9 +65,11 @@ async function vsrcShowResult(status, session, token) {
 async function vsrcGo() {
   const source = $("vsrc-source").files[0];
   const driving = $("vsrc-driving").files[0];
+  const command = $("vsrc-command").value.trim();
   showError(null);
-  if (!source || !driving) {
-    showError(new Error("원본 영상과 움직일 영상(또는 .npz)을 골라 주세요 / pick a source video and a driving video or template"));
+  if (!source || (!driving && !command)) {
+    showError(new Error("원본 영상과 움직일 영상(.npz) 또는 명령을 골라 주세요 / " +
+      "pick a source video, and a driving video, template or command"));
     return;
   }
   if (!app.session) { showError(new Error("먼저 초상화를 열어 주세요 / open a portrait first")); return; }
@@ -82,8 +84,10 @@ async function vsrcGo() {
     const form = new FormData();
     form.append("session", session);
     form.append("source", source, source.name);
-    form.append("driving", driving, driving.name);
-    form.append("audio", $("vsrc-audio").value);
+    if (command) form.append("command", command);       // a typed command wins over a picked file
+    else form.append("driving", driving, driving.name);
+    const audio = $("vsrc-audio").value;
+    form.append("audio", command && audio === "driving" ? "source" : audio);
     const started = await (await api("/video-source", { method: "POST", body: form }, false)).json();
     if (token !== vsrc.token) return;
     vsrc.job = { id: started.id, session };
@@ -129,6 +133,9 @@ function vsrcBuild() {
     vsrcEl("option", { value: "driving", textContent: "움직임 영상 소리 / driving audio" }),
     vsrcEl("option", { value: "none", textContent: "소리 없음 / no audio" })]);
   audio.dataset.testid = "vsrc-audio";
+  const commandBox = vsrcEl("input", { id: "vsrc-command", type: "text", maxLength: 500,
+    placeholder: "웃어줘 · smile" });
+  commandBox.dataset.testid = "vsrc-command";
   const go = vsrcEl("button", { id: "vsrc-go", type: "button", textContent: "▶ 만들기 / go" });
   go.dataset.testid = "vsrc-go";
   const cancel = vsrcEl("button", { id: "vsrc-cancel", type: "button", textContent: "■ 취소 / cancel", hidden: true });
@@ -143,6 +150,8 @@ function vsrcBuild() {
         "a short video with one face, moved by a driving video or template" }),
     vsrcFile("vsrc-source", VSRC_VIDEO, "원본 영상 / source video"),
     vsrcFile("vsrc-driving", VSRC_VIDEO + ",.npz", "움직임 / driving video or .npz"),
+    vsrcEl("label", { className: "vsrc-pick" }, [
+      vsrcEl("span", { textContent: "또는 명령 / or a command " }), commandBox]),
     vsrcEl("div", { className: "vsrc-row" }, [audio, go, cancel]),
     vsrcEl("div", { className: "vsrc-row" }, [bar, vsrcEl("span", { id: "vsrc-status", className: "muted" })]),
     vsrcEl("div", { id: "vsrc-result" }, [video, link])]);
