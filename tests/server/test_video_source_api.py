@@ -271,3 +271,32 @@ def test_a_command_over_a_source_video_keeps_every_frame(vs_client) -> None:
                                                 files=both), 400)  # fmt: skip
     neither = client.post("/video-source", data={"session": session}, files=files)
     assert "either" in _plain_error(neither, 400)
+
+
+def test_a_cancelled_or_abandoned_job_leaves_no_file(vs_client) -> None:
+    client, session = vs_client
+    store = client.app.state.video_jobs
+    gate = threading.Event()
+    held = client.app.state.lp.worker.call(lambda: gate.wait(30))  # the job waits behind it
+    try:
+        started = _start(client, session, ("me.mp4", video_bytes(noise_frames(3, seed=10), fps=4)),
+                         ("d.mp4", video_bytes(noise_frames(3))))  # fmt: skip
+        assert started.status_code == 202, started.text
+        job = store.jobs[started.json()["id"]]
+        assert client.post("/video-source/cancel", json={"session": session, "id": job.id}).status_code == 200
+        assert client.get(f"/video-source/{job.id}", params={"session": session}).status_code == 404
+    finally:
+        gate.set()
+        held.result(30)
+    for _ in range(POLLS):  # the step in flight ends, then the job stops and its folder goes
+        if job.task.done():
+            break
+        time.sleep(POLL_S)
+    assert job.state == "cancelled" and not job.folder.exists() and not job.result.exists()
+
+    done = _start(client, session, ("me.mp4", video_bytes(noise_frames(2, seed=11), fps=4)),
+                  ("d.mp4", video_bytes(noise_frames(2))))  # fmt: skip
+    finished = store.jobs[done.json()["id"]]
+    assert _wait(client, session, finished.id).json()["state"] == "done" and finished.result.exists()
+    store.sweep(client.app.state.lp.limits, lambda sid: sid != session)  # as when the page's session closed
+    assert finished.id not in store.jobs and not finished.folder.exists()
