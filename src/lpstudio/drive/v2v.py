@@ -18,8 +18,8 @@ Two streaming passes over the source video, never holding frames:
 source's length); the output keeps the source's frame rate and, by default, its audio.
 
 The work is a :class:`V2VJob`: a generator of small steps, each at most one batch of model work
-(a batch of source crops through M, a batch of driving frames through M, or a batch of frames
-through F, M, W+G, pasted back and encoded). The CLI simply exhausts it
+(a batch of source crops through M, a batch of driving frames through M, one frame's F and M, or a
+batch of frames through W+G, pasted back and encoded). The CLI simply exhausts it
 (:func:`drive_video_source`); a server runs one step at a time on its model thread, between
 the frames of its viewers (``lpstudio.server.video_jobs``).
 """
@@ -446,7 +446,11 @@ class V2VJob:
                 self.writer = writer
                 if options.concat:
                     concat_writer = VideoWriter(concat_path(output), info.fps_exact, audio_from=audio, **writer_kwargs)
-                for crop, rendered, pasted in frames:
+                for item in frames:
+                    if item is None:  # a frame was prepared (F, M): its own step, before W+G
+                        yield self._progress(2, 0, "render", n)
+                        continue
+                    crop, rendered, pasted = item
                     frame = rendered if options.face_only or options.no_crop else pasted
                     if self.frame_hook is not None:
                         self.frame_hook(frame)
@@ -506,8 +510,9 @@ def _render(
     n: int,
     held: bool,
     eye_goal: float | None,
-) -> Iterator[tuple[SourceCrop, np.ndarray, np.ndarray]]:
-    """Render pass: (crop, 512 animated crop, frame with the crop pasted back) per output frame, in order."""
+) -> Iterator[tuple[SourceCrop, np.ndarray, np.ndarray] | None]:
+    """Render pass: (crop, 512 animated crop, frame with the crop pasted back) per output frame, in order;
+    None after each frame's F and M (a place for a step to end, so W+G of the batch is a step of its own)."""
     crops = iter_source_crops(
         source, face, no_crop=options.no_crop, max_frames=n, landmarks=False, matrices=track.matrices
     )
@@ -540,6 +545,7 @@ def _render(
 
     for crop in crops:
         batch.append((crop, prepare_crop(engine, crop, paste_back=not options.no_crop)))
+        yield None  # a step boundary: F and M of one frame done
         if len(batch) == options.batch_size:
             yield from flush()
     if batch:
