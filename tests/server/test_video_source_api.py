@@ -300,3 +300,38 @@ def test_a_cancelled_or_abandoned_job_leaves_no_file(vs_client) -> None:
     assert _wait(client, session, finished.id).json()["state"] == "done" and finished.result.exists()
     store.sweep(client.app.state.lp.limits, lambda sid: sid != session)  # as when the page's session closed
     assert finished.id not in store.jobs and not finished.folder.exists()
+
+
+def test_a_source_longer_than_its_header_fails_while_tracking(tmp_path: Path) -> None:
+    """The job is given one frame past its allowed length: reaching it fails the job, and its output goes."""
+    import asyncio
+    import concurrent.futures
+
+    from lpstudio.drive.v2v import V2VStep
+    from lpstudio.server.video_jobs import VideoJob, run_job
+
+    class Lying:
+        """A job whose source keeps giving frames (the header said 3)."""
+
+        def __init__(self) -> None:
+            self.closed = False
+            self.partial_path = None
+            self._done = 0
+
+        def step(self) -> V2VStep:
+            self._done += 1
+            return V2VStep("source", self._done, 3, self._done, 9)
+
+        def close(self) -> None:
+            self.closed = True
+
+    def now(fn):  # noqa: ANN001, ANN202
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        future.set_result(fn())
+        return future
+
+    lying = Lying()
+    job = VideoJob("id", "client", "session", tmp_path, source_name="liar.mp4", allowed_frames=3)
+    asyncio.run(run_job(job, lambda: lying, now, ServiceLimits(max_source_video_seconds=MAX_SECONDS)))
+    assert job.state == "failed" and lying.closed and lying._done == 4, "stopped at the first frame past the limit"
+    assert "liar.mp4 is longer than its header says" in job.error.message and job.error.http_status == 400
