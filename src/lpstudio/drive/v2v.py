@@ -47,6 +47,7 @@ from .pipeline import DEFAULT_BATCH_SIZE, DriveSummary, driving_kind, motion_chu
 from .source_video import (
     DETECT_EVERY,
     SourceCrop,
+    first_face_steps,
     iter_source_crops,
     open_source_video,
     prepare_crop,
@@ -187,6 +188,16 @@ def track_source_steps(
         return n
 
     try:
+        first = None
+        if not options.no_crop and face is not None:  # the search for the first face, one frame a step
+            search = first_face_steps(source, face, options.face_index, options.detect_every, limit)
+            while True:
+                try:
+                    next(search)
+                except StopIteration as found:
+                    first = found.value
+                    break
+                yield 0
         crops = iter_source_crops(
             source,
             face,
@@ -195,6 +206,7 @@ def track_source_steps(
             detect_every=options.detect_every,
             max_frames=limit,
             landmarks=want_lmk,
+            first_face=first,
         )
         for crop in crops:
             batch.append(crop)
