@@ -94,6 +94,13 @@ FORMATS: dict[str, _Format] = {
 }
 """Every output format: codec, pixel format, encoder options and how audio is carried."""
 
+DECLARED_FORMAT_MARK = ".demux-"
+"""A file whose stem ends in ``.demux-NAME`` (e.g. ``source.demux-matroska.webm``) is opened with FFmpeg's
+demuxer ``NAME`` named, never probed: the server names its private copies of uploads so, after sniffing
+their first bytes (:mod:`lpstudio.sniff`)."""
+DECLARED_FORMATS: tuple[str, ...] = ("mp4", "matroska")
+"""Demuxers a :data:`DECLARED_FORMAT_MARK` may name (the upload containers the server accepts)."""
+
 _FIX_HINT = "re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p -c:a aac OUT.mp4`, and try again"
 
 
@@ -169,6 +176,13 @@ class VideoInfo:
         return self.width == self.height
 
 
+def declared_format(path: str | os.PathLike[str]) -> str | None:
+    """The demuxer a file's name declares (see :data:`DECLARED_FORMAT_MARK`), or None: FFmpeg finds it."""
+    stem = Path(path).stem
+    _, mark, name = stem.rpartition(DECLARED_FORMAT_MARK)
+    return name if mark and name in DECLARED_FORMATS else None
+
+
 def _open_input(path: Path) -> Any:
     import av
 
@@ -177,7 +191,7 @@ def _open_input(path: Path) -> Any:
     if path.stat().st_size == 0:
         raise VideoError(f"cannot read {path}: the file is empty (0 bytes)", hint="use a complete video file")
     try:
-        return av.open(str(path), mode="r")
+        return av.open(str(path), mode="r", format=declared_format(path))
     except (av.error.InvalidDataError, av.error.DemuxerNotFoundError) as exc:
         raise VideoError(
             f"cannot read {path}: not a video file, or the file is corrupt ({exc.strerror or exc})", hint=_FIX_HINT

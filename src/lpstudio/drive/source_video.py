@@ -25,7 +25,7 @@ Memory is bounded: one decoded frame (plus its crop and state) at a time.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -237,10 +237,11 @@ def _source_matrix(lmk: NDArray[np.float32]) -> NDArray[np.float32]:
     return crop_matrix(lmk, dsize=CROP_DSIZE, scale=CROP_SCALE, vx=CROP_VX, vy=CROP_VY, rotate=True)
 
 
-def _first_face(
+def first_face_steps(
     path: Path, face: Any, face_index: int | None, detect_every: int, max_frames: int | None
-) -> tuple[int, NDArray[np.float32]]:
-    """(frame number, landmarks) of the first frame with a face; decodes frames one at a time and keeps none."""
+) -> Generator[None, None, tuple[int, NDArray[np.float32]]]:
+    """Find the first frame with a face, yielding None after each frame without one (a step boundary);
+    returns (frame number, landmarks). Decodes frames one at a time and keeps none."""
     tracker = SourceTracker(face, face_index=face_index, detect_every=detect_every)
     tracker.name = str(path)
     seen = 0
@@ -250,10 +251,24 @@ def _first_face(
         lmk = tracker._detect(frame)
         if lmk is not None:
             return i, lmk
+        yield None
     raise FaceNotFoundError(
         f"No face was found in any of the {seen} frame{'s' if seen != 1 else ''} of the source video {path}.",
         hint="use a source video where one face is clearly visible, facing the camera (or --no-crop for a face crop)",
     )
+
+
+def _first_face(
+    path: Path, face: Any, face_index: int | None, detect_every: int, max_frames: int | None
+) -> tuple[int, NDArray[np.float32]]:
+    """(frame number, landmarks) of the first frame with a face; decodes frames one at a time and keeps none."""
+    steps = first_face_steps(path, face, face_index, detect_every, max_frames)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as found:
+            result: tuple[int, NDArray[np.float32]] = found.value
+            return result
 
 
 def iter_source_crops(
@@ -266,6 +281,7 @@ def iter_source_crops(
     max_frames: int | None = None,
     landmarks: bool = True,
     matrices: NDArray[np.float32] | None = None,
+    first_face: tuple[int, NDArray[np.float32]] | None = None,
 ) -> Iterator[SourceCrop]:
     """Source frames -> :class:`SourceCrop`, streamed (one frame in memory at a time).
 
@@ -279,6 +295,8 @@ def iter_source_crops(
         landmarks: with ``no_crop``, still find landmarks (for eye/lip ratios) when ``face`` is given.
         matrices: (N, 3, 3) frame -> crop matrices recorded from an earlier pass: replayed instead of
             tracking (a second pass over the same video gives the same crops without the face models).
+        first_face: (frame number, landmarks) of the first frame with a face, already found with
+            :func:`first_face_steps` (a stepwise job searches in steps); else it is searched here.
 
     Raises:
         FaceNotFoundError: no frame has a face, or ``face_index`` is out of range.
@@ -311,7 +329,9 @@ def iter_source_crops(
             "cropping the source video needs the face models, which this engine was built without",
             hint="load the engine with face models, or pass --no-crop for a video that is already a face crop",
         )
-    start, first_lmk = _first_face(path, face, face_index, detect_every, max_frames)
+    if first_face is None:
+        first_face = _first_face(path, face, face_index, detect_every, max_frames)
+    start, first_lmk = first_face
     tracker = SourceTracker(face, face_index=face_index, detect_every=detect_every)
     tracker.name = str(path)
     m_last = _source_matrix(first_lmk)

@@ -16,13 +16,19 @@ Two streaming passes over the source video, never holding frames:
 
 ``n_frames = min(source, driving)`` (a driving image or one-frame template: the
 source's length); the output keeps the source's frame rate and, by default, its audio.
+
+The work is a :class:`V2VJob`: a generator of small steps, each at most one batch of model work
+(a batch of source crops through M, a batch of driving frames through M, one frame's F and M, or a
+batch of frames through W+G, pasted back and encoded). The CLI simply exhausts it
+(:func:`drive_video_source`); a server runs one step at a time on its model thread, between
+the frames of its viewers (``lpstudio.server.video_jobs``).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,7 @@ from .pipeline import DEFAULT_BATCH_SIZE, DriveSummary, driving_kind, motion_chu
 from .source_video import (
     DETECT_EVERY,
     SourceCrop,
+    first_face_steps,
     iter_source_crops,
     open_source_video,
     prepare_crop,
@@ -121,9 +128,44 @@ def _ratios(crops: list[SourceCrop]) -> tuple[torch.Tensor | None, torch.Tensor 
     return torch.from_numpy(np.concatenate(eyes)), torch.from_numpy(np.concatenate(lips))  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class V2VStep:
+    """Where a :class:`V2VJob` stands after one step.
+
+    Attributes:
+        phase: ``"source"`` (tracking the source), ``"driving"`` (driving motion) or ``"render"``.
+        done: frames of this phase done so far.
+        total: frames of this phase (None when a header did not say).
+        units_done, units_total: frames of all three phases done / expected (an estimate until the
+            clip's length is known), for one progress bar.
+    """
+
+    phase: str
+    done: int
+    total: int | None
+    units_done: int = 0
+    units_total: int = 0
+
+
+StepGenerator = Generator[int, None, Any]
+"""A phase of a job: yields the frames it finished in each step, returns the phase's result."""
+
+
+def _exhaust(steps: Generator[Any, None, Any]) -> Any:
+    """Run a generator of steps to its end and return its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
 @torch.inference_mode()
-def track_source(engine: Any, source: Path, face: Any, options: V2VOptions, *, limit: int | None = None) -> SourceTrack:
-    """Motion pass: tracked crops of the source -> M in batches -> :class:`SourceTrack` (no frame kept)."""
+def track_source_steps(
+    engine: Any, source: Path, face: Any, options: V2VOptions, *, limit: int | None = None
+) -> StepGenerator:
+    """Motion pass, one batch of crops through M per step (yields the batch's frame count);
+    returns the :class:`SourceTrack` (no frame kept)."""
     info = open_source_video(source, max_frames=limit)
     bar = progress_bar(info.frame_count, options.progress, "tracking source")
     parts: list[DrivingMotion] = []
@@ -136,14 +178,26 @@ def track_source(engine: Any, source: Path, face: Any, options: V2VOptions, *, l
         or (options.motion.settings.retarget_eyes or options.motion.settings.retarget_lip)
     )
 
-    def flush() -> None:
+    def flush() -> int:
         m = extract_motion(engine, [c.image_256 for c in batch], options.batch_size).to("cpu")
         eye, lip = _ratios(batch)
         parts.append(DrivingMotion(m.rotation, m.exp, m.scale, m.t, m.kp, eye, lip))
         bar.update(len(batch))
+        n = len(batch)
         batch.clear()
+        return n
 
     try:
+        first = None
+        if not options.no_crop and face is not None:  # the search for the first face, one frame a step
+            search = first_face_steps(source, face, options.face_index, options.detect_every, limit)
+            while True:
+                try:
+                    next(search)
+                except StopIteration as found:
+                    first = found.value
+                    break
+                yield 0
         crops = iter_source_crops(
             source,
             face,
@@ -152,6 +206,7 @@ def track_source(engine: Any, source: Path, face: Any, options: V2VOptions, *, l
             detect_every=options.detect_every,
             max_frames=limit,
             landmarks=want_lmk,
+            first_face=first,
         )
         for crop in crops:
             batch.append(crop)
@@ -159,14 +214,20 @@ def track_source(engine: Any, source: Path, face: Any, options: V2VOptions, *, l
                 matrices.append(crop.M_o2c)
             tracked.append(crop.tracked)
             if len(batch) == options.batch_size:
-                flush()
+                yield flush()
         if batch:
-            flush()
+            yield flush()
     finally:
         bar.close()
     return SourceTrack(
         DrivingMotion.cat(parts), np.stack(matrices) if matrices else None, np.asarray(tracked, dtype=bool)
     )
+
+
+def track_source(engine: Any, source: Path, face: Any, options: V2VOptions, *, limit: int | None = None) -> SourceTrack:
+    """Motion pass: tracked crops of the source -> M in batches -> :class:`SourceTrack` (no frame kept)."""
+    track: SourceTrack = _exhaust(track_source_steps(engine, source, face, options, limit=limit))
+    return track
 
 
 def _limited(frames: Iterator[np.ndarray], n: int | None) -> Iterator[np.ndarray]:
@@ -177,10 +238,9 @@ def _limited(frames: Iterator[np.ndarray], n: int | None) -> Iterator[np.ndarray
 
 
 @torch.inference_mode()
-def driving_clip(
-    engine: Any, driving: Path, face: Any, options: V2VOptions, limit: int
-) -> tuple[DrivingMotion, str, int, bool]:
-    """(motion of up to ``limit`` driving frames on the CPU, kind, faceless frames, held) of a video/image/template."""
+def driving_clip_steps(engine: Any, driving: Path, face: Any, options: V2VOptions, limit: int) -> StepGenerator:
+    """The driving clip's motion, one batch of frames through M per step (yields the batch's frame count);
+    returns (motion of up to ``limit`` frames on the CPU, kind, faceless frames, held)."""
     kind = driving_kind(driving)
     settings = options.motion.settings
     landmarks = settings.retarget_eyes or settings.retarget_lip
@@ -206,7 +266,16 @@ def driving_clip(
     for motion, found in motion_chunks(engine, frames, cropper, options.batch_size, str(driving)):
         parts.append(motion.to("cpu"))
         faceless += found.count(False)
+        yield len(found)
     return DrivingMotion.cat(parts), kind, faceless, kind == "image"
+
+
+def driving_clip(
+    engine: Any, driving: Path, face: Any, options: V2VOptions, limit: int
+) -> tuple[DrivingMotion, str, int, bool]:
+    """(motion of up to ``limit`` driving frames on the CPU, kind, faceless frames, held) of a video/image/template."""
+    result: tuple[DrivingMotion, str, int, bool] = _exhaust(driving_clip_steps(engine, driving, face, options, limit))
+    return result
 
 
 def _driving_panels(driving: Path, face: Any, options: V2VOptions, kind: str) -> Iterator[np.ndarray | None]:
@@ -263,6 +332,163 @@ def concat_path(output: Path) -> Path:
     return output.with_name(f"{output.name}_concat")
 
 
+class V2VJob:
+    """A video-source drive as a sequence of small steps (see the module docstring).
+
+    Iterate it (or call :meth:`step`) for one :class:`V2VStep` per step; each step does at most one
+    batch of model work. :meth:`run` does every step. :meth:`close` stops it early: the output's
+    partial file is removed and nothing is left at ``output``. ``summary`` is complete once the
+    steps are exhausted; ``partial_path`` is the file being written (for a caller bounding its size).
+
+    Args:
+        engine: a loaded :class:`~lpstudio.engine.LivePortrait`.
+        source: the source video (or a folder of frames).
+        driving: a video, an image (its expression held over the video) or a motion template.
+        output: a video (``.mp4``, ``.mov``, ``.mkv``, ``.webm``, ``.gif``) or a folder for PNG frames.
+        options: see :class:`V2VOptions`.
+        face: face pipeline (default: the engine's).
+        frame_hook: called with every output frame (H, W, 3) uint8 before it is encoded.
+
+    Raises (from the constructor for the source's header and the output's format, from a step for the rest):
+        VideoError, FaceNotFoundError, ImageError, MotionTemplateError, ParamError: unusable inputs.
+    """
+
+    def __init__(
+        self,
+        engine: Any,
+        source: str | os.PathLike[str],
+        driving: str | os.PathLike[str],
+        output: str | os.PathLike[str],
+        options: V2VOptions = V2VOptions(),
+        *,
+        face: Any = None,
+        frame_hook: Callable[[np.ndarray], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.source, self.driving, self.output = Path(source), Path(driving), Path(output)
+        self.face = face if face is not None else engine.face
+        self.options = options
+        self.frame_hook = frame_hook
+        self.info = open_source_video(self.source, max_frames=options.max_frames)
+        detect_format(self.output)  # an unwritable format fails before any model work
+        self.summary = DriveSummary(output=self.output, fps=self.info.fps_exact)
+        self.writer: VideoWriter | None = None
+        self.track: SourceTrack | None = None
+        expected = self.info.frame_count or 0
+        self._units = [0, 0, 0]  # frames done: source, driving, render
+        self._expected = [expected, expected, expected]
+        self._steps = self._all_steps()
+
+    # ------------------------------------------------------------------ driving it
+    def __iter__(self) -> Iterator[V2VStep]:
+        return self._steps
+
+    def step(self) -> V2VStep | None:
+        """Do the next step (at most one batch of model work); None once the job is complete."""
+        return next(self._steps, None)
+
+    def run(self) -> DriveSummary:
+        """Do every step; the summary of the finished output."""
+        for _ in self._steps:
+            pass
+        return self.summary
+
+    def close(self) -> None:
+        """Stop early: the partial output is removed (idempotent; a finished job is left as it is)."""
+        self._steps.close()
+
+    @property
+    def partial_path(self) -> Path | None:
+        """The partial file the output is being written to (None before rendering starts or after)."""
+        return None if self.writer is None else self.writer.partial_path
+
+    # ------------------------------------------------------------------ the steps
+    def _progress(self, phase: int, n: int, name: str, total: int | None) -> V2VStep:
+        self._units[phase] += n
+        return V2VStep(name, self._units[phase], total, sum(self._units), max(sum(self._expected), sum(self._units)))
+
+    def _all_steps(self) -> Generator[V2VStep, None, None]:
+        engine, source, driving, output = self.engine, self.source, self.driving, self.output
+        face, options, info, summary = self.face, self.options, self.info, self.summary
+        start = time.perf_counter()
+
+        phase: StepGenerator = track_source_steps(engine, source, face, options, limit=options.max_frames)
+        while True:
+            try:
+                n = next(phase)
+            except StopIteration as stop:
+                track: SourceTrack = stop.value
+                break
+            yield self._progress(0, n, "source", info.frame_count)
+        self.track = track
+        self._expected = [len(track), len(track), len(track)]
+        phase = driving_clip_steps(engine, driving, face, options, len(track))
+        while True:
+            try:
+                n = next(phase)
+            except StopIteration as stop:
+                drv, kind, faceless, held = stop.value
+                break
+            yield self._progress(1, n, "driving", len(track))
+        summary.kind, summary.faceless_frames = kind, faceless
+        n = len(track) if held else min(len(track), len(drv))
+        self._expected = [len(track), self._units[1], n]
+        src = track.motion.rows(slice(0, n))
+        deltas, reference = clip_deltas(src, drv if held else drv.rows(slice(0, n)), options.motion, held=held)
+        if reference not in (None, 0):
+            summary.notes.append(f"motion is relative to driving frame {reference}")
+        if held:
+            summary.notes.append(f"the driving {kind}'s expression is held over the source video's own motion")
+        untracked = int((~track.tracked[:n]).sum())
+        if untracked:
+            summary.notes.append(f"{untracked} source frame{'s' if untracked != 1 else ''} reused the last face crop")
+        eye_goal = None
+        if options.motion.source_eye_retargeting and src.eye_ratio is not None:
+            eye_goal = eye_target(src.eye_ratio[0].numpy())
+
+        audio = _audio_from(options, source, info.has_audio, driving, kind, output, summary.notes)
+        summary.audio = audio is not None
+        frames = _render(engine, source, face, track, src, drv, deltas, options, n, held, eye_goal)
+        panels = _driving_panels(driving, face, options, kind) if options.concat else None
+        bar = progress_bar(n, options.progress, "animating")
+        writer_kwargs: dict[str, Any] = {} if options.crf is None else {"crf": options.crf}
+        concat_writer = None
+        try:
+            with VideoWriter(output, info.fps_exact, audio_from=audio, **writer_kwargs) as writer:
+                self.writer = writer
+                if options.concat:
+                    concat_writer = VideoWriter(concat_path(output), info.fps_exact, audio_from=audio, **writer_kwargs)
+                for item in frames:
+                    if item is None:  # a frame was prepared (F, M): its own step, before W+G
+                        yield self._progress(2, 0, "render", n)
+                        continue
+                    crop, rendered, pasted = item
+                    frame = rendered if options.face_only or options.no_crop else pasted
+                    if self.frame_hook is not None:
+                        self.frame_hook(frame)
+                    writer.write(frame)
+                    if concat_writer is not None:
+                        assert panels is not None
+                        concat_writer.write(concat_frame(next(panels), crop.image_256, rendered))
+                    summary.frames += 1
+                    bar.update(1)
+                    bar.set_postfix_str(f"{summary.frames / max(time.perf_counter() - start, 1e-9):.2f} fps")
+                    if summary.frames % options.batch_size == 0 and summary.frames < n:
+                        yield self._progress(2, options.batch_size, "render", n)  # the next batch renders next step
+                if concat_writer is not None:
+                    concat_writer.close()
+                    summary.notes.append(f"wrote the side-by-side (driving | source | result) to {concat_path(output)}")
+        except BaseException:
+            if concat_writer is not None:
+                concat_writer.abort()
+            raise
+        finally:
+            self.writer = None
+            bar.close()
+        summary.seconds = time.perf_counter() - start
+        yield self._progress(2, summary.frames - self._units[2], "render", n)
+
+
 def drive_video_source(
     engine: Any,
     source: str | os.PathLike[str],
@@ -275,75 +501,12 @@ def drive_video_source(
 ) -> DriveSummary:
     """Animate a source video with a driving video, image or motion template and write ``output``.
 
-    Args:
-        engine: a loaded :class:`~lpstudio.engine.LivePortrait`.
-        source: the source video (or a folder of frames).
-        driving: a video, an image (its expression held over the video) or a motion template.
-        output: a video (``.mp4``, ``.mov``, ``.mkv``, ``.webm``, ``.gif``) or a folder for PNG frames.
-        options: see :class:`V2VOptions`.
-        face: face pipeline (default: the engine's).
-        frame_hook: called with every output frame (H, W, 3) uint8 before it is encoded.
+    Every step of a :class:`V2VJob` in a row (arguments as there).
 
     Raises:
         VideoError, FaceNotFoundError, ImageError, MotionTemplateError, ParamError: unusable inputs.
     """
-    source, driving, output = Path(source), Path(driving), Path(output)
-    face = face if face is not None else engine.face
-    info = open_source_video(source, max_frames=options.max_frames)
-    detect_format(output)  # an unwritable format fails before any model work
-    summary = DriveSummary(output=output, fps=info.fps_exact)
-    start = time.perf_counter()
-
-    track = track_source(engine, source, face, options, limit=options.max_frames)
-    drv, kind, faceless, held = driving_clip(engine, driving, face, options, len(track))
-    summary.kind, summary.faceless_frames = kind, faceless
-    n = len(track) if held else min(len(track), len(drv))
-    src = track.motion.rows(slice(0, n))
-    deltas, reference = clip_deltas(src, drv if held else drv.rows(slice(0, n)), options.motion, held=held)
-    if reference not in (None, 0):
-        summary.notes.append(f"motion is relative to driving frame {reference}")
-    if held:
-        summary.notes.append(f"the driving {kind}'s expression is held over the source video's own motion")
-    untracked = int((~track.tracked[:n]).sum())
-    if untracked:
-        summary.notes.append(f"{untracked} source frame{'s' if untracked != 1 else ''} reused the last face crop")
-    eye_goal = None
-    if options.motion.source_eye_retargeting and src.eye_ratio is not None:
-        eye_goal = eye_target(src.eye_ratio[0].numpy())
-
-    audio = _audio_from(options, source, info.has_audio, driving, kind, output, summary.notes)
-    summary.audio = audio is not None
-    frames = _render(engine, source, face, track, src, drv, deltas, options, n, held, eye_goal)
-    panels = _driving_panels(driving, face, options, kind) if options.concat else None
-    bar = progress_bar(n, options.progress, "animating")
-    writer_kwargs: dict[str, Any] = {} if options.crf is None else {"crf": options.crf}
-    concat_writer = None
-    try:
-        with VideoWriter(output, info.fps_exact, audio_from=audio, **writer_kwargs) as writer:
-            if options.concat:
-                concat_writer = VideoWriter(concat_path(output), info.fps_exact, audio_from=audio, **writer_kwargs)
-            for crop, rendered, pasted in frames:
-                frame = rendered if options.face_only or options.no_crop else pasted
-                if frame_hook is not None:
-                    frame_hook(frame)
-                writer.write(frame)
-                if concat_writer is not None:
-                    assert panels is not None
-                    concat_writer.write(concat_frame(next(panels), crop.image_256, rendered))
-                summary.frames += 1
-                bar.update(1)
-                bar.set_postfix_str(f"{summary.frames / max(time.perf_counter() - start, 1e-9):.2f} fps")
-            if concat_writer is not None:
-                concat_writer.close()
-                summary.notes.append(f"wrote the side-by-side (driving | source | result) to {concat_path(output)}")
-    except BaseException:
-        if concat_writer is not None:
-            concat_writer.abort()
-        raise
-    finally:
-        bar.close()
-    summary.seconds = time.perf_counter() - start
-    return summary
+    return V2VJob(engine, source, driving, output, options, face=face, frame_hook=frame_hook).run()
 
 
 @torch.inference_mode()
@@ -359,8 +522,9 @@ def _render(
     n: int,
     held: bool,
     eye_goal: float | None,
-) -> Iterator[tuple[SourceCrop, np.ndarray, np.ndarray]]:
-    """Render pass: (crop, 512 animated crop, frame with the crop pasted back) per output frame, in order."""
+) -> Iterator[tuple[SourceCrop, np.ndarray, np.ndarray] | None]:
+    """Render pass: (crop, 512 animated crop, frame with the crop pasted back) per output frame, in order;
+    None after each frame's F and M (a place for a step to end, so W+G of the batch is a step of its own)."""
     crops = iter_source_crops(
         source, face, no_crop=options.no_crop, max_frames=n, landmarks=False, matrices=track.matrices
     )
@@ -393,6 +557,7 @@ def _render(
 
     for crop in crops:
         batch.append((crop, prepare_crop(engine, crop, paste_back=not options.no_crop)))
+        yield None  # a step boundary: F and M of one frame done
         if len(batch) == options.batch_size:
             yield from flush()
     if batch:
@@ -424,7 +589,9 @@ __all__ = [
     "AUDIO_CHOICES",
     "DriveSettings",
     "SourceTrack",
+    "V2VJob",
     "V2VOptions",
+    "V2VStep",
     "concat_frame",
     "concat_path",
     "drive_video_source",

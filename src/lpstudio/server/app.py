@@ -69,6 +69,8 @@ from .settings import ServerSettings
 from .speech import SpeechDesk, SpeechMemo, check_audio_upload, request_speaks, uploaded_speech
 from .state import AppState, WorkerFactory, build_state
 from .streams import NDJSONResponse, Viewer
+from .video_source_routes import body_limit as video_source_body_limit
+from .video_source_routes import close_video_jobs, register_video_source_routes
 from .worker import ANONYMOUS_CLIENT, PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, render_frames
 
 __all__ = ["BUTTONS", "AppState", "ServerSettings", "ServiceLimits", "create_app"]
@@ -155,6 +157,7 @@ def create_app(
             yield
         finally:
             await background.close()
+            await close_video_jobs(app)  # before the worker: jobs stop, their files go (server/video_jobs.py)
             app.state.speech_desk.close()
             state.worker.close()
             state.encoder.close()
@@ -176,6 +179,7 @@ def create_app(
     register_crop_routes(app)  # GET /crop-options, POST /source-image/crop (server/crop_routes.py)
     register_faces(app)  # GET /faces (server/faces.py)
     register_drive_routes(app)  # POST /drive and POST /edit (server/drive_routes.py)
+    register_video_source_routes(app)  # a video as the portrait: /video-source (server/video_source_routes.py)
     return app
 
 
@@ -194,7 +198,7 @@ def _middleware(app: FastAPI, settings: ServerSettings) -> None:
             return limits.max_upload_body_bytes
         if path == GENERATE_AUDIO_PATH:
             return limits.max_audio_upload_body_bytes
-        return drive_body_limit(path, limits) or limits.max_json_bytes
+        return drive_body_limit(path, limits) or video_source_body_limit(path, limits) or limits.max_json_bytes
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     if settings.allowed_origins:

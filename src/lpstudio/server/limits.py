@@ -155,7 +155,22 @@ class ServiceLimits:
     """Most driving frames one request may render (20 s at 30 fps); decoded frames are kept at most
     ``DRIVE_DECODE_SIDE`` (320 px) a side, so one decode holds at most ~184 MB of pixels."""
     max_source_video_seconds: float = 20.0
-    """Longest source video (a video as the portrait) a request may use."""
+    """Longest source video (a video as the portrait, ``POST /video-source``), checked from its header before
+    any work and again while it is tracked (a header can lie)."""
+    max_source_video_frames: int = 600
+    """Most source-video frames one job may use (20 s at 30 fps): every frame goes through F, M, W and G."""
+    max_source_video_upload_bytes: int = 60 * MIB
+    """Largest source video ``POST /video-source`` takes (its driving file is bounded by
+    ``max_drive_upload_bytes``)."""
+    max_video_jobs: int = 2
+    """Video-source jobs running or queued over all clients before new ones get 429: each takes the model
+    for seconds per frame between the viewers' frames, so a short queue keeps the wait for a result bounded."""
+    max_video_jobs_per_client: int = 1
+    """Video-source jobs one client (address) may have running or queued at once (429 past it)."""
+    max_video_output_bytes: int = 256 * MIB
+    """Largest result a video-source job may write; past it the job fails and its partial file is removed."""
+    video_result_ttl_s: float = 600.0
+    """How long a finished video-source result is kept for its page to download (then deleted)."""
 
     # --- the viewer first (server/background.py, server/pacing.py)
     page_gone_s: float = 20.0
@@ -216,6 +231,12 @@ class ServiceLimits:
     def max_drive_body_bytes(self) -> int:
         """Largest multipart body of ``POST /drive``: the file limit plus boundaries and fields."""
         return self.max_drive_upload_bytes + MULTIPART_OVERHEAD_BYTES
+
+    @property
+    def max_video_source_body_bytes(self) -> int:
+        """Largest multipart body of ``POST /video-source``: the source video, the driving file, boundaries
+        and fields."""
+        return self.max_source_video_upload_bytes + self.max_drive_upload_bytes + MULTIPART_OVERHEAD_BYTES
 
     @property
     def decode_bytes(self) -> int:

@@ -171,6 +171,7 @@ class RenderWorker:
         """Frames in a batch of background work: what a clip that arrives may wait for."""
         self._jobs: list[RenderJob] = []
         self._calls: list[tuple[Callable[[], Any], concurrent.futures.Future]] = []
+        self._idle_calls: list[tuple[Callable[[], Any], concurrent.futures.Future]] = []
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._stop = False
@@ -191,6 +192,19 @@ class RenderWorker:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         with self._cond:
             self._calls.append((fn, future))
+            self._cond.notify()
+        return future
+
+    def call_when_idle(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn`` on the worker thread when no preview or clip has a frame it may render (the viewer
+        first); it goes before background batches. For long work cut into small steps (a video job):
+        each step waits for the viewers' frames, so a clip that arrives waits for at most one step."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._cond:
+            if self._stop:
+                future.cancel()
+                return future
+            self._idle_calls.append((fn, future))
             self._cond.notify()
         return future
 
@@ -246,7 +260,10 @@ class RenderWorker:
         with self._cond:
             self._stop = True
             jobs = list(self._jobs)
+            idle, self._idle_calls = self._idle_calls, []
             self._cond.notify()
+        for _, future in idle:
+            future.cancel()
         for job in jobs:
             job.cancelled.set()
         self._thread.join(timeout)
@@ -261,7 +278,16 @@ class RenderWorker:
 
     # ------------------------------------------------------------------ loop
     def _has_work(self) -> bool:
-        return bool(self._stop or self._calls or any(j.cancelled.is_set() or j.available > 0 for j in self._jobs))
+        return bool(
+            self._stop
+            or self._calls
+            or self._idle_calls
+            or any(j.cancelled.is_set() or j.available > 0 for j in self._jobs)
+        )
+
+    def _foreground_waiting(self) -> bool:
+        """A preview or clip has a frame it may render now (call with the lock held)."""
+        return any(j.priority <= PRIORITY_CLIP and j.available > 0 and not j.cancelled.is_set() for j in self._jobs)
 
     def _run(self) -> None:
         while True:
@@ -272,7 +298,11 @@ class RenderWorker:
                         return
                     calls, self._calls = self._calls, []
                     self._drop_finished()
-                    batch = self._take_batch()
+                    if self._idle_calls and not self._foreground_waiting():
+                        calls.append(self._idle_calls.pop(0))  # one step, in place of a background batch
+                        batch = []
+                    else:
+                        batch = self._take_batch()
                 for fn, future in calls:
                     if future.set_running_or_notify_cancel():
                         try:
