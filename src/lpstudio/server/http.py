@@ -30,7 +30,8 @@ from ..errors import ParamError
 
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
 )
 """The page's Content-Security-Policy: its own script and style files only, no inline script; media from the
 server or from blobs the page fetched itself (a video-source result, fetched with the API key)."""
