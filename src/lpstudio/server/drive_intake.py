@@ -90,6 +90,78 @@ def _reduced_size(width: int, height: int) -> tuple[int, int]:
     return max(2, round(width * scale)), max(2, round(height * scale))
 
 
+@dataclass(frozen=True)
+class VideoHeader:
+    """What an upload's container declares, checked: its first video ``stream``, ``fps`` (0 < fps <= the
+    limit), ``seconds`` (None when undeclared) and ``frames`` (None when undeclared)."""
+
+    stream: Any
+    fps: float
+    seconds: float | None
+    frames: int | None
+
+
+def open_video(source: str | io.BytesIO, fmt: Format, name: str, hint: str = VIDEO_HINT) -> Any:
+    """A PyAV container of ``source`` opened with its sniffed demuxer ``fmt`` named (FFmpeg never probes)."""
+    import av
+
+    try:
+        return av.open(source, mode="r", format=fmt.decoder)
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"cannot read {name}: not a video, or the file is corrupt", hint=hint) from exc
+
+
+def read_video_header(container: Any, name: str, limits: ServiceLimits, hint: str = VIDEO_HINT) -> VideoHeader:
+    """Check an opened upload's header before a frame is decoded: a video track, a usable frame rate, at most
+    ``max_upload_pixels``.
+
+    Raises:
+        VideoError: no video track or an unusable frame rate.
+        LimitError: larger than the pixel limit.
+    """
+    import av
+
+    if not container.streams.video:
+        raise VideoError(f"cannot read {name}: it has no video track", hint=hint)
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(Fraction(rate)) if rate else 0.0
+    if not (math.isfinite(fps) and 0 < fps <= limits.max_fps):
+        raise VideoError(f"cannot use {name}: its frame rate ({fps:g} fps) is not usable", hint=hint)
+    width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+    if width * height > limits.max_upload_pixels:
+        raise LimitError(
+            f"{name} is {width}x{height} pixels; the limit is {limits.max_upload_pixels / 1e6:g} MP",
+            hint="upload a smaller video",
+        )
+    seconds = None
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        seconds = container.duration / av.time_base
+    return VideoHeader(stream, fps, seconds, int(stream.frames or 0) or None)
+
+
+def check_length(name: str, seconds: float | None, frames: int | None, fps: float, *, max_seconds: float,
+                 max_frames: int, what: str) -> None:  # fmt: skip
+    """Refuse a ``what`` (e.g. "driving video") over ``max_seconds`` or ``max_frames``.
+
+    Raises:
+        LimitError: naming the upload, its length and the limit.
+    """
+    if seconds is not None and seconds > max_seconds:
+        raise LimitError(
+            f"the {what} {name} is {seconds:.1f} s long; the limit is {max_seconds:g} s",
+            hint=f"trim the {what} to at most {max_seconds:g} s",
+        )
+    if frames is not None and frames > max_frames:
+        raise LimitError(
+            f"the {what} {name} has {frames} frames or more ({frames / fps:.1f} s at {fps:g} fps); "
+            f"the limit is {max_frames} frames",
+            hint=f"trim the {what} or lower its frame rate",
+        )
+
+
 def decode_driving_video(data: bytes, name: str, limits: ServiceLimits) -> DrivingVideo:
     """Decode an uploaded driving video with its container named (never probed), bounded by the limits.
 
@@ -102,33 +174,13 @@ def decode_driving_video(data: bytes, name: str, limits: ServiceLimits) -> Drivi
     fmt = sniff_video(data[:SNIFF_BYTES])
     if fmt is None:
         raise VideoError(f"{name} is {describe(data[:SNIFF_BYTES])}, not a video", hint=VIDEO_HINT)
-    try:
-        container = av.open(io.BytesIO(data), mode="r", format=fmt.decoder)
-    except av.error.FFmpegError as exc:
-        raise VideoError(f"cannot read {name}: not a video, or the file is corrupt", hint=VIDEO_HINT) from exc
-    with container:
-        if not container.streams.video:
-            raise VideoError(f"cannot read {name}: it has no video track", hint=VIDEO_HINT)
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(Fraction(rate)) if rate else 0.0
-        if not (math.isfinite(fps) and 0 < fps <= limits.max_fps):
-            raise VideoError(f"cannot use {name}: its frame rate ({fps:g} fps) is not usable", hint=VIDEO_HINT)
-        width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
-        if width * height > limits.max_upload_pixels:
-            raise LimitError(
-                f"{name} is {width}x{height} pixels; the limit is {limits.max_upload_pixels / 1e6:g} MP",
-                hint="upload a smaller video",
-            )
-        seconds = None
-        if stream.duration is not None and stream.time_base is not None:
-            seconds = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            seconds = container.duration / av.time_base
-        _check_length(name, seconds, int(stream.frames or 0), fps, limits)
+    with open_video(io.BytesIO(data), fmt, name) as container:
+        header = read_video_header(container, name, limits)
+        fps = header.fps
+        _check_length(name, header.seconds, header.frames, fps, limits)
         frames: list[np.ndarray] = []
         try:
-            for frame in container.decode(stream):
+            for frame in container.decode(header.stream):
                 if len(frames) >= limits.max_drive_frames:
                     _check_length(name, None, len(frames) + 1, fps, limits)
                 w, h = _reduced_size(int(frame.width), int(frame.height))
@@ -143,18 +195,12 @@ def decode_driving_video(data: bytes, name: str, limits: ServiceLimits) -> Drivi
     return DrivingVideo(frames, fps)
 
 
-def _check_length(name: str, seconds: float | None, n_frames: int, fps: float, limits: ServiceLimits) -> None:
-    if seconds is not None and seconds > limits.max_drive_seconds:
-        raise LimitError(
-            f"{name} is {seconds:.1f} s long; the limit is {limits.max_drive_seconds:g} s",
-            hint="trim the driving video",
-        )
-    if n_frames > limits.max_drive_frames:
-        raise LimitError(
-            f"{name} has {n_frames} frames or more ({n_frames / fps:.1f} s at {fps:g} fps); "
-            f"the limit is {limits.max_drive_frames} frames",
-            hint="trim the driving video or lower its frame rate",
-        )
+def _check_length(name: str, seconds: float | None, n_frames: int | None, fps: float, limits: ServiceLimits,
+                  what: str = "driving video") -> None:  # fmt: skip
+    check_length(
+        name, seconds, n_frames, fps, max_seconds=limits.max_drive_seconds, max_frames=limits.max_drive_frames,
+        what=what,
+    )  # fmt: skip
 
 
 class _NamedBytes(io.BytesIO):
@@ -194,7 +240,7 @@ def load_template_bytes(data: bytes, name: str, limits: ServiceLimits) -> Motion
             raise MotionTemplateError(f"cannot read {name}: not a valid .npz file", hint=TEMPLATE_HINT) from exc
         raise
     fps = float(track.fps)
-    _check_length(name, len(track) / fps if fps > 0 else None, len(track), fps or 1.0, limits)
+    _check_length(name, len(track) / fps if fps > 0 else None, len(track), fps or 1.0, limits, "motion template")
     return track
 
 

@@ -35,14 +35,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from ..errors import LimitError, LPStudioError, OverloadedError, PayloadTooLargeError, RenderError, VideoError
 from ..sniff import SNIFF_BYTES, Format, describe
 from ..video import DECLARED_FORMAT_MARK
-from .drive_intake import VIDEO_HINT, sniff_video
+from .drive_intake import VIDEO_HINT, check_length, open_video, read_video_header, sniff_video
 from .limits import ServiceLimits
 
 log = logging.getLogger(__name__)
@@ -293,30 +292,9 @@ def probe_upload(
     """
     import av
 
-    try:
-        container = av.open(str(path), mode="r", format=fmt.decoder)
-    except av.error.FFmpegError as exc:
-        raise VideoError(f"cannot read {name}: not a video, or the file is corrupt", hint=VIDEO_HINT) from exc
-    with container:
-        if not container.streams.video:
-            raise VideoError(f"cannot read {name}: it has no video track", hint=VIDEO_HINT)
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(Fraction(rate)) if rate else 0.0
-        if not (math.isfinite(fps) and 0 < fps <= limits.max_fps):
-            raise VideoError(f"cannot use {name}: its frame rate ({fps:g} fps) is not usable", hint=VIDEO_HINT)
-        width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
-        if width * height > limits.max_upload_pixels:
-            raise LimitError(
-                f"{name} is {width}x{height} pixels; the limit is {limits.max_upload_pixels / 1e6:g} MP",
-                hint="upload a smaller video",
-            )
-        seconds = None
-        if stream.duration is not None and stream.time_base is not None:
-            seconds = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            seconds = container.duration / av.time_base
-        frames = int(stream.frames or 0) or None
+    with open_video(str(path), fmt, name) as container:
+        header = read_video_header(container, name, limits)
+        stream, fps, seconds, frames = header.stream, header.fps, header.seconds, header.frames
         check_length(name, seconds, frames, fps, max_seconds=max_seconds, max_frames=max_frames, what=what)
         try:
             first = next(iter(container.decode(stream)), None)
@@ -329,22 +307,6 @@ def probe_upload(
                 f"{name} has frames over {limits.max_upload_pixels / 1e6:g} MP", hint="upload a smaller video"
             )
     return UploadProbe(fps, frames, seconds)
-
-
-def check_length(name: str, seconds: float | None, frames: int | None, fps: float, *, max_seconds: float,
-                 max_frames: int, what: str) -> None:  # fmt: skip
-    """Refuse a ``what`` (e.g. "source video") over ``max_seconds`` or ``max_frames``."""
-    if seconds is not None and seconds > max_seconds:
-        raise LimitError(
-            f"the {what} {name} is {seconds:.1f} s long; the limit is {max_seconds:g} s",
-            hint=f"trim the {what} to at most {max_seconds:g} s",
-        )
-    if frames is not None and frames > max_frames:
-        raise LimitError(
-            f"the {what} {name} has {frames} frames ({frames / fps:.1f} s at {fps:g} fps); "
-            f"the limit is {max_frames} frames",
-            hint=f"trim the {what} or lower its frame rate",
-        )
 
 
 def allowed_source_frames(probe: UploadProbe, limits: ServiceLimits) -> int:
