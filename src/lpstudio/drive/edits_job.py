@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,10 @@ from ..video_writer import VideoWriter
 from .pipeline import DriveSummary
 from .source_edits import command_items, render_source_edits
 from .source_video import iter_source_frames, open_source_video
-from .v2v import V2VStep
+from .stepped import JobStep, SteppedJob
 
 
-class CommandVideoJob:
+class CommandVideoJob(SteppedJob):
     """A command's timeline over a source video's own motion, written to ``output`` step by step.
 
     Args:
@@ -62,29 +62,9 @@ class CommandVideoJob:
         self.summary = DriveSummary(output=self.output, fps=self.info.fps_exact)
         self.summary.kind, self.summary.audio = "command", self.audio
         self.writer: VideoWriter | None = None
-        self._steps = self._all_steps()
+        super().__init__()
 
-    def __iter__(self) -> Iterator[V2VStep]:
-        return self._steps
-
-    def step(self) -> V2VStep | None:
-        """Do the next step (one batch of frames); None once the output is complete."""
-        return next(self._steps, None)
-
-    def run(self) -> DriveSummary:
-        for _ in self._steps:
-            pass
-        return self.summary
-
-    def close(self) -> None:
-        """Stop early: the partial output is removed."""
-        self._steps.close()
-
-    @property
-    def partial_path(self) -> Path | None:
-        return None if self.writer is None else self.writer.partial_path
-
-    def _all_steps(self) -> Generator[V2VStep, None, None]:
+    def _all_steps(self) -> Generator[JobStep, None, None]:
         start = time.perf_counter()
         total = self.info.frame_count
         fps = self.info.fps_exact
@@ -99,9 +79,9 @@ class CommandVideoJob:
                     self.summary.frames += 1
                     done = self.summary.frames
                     if done % self.batch_size == 0:
-                        yield V2VStep("render", done, total, done, max(total or 0, done))
+                        yield JobStep("render", done, total, done, max(total or 0, done))
         finally:
             self.writer = None
         self.summary.seconds = time.perf_counter() - start
         done = self.summary.frames
-        yield V2VStep("render", done, done, done, done)
+        yield JobStep("render", done, done, done, done)

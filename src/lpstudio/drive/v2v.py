@@ -53,6 +53,7 @@ from .source_video import (
     prepare_crop,
     progress_bar,
 )
+from .stepped import JobStep, SteppedJob
 from .template import load_motion
 from .v2v_motion import V2VMotion, clip_deltas, eye_target, finish_keypoints
 
@@ -128,23 +129,8 @@ def _ratios(crops: list[SourceCrop]) -> tuple[torch.Tensor | None, torch.Tensor 
     return torch.from_numpy(np.concatenate(eyes)), torch.from_numpy(np.concatenate(lips))  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class V2VStep:
-    """Where a :class:`V2VJob` stands after one step.
-
-    Attributes:
-        phase: ``"source"`` (tracking the source), ``"driving"`` (driving motion) or ``"render"``.
-        done: frames of this phase done so far.
-        total: frames of this phase (None when a header did not say).
-        units_done, units_total: frames of all three phases done / expected (an estimate until the
-            clip's length is known), for one progress bar.
-    """
-
-    phase: str
-    done: int
-    total: int | None
-    units_done: int = 0
-    units_total: int = 0
+V2VStep = JobStep
+"""One step of a :class:`V2VJob` (see :class:`~lpstudio.drive.stepped.JobStep`)."""
 
 
 StepGenerator = Generator[int, None, Any]
@@ -332,7 +318,7 @@ def concat_path(output: Path) -> Path:
     return output.with_name(f"{output.name}_concat")
 
 
-class V2VJob:
+class V2VJob(SteppedJob):
     """A video-source drive as a sequence of small steps (see the module docstring).
 
     Iterate it (or call :meth:`step`) for one :class:`V2VStep` per step; each step does at most one
@@ -377,30 +363,7 @@ class V2VJob:
         expected = self.info.frame_count or 0
         self._units = [0, 0, 0]  # frames done: source, driving, render
         self._expected = [expected, expected, expected]
-        self._steps = self._all_steps()
-
-    # ------------------------------------------------------------------ driving it
-    def __iter__(self) -> Iterator[V2VStep]:
-        return self._steps
-
-    def step(self) -> V2VStep | None:
-        """Do the next step (at most one batch of model work); None once the job is complete."""
-        return next(self._steps, None)
-
-    def run(self) -> DriveSummary:
-        """Do every step; the summary of the finished output."""
-        for _ in self._steps:
-            pass
-        return self.summary
-
-    def close(self) -> None:
-        """Stop early: the partial output is removed (idempotent; a finished job is left as it is)."""
-        self._steps.close()
-
-    @property
-    def partial_path(self) -> Path | None:
-        """The partial file the output is being written to (None before rendering starts or after)."""
-        return None if self.writer is None else self.writer.partial_path
+        super().__init__()
 
     # ------------------------------------------------------------------ the steps
     def _progress(self, phase: int, n: int, name: str, total: int | None) -> V2VStep:
