@@ -110,7 +110,7 @@ def run_video_source(args: argparse.Namespace, settings: object) -> int:
     from ..drive.source_video import open_source_video
     from ..drive.template import load_motion
     from ..drive.v2v import V2VOptions, drive_video_source
-    from ..drive.v2v_motion import SMOOTH_OBSERVATION_VARIANCE, V2VMotion
+    from ..drive.v2v_motion import SMOOTH_OBSERVATION_VARIANCE, V2VMotion, parse_reference
     from ..errors import ParamError, VideoError
     from ..imageio import load_image
     from ..speech.audio import is_audio_path
@@ -142,7 +142,7 @@ def run_video_source(args: argparse.Namespace, settings: object) -> int:
         load_image(args.driving)
     reference: int | str = 0
     if args.reference_frame is not None:
-        reference = "auto" if args.reference_frame == "auto" else _frame_number(args.reference_frame)
+        reference = parse_reference(args.reference_frame)
     if args.smooth is not None and args.no_smooth:
         raise ParamError("--smooth and --no-smooth contradict each other", hint="give one of them")
     smooth = 0.0 if args.no_smooth else (args.smooth if args.smooth is not None else SMOOTH_OBSERVATION_VARIANCE)
@@ -187,15 +187,3 @@ def run_video_source(args: argparse.Namespace, settings: object) -> int:
             file=sys.stderr,
         )
     return 0
-
-
-def _frame_number(text: str) -> int:
-    from ..errors import ParamError
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise ParamError(f"--reference-frame must be a frame number or auto, got {text!r}") from None
-    if value < 0:
-        raise ParamError(f"--reference-frame must be 0 or more, got {value}")
-    return value

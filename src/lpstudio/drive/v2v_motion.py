@@ -97,6 +97,24 @@ def rts_smooth(obs: np.ndarray, observation_variance: float, process_variance: f
     return out
 
 
+def parse_reference(text: str, option: str = "--reference-frame") -> int | str:
+    """A reference frame as typed: a frame number (0 or more) or ``auto`` (:data:`REFERENCE_AUTO`).
+
+    Raises:
+        ParamError: anything else, naming ``option``.
+    """
+    text = text.strip().lower()
+    if text == REFERENCE_AUTO:
+        return REFERENCE_AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        raise ParamError(f"{option} must be a frame number or auto, got {text[:20]!r}") from None
+    if value < 0:
+        raise ParamError(f"{option} must be 0 or more, got {value}")
+    return value
+
+
 def auto_reference(driving_exp: torch.Tensor, source_exp: torch.Tensor) -> int:
     """The driving frame to be relative to: nearest the source's neutral expression.
 

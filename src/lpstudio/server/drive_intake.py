@@ -68,15 +68,20 @@ def sniff_video(head: bytes) -> Format | None:
     return None
 
 
-def check_drive_upload(name: str, data: bytes, limits: ServiceLimits) -> str:
-    """``"video"`` or ``"template"`` from the first bytes of an upload; refuse empty, too large or other files."""
-    if len(data) > limits.max_drive_upload_bytes:
+def check_upload_size(name: str, data: bytes, max_bytes: int, max_seconds: float, hint: str = VIDEO_HINT) -> None:
+    """Refuse an upload larger than ``max_bytes`` (for ``max_seconds`` of video) or empty."""
+    if len(data) > max_bytes:
         raise PayloadTooLargeError(
-            f"{name} is larger than {limits.max_drive_upload_bytes / 2**20:g} MB",
-            hint=f"upload at most {limits.max_drive_seconds:g} s of video (a smaller resolution is enough)",
+            f"{name} is larger than {max_bytes / 2**20:g} MB",
+            hint=f"upload at most {max_seconds:g} s of video (a smaller resolution is enough)",
         )
     if not data:
-        raise VideoError(f"{name} is empty", hint=VIDEO_HINT)
+        raise VideoError(f"{name} is empty", hint=hint)
+
+
+def check_drive_upload(name: str, data: bytes, limits: ServiceLimits) -> str:
+    """``"video"`` or ``"template"`` from the first bytes of an upload; refuse empty, too large or other files."""
+    check_upload_size(name, data, limits.max_drive_upload_bytes, limits.max_drive_seconds)
     head = data[:SNIFF_BYTES]
     if sniff_video(head) is not None:
         return "video"

@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LimitError, LPStudioError, OverloadedError, PayloadTooLargeError, RenderError, VideoError
+from ..errors import LimitError, LPStudioError, OverloadedError, RenderError, VideoError
 from ..sniff import SNIFF_BYTES, Format, describe
 from ..video import DECLARED_FORMAT_MARK
-from .drive_intake import VIDEO_HINT, check_length, open_video, read_video_header, sniff_video
+from .drive_intake import VIDEO_HINT, check_length, check_upload_size, open_video, read_video_header, sniff_video
 from .limits import ServiceLimits
 
 log = logging.getLogger(__name__)
@@ -257,13 +257,9 @@ def _busy(message: str, hint: str, retry_after_s: float) -> OverloadedError:
 # ---------------------------------------------------------------------- intake (off the event loop)
 def check_source_upload(name: str, data: bytes, limits: ServiceLimits) -> Format:
     """The container of a source-video upload from its first bytes; refuse empty, too large or other files."""
-    if len(data) > limits.max_source_video_upload_bytes:
-        raise PayloadTooLargeError(
-            f"{name} is larger than {limits.max_source_video_upload_bytes / 2**20:g} MB",
-            hint=f"upload at most {limits.max_source_video_seconds:g} s of video (a smaller resolution is enough)",
-        )
-    if not data:
-        raise VideoError(f"{name} is empty", hint=SOURCE_HINT)
+    check_upload_size(
+        name, data, limits.max_source_video_upload_bytes, limits.max_source_video_seconds, hint=SOURCE_HINT
+    )
     fmt = sniff_video(data[:SNIFF_BYTES])
     if fmt is None:
         raise VideoError(f"{name} is {describe(data[:SNIFF_BYTES])}, not a video", hint=SOURCE_HINT)

@@ -24,6 +24,7 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from ..drive.v2v_motion import parse_reference
 from ..errors import ParamError
 from .drive_intake import check_drive_upload, load_template_bytes, sniff_video
 from .drive_routes import _clean, _client, _state
@@ -67,19 +68,6 @@ def store_of(app: FastAPI) -> VideoJobStore:
 async def close_video_jobs(app: FastAPI) -> None:
     """At shutdown (before the worker closes): cancel the jobs and delete their files."""
     await store_of(app).close()
-
-
-def _reference(text: str) -> int | str:
-    text = text.strip().lower()
-    if text == "auto":
-        return "auto"
-    try:
-        value = int(text)
-    except ValueError:
-        raise ParamError(f"reference_frame must be a frame number or auto, got {text[:20]!r}") from None
-    if value < 0:
-        raise ParamError(f"reference_frame must be 0 or more, got {value}")
-    return value
 
 
 def _options(state: AppState, job: VideoJob, reference: int | str, smooth: bool, normalize_lip: bool,
@@ -146,7 +134,7 @@ def register_video_source_routes(app: FastAPI) -> None:
             )
         if command is not None and audio == "driving":
             raise ParamError("a command has no driving audio", hint="use audio=source or audio=none")
-        reference = _reference(reference_frame)
+        reference = parse_reference(reference_frame, "reference_frame")
         limits = state.limits
         timeline = None
         if command is not None:
