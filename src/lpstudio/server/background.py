@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -144,15 +145,30 @@ class BackgroundScheduler:
         store = self._store
         piece.reserved.update(missing)
         delivered: list[int] = []  # appended on the worker thread, read on the loop once the job ended
+        landed = [0]  # frames stored (or failed to encode), counted on the loop
+        ending: list[Callable[[], None]] = []  # the job's end, held until its last encoded frame has landed
+
+        def landed_one(index: int, future: Any) -> None:  # loop
+            store(source, pieces, piece, index, future)
+            landed[0] += 1
+            if ending and landed[0] == len(delivered):
+                ending.pop()()
 
         def on_frame(k: int, frame: np.ndarray) -> None:  # worker thread
             index = missing[k]
             delivered.append(index)
             future = encoder.run(lambda: encode_jpeg(source.compose(frame)))
-            future.add_done_callback(lambda f: loop.call_soon_threadsafe(store, source, pieces, piece, index, f))
+            future.add_done_callback(lambda f: loop.call_soon_threadsafe(landed_one, index, f))
+
+        def end(exc: BaseException | None) -> None:  # loop: the job ends once its frames are stored
+            finish = lambda: self._done(source.digest, job, exc, piece, set(missing) - set(delivered))  # noqa: E731
+            if landed[0] == len(delivered):
+                finish()
+            else:
+                ending.append(finish)
 
         def on_done(exc: BaseException | None) -> None:  # worker thread
-            loop.call_soon_threadsafe(self._done, source.digest, job, exc, piece, set(missing) - set(delivered))
+            loop.call_soon_threadsafe(end, exc)
 
         job = RenderJob(
             source.state,
