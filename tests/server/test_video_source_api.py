@@ -425,8 +425,9 @@ def test_a_dub_by_text_is_spoken_and_muxed(vs_client) -> None:
         ({"command": "웃어줘", "text": "안녕"}, False, False, "exactly one"),
         ({}, True, True, "exactly one"),
         ({"text": "안녕", "audio": "none"}, False, False, "does not apply to a dub"),
+        ({"text": "가" * 501}, False, False, "text to say is 501 characters long; the limit is 500"),
     ],
-    ids=["text+speech", "command+text", "driving+speech", "audio-none"],
+    ids=["text+speech", "command+text", "driving+speech", "audio-none", "text-too-long"],
 )
 def test_a_dub_with_another_choice_is_refused(vs_client, form, with_speech: bool, with_driving: bool,
                                               words: str) -> None:  # fmt: skip

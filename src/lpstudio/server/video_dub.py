@@ -22,7 +22,7 @@ from typing import Any
 
 from fastapi import UploadFile
 
-from ..errors import ParamError
+from ..errors import LimitError, ParamError
 from .limits import ServiceLimits
 from .speech import SpeechDesk, check_audio_upload, uploaded_speech
 from .video_jobs import UploadProbe, VideoJob
@@ -50,8 +50,11 @@ class DubRequest:
         text = text.strip() if text else None
         if text is None and upload is None:
             return None
-        if text is not None:
-            limits.check_command(text)
+        if text is not None and len(text) > limits.max_command_chars:
+            raise LimitError(
+                f"the text to say is {len(text)} characters long; the limit is {limits.max_command_chars}",
+                hint="say a shorter text, or dub the video in parts",
+            )
         name = _clean(upload.filename) if upload is not None else "the speech"
         return cls(text, upload, both=text is not None and upload is not None, name=name)
 
