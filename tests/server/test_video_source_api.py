@@ -445,3 +445,17 @@ def test_a_speech_upload_that_is_no_audio_is_refused(vs_client) -> None:
     files = {"source": ("talk.mp4", video_bytes(noise_frames(2, seed=16), fps=4), "video/mp4"),
              "speech": ("notes.wav", b"just some text, not audio at all", "audio/wav")}  # fmt: skip
     assert "notes.wav" in _plain_error(client.post("/video-source", data={"session": session}, files=files), 400)
+
+
+def test_the_dub_length_check_allows_one_held_frame_and_no_more() -> None:
+    from lpstudio.drive.dub_job import DUB_HOLD_FRAMES, check_dub_length
+    from lpstudio.errors import LimitError
+
+    assert check_dub_length(1000.0, 4.0, 4, None, "v.mp4") == 4, "as long as the video: every frame"
+    assert check_dub_length(600.0, 4.0, 4, None, "v.mp4") == 3, "shorter: the speech's ceil(0.6 s * 4)"
+    assert check_dub_length(1000.0 + 250.0 * DUB_HOLD_FRAMES, 4.0, 4, None, "v.mp4") == 4 + DUB_HOLD_FRAMES
+    with pytest.raises(LimitError, match="speech lasts 1.75 s but the source video v.mp4 only 1.00 s"):
+        check_dub_length(1750.0, 4.0, 4, None, "v.mp4")
+    with pytest.raises(LimitError, match="only 1.00 s"):
+        check_dub_length(1750.0, 4.0, None, 1.0, "v.mp4")  # the header gives seconds only
+    assert check_dub_length(9000.0, 4.0, None, None, "v.mp4") == 36, "no length in the header: the job checks"
