@@ -1,11 +1,11 @@
 """Seconds per step of a dub job (``POST /video-source`` with ``speech``) against one clip frame.
 
-    PYTHONPATH=src python benchmarks/video_dub_steps.py WEIGHTS_DIR [--frames 4] [--batch-size 2]
+    PYTHONPATH=src python benchmarks/video_dub_steps.py WEIGHTS_DIR [--frames 4] [--batch-size 1]
 
 Synthetic weights are fine (``lpstudio weights synthetic ~/lpstudio-synthetic``). A ``--frames`` long
 source of 64 px face crops (``--no-crop``, 5 fps) is dubbed with a tone as long as the video through a
 :class:`~lpstudio.drive.dub_job.DubVideoJob`, one step at a time, as ``lpstudio serve`` runs it on its
-model thread (``--batch-size``: model rows per step, two per dubbed frame). Then one clip frame (W+G of
+model thread (``--batch-size``: W+G rows per step, two per dubbed frame; 1 on a CPU). Then one clip frame (W+G of
 one row, what a viewer's frame costs) is timed on the same engine.
 
 Prints one JSON object: the steps' count, mean and longest seconds, the clip frame's, and the frames written.
@@ -38,7 +38,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("weights", type=Path)
     ap.add_argument("--frames", type=int, default=4)
-    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     engine = load_model(args.weights, device=args.device, dtype="float32")

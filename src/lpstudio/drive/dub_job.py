@@ -2,11 +2,13 @@
 
 The same work as the CLI's dub (:func:`lpstudio.cli.video_edits.dub_video`): each source frame is
 tracked and prepared, only the lip parameters follow the speech
-(:func:`~lpstudio.drive.source_edits.dub_items`), each frame is rendered twice in one mixed batch and
-only a feathered mouth region comes from the dubbed render (``mouth_only``); the speech's samples are
+(:func:`~lpstudio.drive.source_edits.dub_params`), each frame is rendered twice (unedited and dubbed)
+and only a feathered mouth region comes from the dubbed render
+(:func:`~lpstudio.drive.source_edits.blend_mouth`); the speech's samples are
 the output's only audio (the source's own track is not copied). Output frame ``k`` is source frame
-``k``; the output has ``ceil(speech_s * fps)`` frames at the source's fps. One step takes one batch of
-output frames from the lazy generators: at most one batch of model work. It has the interface of
+``k``; the output has ``ceil(speech_s * fps)`` frames at the source's fps. One step is at most one
+batch of model work: one source frame's F and M, or ``batch_size`` rows of W+G (so on a CPU, batch 1,
+a step costs about one clip frame). It has the interface of
 :class:`~lpstudio.drive.v2v.V2VJob` (``step``, ``run``, ``close``, ``partial_path``, ``summary``), so a
 server runs it like the others.
 """
@@ -20,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import LimitError
 from ..speech.mux import DEFAULT_CRF
 from ..video_writer import VideoWriter
 from .pipeline import DriveSummary
-from .source_edits import dub_items, frames_needed, render_source_edits
+from .source_edits import blend_mouth, dub_params, frame_time_ms, frames_needed, mouth_rows
 from .source_video import iter_source_frames, open_source_video
 from .v2v import V2VStep
 
@@ -66,7 +69,8 @@ class DubVideoJob:
             audio (``(C, N)`` samples) becomes the output's audio.
         output: an ``.mp4``/``.webm`` path (written to a partial file, moved into place at the end).
         no_crop: the frames are face crops already (the 512 crop is written, no paste-back).
-        batch_size: model rows per step (two per frame: unedited and dubbed).
+        batch_size: model rows per W+G step (two per frame: unedited and dubbed); F and M run one
+            source frame per step.
         max_frames: use at most this many source frames.
         name: the source as the user knows it (for the refusal when the video is shorter than the speech).
 
@@ -119,33 +123,48 @@ class DubVideoJob:
         return None if self.writer is None else self.writer.partial_path
 
     def _all_steps(self) -> Generator[V2VStep, None, None]:
+        """Steps of at most one model batch each: one source frame tracked and prepared (F, M), or
+        ``batch_size`` rows through W+G (two rows per frame: unedited and dubbed, blended at the mouth)."""
         start = time.perf_counter()
-        fps = self.info.fps_exact
+        fps = float(self.info.fps_exact)
         needed = self.needed
         limit = needed if self.max_frames is None else min(needed, self.max_frames)
         frames = iter_source_frames(self.engine, self.source, no_crop=self.no_crop, max_frames=limit)
-        per_step = max(1, self.batch_size // 2)  # two rows per dubbed frame
-        images = render_source_edits(
-            self.engine,
-            dub_items(frames, self.clip.timeline, float(fps)),
-            batch_size=self.batch_size,
-            paste_back=not self.no_crop,
-            mouth_only=True,
-        )
+        per_batch = max(1, self.batch_size // 2)  # frames whose rows fill one W+G batch
         used = 0
         last: np.ndarray | None = None
         try:
-            with VideoWriter(self.output, fps, audio_channels=self.clip.audio.channels, crf=DEFAULT_CRF) as writer:
+            with VideoWriter(self.output, self.info.fps_exact, audio_channels=self.clip.audio.channels,
+                             crf=DEFAULT_CRF) as writer:  # fmt: skip
                 self.writer = writer
                 writer.add_audio(self.clip.audio)
-                for image in images:
-                    writer.write(image)
-                    last, used = image, used + 1
-                    self.summary.frames = used
-                    if used % per_step == 0:
-                        yield V2VStep("render", used, needed, used, needed)
+                while True:
+                    batch: list[tuple[Any, torch.Tensor]] = []
+                    while len(batch) < per_batch:
+                        with torch.inference_mode():
+                            frame = next(frames, None)  # F and M of one source frame
+                            if frame is None:
+                                break
+                            batch.append((frame, self._keypoints(frame, fps)))
+                        used += 1
+                        yield V2VStep("source", used, needed, self.summary.frames, needed)
+                    if not batch:
+                        break
+                    rows = [(f.state, x_d[k]) for f, x_d in batch for k in (0, 1)]
+                    images: list[np.ndarray] = []
+                    for i in range(0, len(rows), self.batch_size):
+                        if i:
+                            yield V2VStep("render", used, needed, self.summary.frames, needed)
+                        with torch.inference_mode():
+                            images += self.engine.render_mixed(rows[i : i + self.batch_size])
+                    for k, (f, _) in enumerate(batch):
+                        image = blend_mouth(images[2 * k], images[2 * k + 1])
+                        last = self.engine.paste_back(f.state, image) if not self.no_crop else image
+                        writer.write(last)
+                        self.summary.frames += 1
+                    yield V2VStep("render", used, needed, self.summary.frames, needed)
                 if last is None or used < needed - DUB_HOLD_FRAMES:
-                    raise dub_too_long(self.clip.audio_ms / 1000.0, self.name, used / float(fps))
+                    raise dub_too_long(self.clip.audio_ms / 1000.0, self.name, used / fps)
                 while self.summary.frames < needed:  # the speech ends inside the frame after the video's last
                     writer.write(last)
                     self.summary.frames += 1
@@ -153,3 +172,10 @@ class DubVideoJob:
             self.writer = None
         self.summary.seconds = time.perf_counter() - start
         yield V2VStep("render", used, used, needed, needed)
+
+    def _keypoints(self, frame: Any, fps: float) -> torch.Tensor:
+        """``(2, 21, 3)``: the frame's unedited keypoints and its dubbed ones (the speech's mouth at its time)."""
+        state = frame.state
+        mouth = mouth_rows(self.clip.timeline, [frame_time_ms(frame.index, fps)])[0]
+        x_d: torch.Tensor = self.engine.edited_keypoints(state, [state.neutral_params(), dub_params(state, mouth)])
+        return x_d

@@ -124,7 +124,7 @@ def dub_job(engine: Any, source: str, dub: DubRequest, result: Any, options: Any
         dub.clip,
         result,
         no_crop=options.no_crop,
-        batch_size=max(2, options.batch_size),  # rows per step as the others (two rows, one frame, at the least)
+        batch_size=options.batch_size,  # W+G rows per step, as the others'
         max_frames=options.max_frames,
         name=name,
     )
