@@ -8,7 +8,8 @@ source of 64 px face crops (``--no-crop``, 5 fps) is dubbed with a tone as long 
 model thread (``--batch-size``: W+G rows per step, two per dubbed frame; 1 on a CPU). Then one clip frame (W+G of
 one row, what a viewer's frame costs) is timed on the same engine.
 
-Prints one JSON object: the steps' count, mean and longest seconds, the clip frame's, and the frames written.
+Prints one JSON object: per phase (``source``: F+M, ``render``: W+G) the steps' count, mean and longest
+seconds; the clip frame's; the frames written.
 """
 
 from __future__ import annotations
@@ -49,25 +50,24 @@ def main() -> None:
         root = Path(tmp)
         source = _video(root / "src.mp4", args.frames, 1)
         job = DubVideoJob(engine, source, clip, root / "out.mp4", no_crop=True, batch_size=args.batch_size)
-        steps: list[float] = []
+        steps: dict[str, list[float]] = {}
         while True:
             start = time.perf_counter()
             step = job.step()
             seconds = time.perf_counter() - start
             if step is None:
                 break
-            steps.append(seconds)
+            steps.setdefault(step.phase, []).append(seconds)
         state = prepare_crop(engine, next(iter_source_crops(source, None, no_crop=True)), paste_back=False)
         start = time.perf_counter()
         engine.render_mixed([(state, state.x_s[0])])
         clip_frame = time.perf_counter() - start
-    report = {
-        "steps": len(steps),
-        "mean_s": round(sum(steps) / len(steps), 3),
-        "max_s": round(max(steps), 3),
-        "clip_frame_s": round(clip_frame, 3),
-        "frames": job.summary.frames,
+    report: dict[str, object] = {
+        phase: {"steps": len(t), "mean_s": round(sum(t) / len(t), 3), "max_s": round(max(t), 3)}
+        for phase, t in steps.items()
     }
+    report["clip_frame_s"] = round(clip_frame, 3)
+    report["frames"] = job.summary.frames
     print(json.dumps(report))
 
 
