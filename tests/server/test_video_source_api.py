@@ -267,10 +267,10 @@ def test_a_command_over_a_source_video_keeps_every_frame(vs_client) -> None:
     frames, fps, _ = _read(client.get(status["url"], params={"session": session}).content)
     assert (frames, fps) == (3, Fraction(4)), "every source frame, at its fps"
     both = dict(files, driving=("d.mp4", video_bytes(noise_frames(2)), "video/mp4"))
-    assert "either" in _plain_error(client.post("/video-source", data={"session": session, "command": "웃어줘"},
-                                                files=both), 400)  # fmt: skip
+    assert "exactly one" in _plain_error(client.post("/video-source", data={"session": session, "command": "웃어줘"},
+                                                     files=both), 400)  # fmt: skip
     neither = client.post("/video-source", data={"session": session}, files=files)
-    assert "either" in _plain_error(neither, 400)
+    assert "exactly one" in _plain_error(neither, 400)
 
 
 def test_a_cancelled_or_abandoned_job_leaves_no_file(vs_client) -> None:
@@ -335,3 +335,127 @@ def test_a_source_longer_than_its_header_fails_while_tracking(tmp_path: Path) ->
     asyncio.run(run_job(job, lambda: lying, now, ServiceLimits(max_source_video_seconds=MAX_SECONDS)))
     assert job.state == "failed" and lying.closed and lying._done == 4, "stopped at the first frame past the limit"
     assert "liar.mp4 is longer than its header says" in job.error.message and job.error.http_status == 400
+
+
+# ---------------------------------------------------------------------- dubbing (text / speech upload)
+SPEECH_RATE = 16_000
+"""Sample rate of the tests' speech uploads (Hz)."""
+
+
+def _wav(seconds: float) -> bytes:
+    """A mono 16-bit WAV of ``seconds``: a 150 Hz tone whose loudness rises and falls like syllables."""
+    import wave
+
+    t = np.arange(int(round(seconds * SPEECH_RATE))) / SPEECH_RATE
+    wave_form = np.sin(2 * np.pi * 150 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) * 0.6
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SPEECH_RATE)
+        out.writeframes((wave_form * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def _audio_seconds(data: bytes) -> float:
+    """Length of an MP4's audio stream (decoded samples / rate); 0 when it has none."""
+    import av
+
+    with av.open(io.BytesIO(data), format="mp4") as c:
+        if not c.streams.audio:
+            return 0.0
+        stream = c.streams.audio[0]
+        samples = sum(frame.samples for frame in c.decode(stream))
+        return samples / stream.rate
+
+
+def _dub(client: TestClient, session: str, source: tuple[str, bytes], *, speech: bytes | None = None,
+         **form: str):  # fmt: skip
+    files = {"source": (*source, "video/mp4")}
+    if speech is not None:
+        files["speech"] = ("speech.wav", speech, "audio/wav")
+    return client.post("/video-source", data={"session": session, **form}, files=files)
+
+
+def test_a_dub_by_uploaded_speech_has_the_sources_frames_and_the_speech_as_its_sound(vs_client) -> None:
+    client, session = vs_client
+    source = ("talk.mp4", video_bytes(noise_frames(4, seed=12), fps=4))  # 1 s, no audio track
+    started = _dub(client, session, source, speech=_wav(1.0))
+    assert started.status_code == 202, started.text
+    assert started.json()["total"] == 4, "ceil(1 s * 4 fps) output frames expected"
+    status = _wait(client, session, started.json()["id"]).json()
+    assert status["state"] == "done" and status["frames"] == 4, status
+    video = client.get(status["url"], params={"session": session}).content
+    frames, fps, _ = _read(video)
+    assert (frames, fps) == (4, Fraction(4)), "every source frame at the source's fps"
+    assert _audio_seconds(video) == pytest.approx(1.0, abs=0.03), "the uploaded speech is the only sound"
+
+
+def test_a_speech_longer_than_the_video_is_one_line_before_any_model_work(vs_client) -> None:
+    client, session = vs_client
+    store = client.app.state.video_jobs
+    before = set(store.jobs)
+    source = ("short.mp4", video_bytes(noise_frames(4, seed=13), fps=4))  # 1 s
+    message = _plain_error(_dub(client, session, source, speech=_wav(2.0)), 400)
+    assert "speech lasts 2.00 s" in message and "short.mp4" in message, message
+    message = _plain_error(
+        _dub(client, session, source, text="안녕하세요. 오늘은 날씨가 정말 좋네요. 산책하러 갈까요?"), 400
+    )
+    assert "short.mp4" in message and "speech lasts" in message, message
+    assert set(store.jobs) == before, "a refused dub leaves no job (and no files)"
+
+
+def test_a_dub_by_text_is_spoken_and_muxed(vs_client) -> None:
+    client, session = vs_client
+    source = ("talk.mp4", video_bytes(noise_frames(8, seed=14), fps=4))  # 2 s
+    started = _dub(client, session, source, text="네")
+    assert started.status_code == 202, started.text
+    status = _wait(client, session, started.json()["id"]).json()
+    assert status["state"] == "done" and 1 <= status["frames"] <= 8, status
+    video = client.get(status["url"], params={"session": session}).content
+    frames, fps, _ = _read(video)
+    assert fps == Fraction(4) and frames == status["frames"]
+    assert _audio_seconds(video) == pytest.approx(frames / 4, abs=0.03), "the speech, on the video's clock"
+
+
+@pytest.mark.parametrize(
+    ("form", "with_speech", "with_driving", "words"),
+    [
+        ({"text": "안녕"}, True, False, "exactly one"),
+        ({"command": "웃어줘", "text": "안녕"}, False, False, "exactly one"),
+        ({}, True, True, "exactly one"),
+        ({"text": "안녕", "audio": "none"}, False, False, "does not apply to a dub"),
+        ({"text": "가" * 501}, False, False, "text to say is 501 characters long; the limit is 500"),
+    ],
+    ids=["text+speech", "command+text", "driving+speech", "audio-none", "text-too-long"],
+)
+def test_a_dub_with_another_choice_is_refused(vs_client, form, with_speech: bool, with_driving: bool,
+                                              words: str) -> None:  # fmt: skip
+    client, session = vs_client
+    files = {"source": ("talk.mp4", video_bytes(noise_frames(2, seed=15), fps=4), "video/mp4")}
+    if with_speech:
+        files["speech"] = ("s.wav", _wav(0.3), "audio/wav")
+    if with_driving:
+        files["driving"] = ("d.mp4", video_bytes(noise_frames(2)), "video/mp4")
+    assert words in _plain_error(client.post("/video-source", data={"session": session, **form}, files=files), 400)
+
+
+def test_a_speech_upload_that_is_no_audio_is_refused(vs_client) -> None:
+    client, session = vs_client
+    files = {"source": ("talk.mp4", video_bytes(noise_frames(2, seed=16), fps=4), "video/mp4"),
+             "speech": ("notes.wav", b"just some text, not audio at all", "audio/wav")}  # fmt: skip
+    assert "notes.wav" in _plain_error(client.post("/video-source", data={"session": session}, files=files), 400)
+
+
+def test_the_dub_length_check_allows_one_held_frame_and_no_more() -> None:
+    from lpstudio.drive.dub_job import DUB_HOLD_FRAMES, check_dub_length
+    from lpstudio.errors import LimitError
+
+    assert check_dub_length(1000.0, 4.0, 4, None, "v.mp4") == 4, "as long as the video: every frame"
+    assert check_dub_length(600.0, 4.0, 4, None, "v.mp4") == 3, "shorter: the speech's ceil(0.6 s * 4)"
+    assert check_dub_length(1000.0 + 250.0 * DUB_HOLD_FRAMES, 4.0, 4, None, "v.mp4") == 4 + DUB_HOLD_FRAMES
+    with pytest.raises(LimitError, match="speech lasts 1.75 s but the source video v.mp4 only 1.00 s"):
+        check_dub_length(1750.0, 4.0, 4, None, "v.mp4")
+    with pytest.raises(LimitError, match="only 1.00 s"):
+        check_dub_length(1750.0, 4.0, None, 1.0, "v.mp4")  # the header gives seconds only
+    assert check_dub_length(9000.0, 4.0, None, None, "v.mp4") == 36, "no length in the header: the job checks"

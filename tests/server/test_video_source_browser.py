@@ -81,6 +81,15 @@ def test_the_tab_makes_a_video_and_shows_errors(page, shots: Path) -> None:
     assert page.evaluate("() => document.getElementById('vsrc-result').dataset.frames") == "3", "every source frame"
     page.get_by_test_id("vsrc-command").fill("")
 
+    page.get_by_test_id("vsrc-text").fill("네")  # a dub: only the mouth says it, the speech is the sound
+    page.get_by_test_id("vsrc-go").click()
+    page.wait_for_function(f"() => ({RESULT_STATE_JS})() === 'running'", timeout=TIMEOUT_MS)
+    page.wait_for_function(f"() => ['done', 'error'].includes(({RESULT_STATE_JS})())", timeout=TIMEOUT_MS)
+    assert page.evaluate(ERROR_JS) == ""
+    assert 1 <= int(page.evaluate("() => document.getElementById('vsrc-result').dataset.frames")) <= 3
+    page.locator("#panel-vsrc").screenshot(path=str(shots / "tab-video-source-dub.png"))
+    page.get_by_test_id("vsrc-text").fill("")
+
     _pick(page, "source", "notes.mp4", b"plain text, no video")
     page.get_by_test_id("vsrc-go").click()
     page.wait_for_function(f"() => ({RESULT_STATE_JS})() === 'error'", timeout=TIMEOUT_MS)

@@ -2,10 +2,14 @@
 
 * ``POST /video-source`` (multipart: ``session``, ``source`` = the source video, ``driving`` = a driving
   video or ``.npz`` motion template, or instead ``command`` = an expression command such as "웃어줘"
-  layered over the video's own motion; options ``reference_frame`` (a number or ``auto``), ``smooth``,
-  ``normalize_lip``, ``audio`` = ``source`` | ``driving`` | ``none``) -> 202 ``{"id", "status_url", "fps",
-  "total"}`` once every check that needs no model has passed; the job then runs in small steps behind the
-  viewers (:mod:`.video_jobs`);
+  layered over the video's own motion, or instead a dub: ``text`` = words to say (eSpeak NG, on the
+  server's speech desk, voice by script) or ``speech`` = an uploaded speech audio file (checked like
+  ``/generate-audio``'s), whose mouth alone is rendered over the video and whose audio replaces the
+  video's (:mod:`.video_dub`); exactly one of driving/command/text/speech; options ``reference_frame``
+  (a number or ``auto``), ``smooth``, ``normalize_lip``, ``audio`` = ``source`` | ``driving`` | ``none``)
+  -> 202 ``{"id", "status_url", "fps", "total"}`` once every check that needs no model has passed (a
+  speech longer than the video is a 400 here); the job then runs in small steps behind the viewers
+  (:mod:`.video_jobs`);
 * ``GET /video-source/<id>?session=...`` -> ``{"state", "phase", "progress", "total", ...}``; once done
   ``{"done": true, "url": "/video-source/<id>.mp4", "frames", "fps"}``; a failed job answers its error
   (4xx, one line); the page polls it (a page that stops polling for ``page_gone_s`` has its job cancelled);
@@ -29,9 +33,11 @@ from ..errors import ParamError
 from .drive_intake import check_drive_upload, load_template_bytes, sniff_video
 from .drive_routes import _clean, _client, _state
 from .state import AppState
+from .video_dub import DubRequest, dub_audio_check, dub_job, prepare_dub
 from .video_jobs import (
     DONE,
     FAILED,
+    UploadProbe,
     VideoJob,
     VideoJobNotFound,
     VideoJobStore,
@@ -120,6 +126,8 @@ def register_video_source_routes(app: FastAPI) -> None:
         smooth: bool = Form(True, description="smooth the motion over the whole clip"),
         normalize_lip: bool = Form(False, description="close the source's lips first"),
         audio: str = Form("source", max_length=16, description="the sound of the result: source, driving or none"),
+        text: str | None = Form(None, max_length=2000, description="a dub instead: the words the video says"),
+        speech: UploadFile | None = File(None, description="a dub instead: speech audio (wav/mp3/m4a/ogg/flac)"),
     ) -> JSONResponse:
         state = _state(request)  # 501 on Ray Serve replicas
         state.admission.check_open()
@@ -127,15 +135,19 @@ def register_video_source_routes(app: FastAPI) -> None:
         if audio not in AUDIO_CHOICES:
             raise ParamError(f"unknown audio {audio[:20]!r}", hint=f"use one of {', '.join(AUDIO_CHOICES)}")
         command = command.strip() if command else None
-        if (driving is None) == (command is None):
+        limits = state.limits
+        dub = DubRequest.of(text, speech, limits)
+        chosen = [n for n, v in (("driving", driving), ("command", command), ("dub", dub)) if v is not None]
+        if len(chosen) != 1 or (dub is not None and dub.both):
             raise ParamError(
-                "give either a driving file or a command, not both or neither",
-                hint='upload a driving video / .npz template, or send command="웃어줘"',
+                "give exactly one of a driving file, a command, a text to say or a speech audio file",
+                hint='upload a driving video / .npz template, or send command="웃어줘", text="안녕하세요" or speech',
             )
         if command is not None and audio == "driving":
             raise ParamError("a command has no driving audio", hint="use audio=source or audio=none")
+        if dub is not None:
+            dub_audio_check(audio)
         reference = parse_reference(reference_frame, "reference_frame")
-        limits = state.limits
         timeline = None
         if command is not None:
             limits.check_command(command)
@@ -155,9 +167,13 @@ def register_video_source_routes(app: FastAPI) -> None:
             if driving is not None:
                 drv_bytes = await driving.read(limits.max_drive_upload_bytes + 1)
                 kind = check_drive_upload(job.driving_name, drv_bytes, limits)
+            if dub is not None:
+                await dub.read(limits)  # size and first bytes, before any decoding
             async with state.decode_slots:
-                await state.off_loop(lambda s=src_bytes, d=drv_bytes: _intake(job, s, src_fmt, d, kind, limits))
+                probe = await state.off_loop(lambda s=src_bytes, d=drv_bytes: _intake(job, s, src_fmt, d, kind, limits))
             del src_bytes, drv_bytes
+            if dub is not None:  # the speech (decoded or synthesised off the loop), refused if longer than the video
+                await prepare_dub(dub, job, probe, state, request.app.state.speech_desk)
         except BaseException:
             store.remove(job)
             raise
@@ -169,6 +185,8 @@ def register_video_source_routes(app: FastAPI) -> None:
         engine = state.engine
 
         def make() -> Any:
+            if dub is not None:
+                return dub_job(engine, paths[0], dub, job.result, options, job.source_name)
             if timeline is not None:
                 from ..drive.edits_job import CommandVideoJob
 
@@ -214,8 +232,8 @@ def register_video_source_routes(app: FastAPI) -> None:
         return JSONResponse({"cancelled": True, "id": job.id})
 
 
-def _intake(job: VideoJob, src: bytes, src_fmt: Any, drv: bytes, kind: str, limits: Any) -> None:
-    """On a thread: private copies of both uploads, their headers checked (lengths, pixels, fps)."""
+def _intake(job: VideoJob, src: bytes, src_fmt: Any, drv: bytes, kind: str, limits: Any) -> UploadProbe:
+    """On a thread: private copies of both uploads, their headers checked (lengths, pixels, fps) -> the source's."""
     src_path = private_copy(job.folder, "source", src, src_fmt)
     job.paths[str(src_path)] = job.source_name
     probe = probe_upload(
@@ -227,7 +245,7 @@ def _intake(job: VideoJob, src: bytes, src_fmt: Any, drv: bytes, kind: str, limi
     expected = min(probe.frames or job.allowed_frames, job.allowed_frames)
     job.units_total = expected if kind == "command" else 3 * expected
     if kind == "command":
-        return
+        return probe
     if kind == "video":
         drv_fmt = sniff_video(drv[:16])
         drv_path = private_copy(job.folder, "driving", drv, drv_fmt)
@@ -240,6 +258,7 @@ def _intake(job: VideoJob, src: bytes, src_fmt: Any, drv: bytes, kind: str, limi
         load_template_bytes(drv, job.driving_name, limits)  # no pickle; bounded before it is inflated
         drv_path = private_copy(job.folder, "driving", drv, None)
         job.paths[str(drv_path)] = job.driving_name
+    return probe
 
 
 __all__ = ["body_limit", "close_video_jobs", "register_video_source_routes"]

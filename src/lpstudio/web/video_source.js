@@ -1,11 +1,13 @@
 // lpstudio: a video as the portrait (POST /video-source, docs/VIDEO_SOURCE_API.md). A tab beside the
 // other jobs of tabs.js: pick the source video and a driving video or .npz template, go; the job is
-// polled for its progress, the result plays in a <video> with a download link. Loaded after tabs.js;
-// uses app.js's helpers (api, app, showError, $).
+// polled for its progress, the result plays in a <video> with a download link. Or dub it: words to say
+// (말하기 / speech) or a speech audio file; only the mouth moves and the speech becomes the sound.
+// Loaded after tabs.js; uses app.js's helpers (api, app, showError, $).
 "use strict";
 
 const VSRC_POLL_MS = 700;              // how often the page asks for the job's progress
 const VSRC_VIDEO = "video/mp4,video/quicktime,video/webm,.mp4,.mov,.m4v,.webm,.mkv";
+const VSRC_SPEECH = "audio/*,.wav,.mp3,.m4a,.ogg,.oga,.opus,.flac,.webm";  // the server sniffs what it is
 const vsrc = { job: null, url: null, token: 0 };
 
 function vsrcEl(tag, props = {}, children = []) {
@@ -66,10 +68,12 @@ async function vsrcGo() {
   const source = $("vsrc-source").files[0];
   const driving = $("vsrc-driving").files[0];
   const command = $("vsrc-command").value.trim();
+  const text = $("vsrc-text").value.trim();
+  const speech = $("vsrc-speech").files[0];
   showError(null);
-  if (!source || (!driving && !command)) {
-    showError(new Error("원본 영상과 움직일 영상(.npz) 또는 명령을 골라 주세요 / " +
-      "pick a source video, and a driving video, template or command"));
+  if (!source || (!driving && !command && !text && !speech)) {
+    showError(new Error("원본 영상과 움직일 영상(.npz), 명령 또는 말할 내용을 골라 주세요 / " +
+      "pick a source video, and a driving video, template, command or speech"));
     return;
   }
   if (!app.session) { showError(new Error("먼저 초상화를 열어 주세요 / open a portrait first")); return; }
@@ -84,10 +88,14 @@ async function vsrcGo() {
     const form = new FormData();
     form.append("session", session);
     form.append("source", source, source.name);
-    if (command) form.append("command", command);       // a typed command wins over a picked file
+    // exactly one choice is sent: typed words to say, then a speech file, then a command, then a driving file
+    if (text) form.append("text", text);
+    else if (speech) form.append("speech", speech, speech.name);
+    else if (command) form.append("command", command);
     else form.append("driving", driving, driving.name);
     const audio = $("vsrc-audio").value;
-    form.append("audio", command && audio === "driving" ? "source" : audio);
+    // a dub's sound is its speech: no audio choice is sent with it
+    if (!text && !speech) form.append("audio", command && audio === "driving" ? "source" : audio);
     const started = await (await api("/video-source", { method: "POST", body: form }, false)).json();
     if (token !== vsrc.token) return;
     vsrc.job = { id: started.id, session };
@@ -136,6 +144,9 @@ function vsrcBuild() {
   const commandBox = vsrcEl("input", { id: "vsrc-command", type: "text", maxLength: 500,
     placeholder: "웃어줘 · smile" });
   commandBox.dataset.testid = "vsrc-command";
+  const textBox = vsrcEl("input", { id: "vsrc-text", type: "text", maxLength: 500,
+    placeholder: "안녕하세요 · hello" });
+  textBox.dataset.testid = "vsrc-text";
   const go = vsrcEl("button", { id: "vsrc-go", type: "button", textContent: "▶ 만들기 / go" });
   go.dataset.testid = "vsrc-go";
   const cancel = vsrcEl("button", { id: "vsrc-cancel", type: "button", textContent: "■ 취소 / cancel", hidden: true });
@@ -146,12 +157,16 @@ function vsrcBuild() {
     textContent: "⬇ 내려받기 / download (mp4)" });
   const panel = vsrcEl("div", { id: "panel-vsrc", role: "tabpanel", className: "tab-panel vsrc", hidden: true }, [
     vsrcEl("p", { className: "muted",
-      textContent: "얼굴이 보이는 짧은 영상이 초상화가 되어 다른 영상(또는 .npz)의 움직임을 따라해요 / " +
-        "a short video with one face, moved by a driving video or template" }),
+      textContent: "얼굴이 보이는 짧은 영상이 초상화가 되어 다른 영상(또는 .npz)의 움직임을 따라하거나, " +
+        "입만 새 말을 해요 / a short video with one face, moved by a driving video or template, " +
+        "or dubbed: only the mouth says new speech" }),
     vsrcFile("vsrc-source", VSRC_VIDEO, "원본 영상 / source video"),
     vsrcFile("vsrc-driving", VSRC_VIDEO + ",.npz", "움직임 / driving video or .npz"),
     vsrcEl("label", { className: "vsrc-pick" }, [
       vsrcEl("span", { textContent: "또는 명령 / or a command " }), commandBox]),
+    vsrcEl("label", { className: "vsrc-pick" }, [
+      vsrcEl("span", { textContent: "또는 말하기 / or speech (dub) " }), textBox]),
+    vsrcFile("vsrc-speech", VSRC_SPEECH, "또는 음성 파일 / or a speech file (dub)"),
     vsrcEl("div", { className: "vsrc-row" }, [audio, go, cancel]),
     vsrcEl("div", { className: "vsrc-row" }, [bar, vsrcEl("span", { id: "vsrc-status", className: "muted" })]),
     vsrcEl("div", { id: "vsrc-result" }, [video, link])]);
