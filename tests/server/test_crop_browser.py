@@ -104,7 +104,9 @@ def test_advanced_panel_applies_a_larger_crop(page, served, shots) -> None:
         "() => document.getElementById('cropNote').textContent.includes('crop_scale=3.45')", timeout=UPLOAD_TIMEOUT_MS
     )
     after = _crop_side(app, page.evaluate("app.session"))
-    assert after / before == pytest.approx(3.45 / 2.3, rel=2e-3)
+    # the face is found and landmarked again for the new crop: the merged detection box (the every-face search
+    # averages its passes) may move it by a fraction of a percent; an unapplied scale would be 1.0, not 1.5
+    assert after / before == pytest.approx(3.45 / 2.3, rel=1e-2)
     page.screenshot(path=str(shots / "crop-panel-applied.png"), full_page=True)
     assert page.errors == []
 

@@ -9,7 +9,7 @@
   speech.wav -o dubbed.mp4`` and ``lpstudio drive talk.mp4 speech.wav -o dubbed.mp4`` — dubbing:
   only the mouth follows the new speech (:mod:`lpstudio.drive.source_edits`), the new audio
   replaces the old, and the output lasts as long as the speech. A speech longer than the video
-  (by more than :data:`MAX_HOLD_FRAMES`) is refused before any work: the video is never looped
+  (by more than :data:`~lpstudio.drive.dub_job.DUB_HOLD_FRAMES`) is refused before any work: the video is never looped
   or frozen.
 
 Frames stream (one source frame and one batch in memory), with a progress bar over the output's
@@ -25,10 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import CommandError, LimitError, ParamError
-
-MAX_HOLD_FRAMES: int = 1
-"""A speech may outlast the video by at most this many frames (its last frame is held); more is refused."""
+from ..errors import CommandError, ParamError
 
 AUDIO_FORMATS: tuple[str, ...] = ("mp4", "mov", "mkv", "webm")
 """Output formats that carry the source video's audio (gif and PNG frames have none)."""
@@ -113,14 +110,6 @@ def animate_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def speech_too_long(speech_s: float, video: Path, video_s: float) -> LimitError:
-    """The one-line refusal of a dub whose speech outlasts its video."""
-    return LimitError(
-        f"the speech lasts {speech_s:.2f} s but the source video {video} only {video_s:.2f} s",
-        hint="use a source video at least as long as the speech, or a shorter speech (a dub never loops the video)",
-    )
-
-
 def dub_video(
     engine_args: argparse.Namespace,
     video: Path,
@@ -143,7 +132,8 @@ def dub_video(
         LimitError: the speech is longer than the video (checked from the header before the models
             load, and again when the frames run out).
     """
-    from ..drive.source_edits import dub_items, frames_needed, render_source_edits
+    from ..drive.dub_job import DUB_HOLD_FRAMES, check_dub_length, dub_too_long
+    from ..drive.source_edits import dub_items, render_source_edits
     from ..drive.source_video import iter_source_frames, open_source_video
     from ..speech.mux import DEFAULT_CRF
     from ..video_writer import VideoWriter
@@ -151,10 +141,8 @@ def dub_video(
 
     info = open_source_video(video)
     fps = info.fps_exact
-    needed = frames_needed(clip.audio_ms, float(fps))
+    needed = check_dub_length(clip.audio_ms, float(fps), info.frame_count, None, str(video))  # before the models
     speech_s = clip.audio_ms / 1000.0
-    if info.frame_count is not None and info.frame_count + MAX_HOLD_FRAMES < needed:
-        raise speech_too_long(speech_s, video, info.duration_s)
     engine = load_engine(engine_args, face=crop)
     detect = getattr(engine_args, "detect_every", None)  # drive's --detect-every
     frames = iter_source_frames(
@@ -184,8 +172,8 @@ def dub_video(
                 writer.write(image)
                 last, written = image, written + 1
                 bar.update(1)
-            if written < needed - MAX_HOLD_FRAMES or last is None:
-                raise speech_too_long(speech_s, video, written / float(fps))
+            if written < needed - DUB_HOLD_FRAMES or last is None:
+                raise dub_too_long(speech_s, str(video), written / float(fps))
             while written < needed:  # the speech ends inside the frame after the video's last: hold it
                 writer.write(last)
                 written += 1

@@ -33,8 +33,8 @@ from .source_video import iter_source_frames, open_source_video
 from .stepped import JobStep, SteppedJob
 
 DUB_HOLD_FRAMES: int = 1
-"""A speech may outlast the video by at most this many frames (the last frame is held), as the CLI's
-``MAX_HOLD_FRAMES``: more is refused, a dub never loops or freezes the video."""
+"""A speech may outlast the video by at most this many frames (the last frame is held), in the CLI and the
+server alike: more is refused, a dub never loops or freezes the video."""
 
 
 def dub_too_long(speech_s: float, name: str, video_s: float) -> LimitError:
