@@ -14,14 +14,12 @@ seconds; the clip frame's; the frames written.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from video_source_steps import SOURCE_FPS, _video
+from video_source_steps import SOURCE_FPS, _video, parse_args, step_report
 
 TONE_HZ = 150.0
 """Pitch of the stand-in speech (a voiced tone whose loudness rises and falls)."""
@@ -31,17 +29,11 @@ SPEECH_RATE = 16_000
 
 def main() -> None:
     from lpstudio.drive.dub_job import DubVideoJob
-    from lpstudio.drive.source_video import iter_source_crops, prepare_crop
     from lpstudio.engine import load_model
     from lpstudio.speech.audio import AudioClip
     from lpstudio.speech.clip import speak_audio
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("weights", type=Path)
-    ap.add_argument("--frames", type=int, default=4)
-    ap.add_argument("--batch-size", type=int, default=1)
-    ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
+    args = parse_args(__doc__.splitlines()[0])
     engine = load_model(args.weights, device=args.device, dtype="float32")
     t = np.arange(int(args.frames / SOURCE_FPS * SPEECH_RATE)) / SPEECH_RATE
     tone = np.sin(2 * np.pi * TONE_HZ * t) * (0.5 + 0.5 * np.sin(2 * np.pi * SYLLABLE_HZ * t)) * 0.6
@@ -50,25 +42,7 @@ def main() -> None:
         root = Path(tmp)
         source = _video(root / "src.mp4", args.frames, 1)
         job = DubVideoJob(engine, source, clip, root / "out.mp4", no_crop=True, batch_size=args.batch_size)
-        steps: dict[str, list[float]] = {}
-        while True:
-            start = time.perf_counter()
-            step = job.step()
-            seconds = time.perf_counter() - start
-            if step is None:
-                break
-            steps.setdefault(step.phase, []).append(seconds)
-        state = prepare_crop(engine, next(iter_source_crops(source, None, no_crop=True)), paste_back=False)
-        start = time.perf_counter()
-        engine.render_mixed([(state, state.x_s[0])])
-        clip_frame = time.perf_counter() - start
-    report: dict[str, object] = {
-        phase: {"steps": len(t), "mean_s": round(sum(t) / len(t), 3), "max_s": round(max(t), 3)}
-        for phase, t in steps.items()
-    }
-    report["clip_frame_s"] = round(clip_frame, 3)
-    report["frames"] = job.summary.frames
-    print(json.dumps(report))
+        print(json.dumps(step_report(engine, job, source)))
 
 
 if __name__ == "__main__":

@@ -45,17 +45,47 @@ def _video(path: Path, n: int, seed: int) -> Path:
     return path
 
 
-def main() -> None:
-    from lpstudio.drive.source_video import iter_source_crops, prepare_crop
-    from lpstudio.drive.v2v import V2VJob, V2VOptions
-    from lpstudio.engine import load_model
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(description: str) -> argparse.Namespace:
+    """The options both step benchmarks take."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("weights", type=Path)
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def step_report(engine: object, job: object, source: Path) -> dict[str, object]:
+    """Run ``job`` one step at a time, then time one clip frame (W+G of one row) of ``source``'s first crop:
+    per phase the steps' count, mean and longest seconds, the clip frame's seconds and the frames written."""
+    from lpstudio.drive.source_video import iter_source_crops, prepare_crop
+
+    steps: dict[str, list[float]] = {}
+    while True:
+        start = time.perf_counter()
+        step = job.step()  # type: ignore[attr-defined]
+        seconds = time.perf_counter() - start
+        if step is None:
+            break
+        steps.setdefault(step.phase, []).append(seconds)
+    state = prepare_crop(engine, next(iter_source_crops(source, None, no_crop=True)), paste_back=False)
+    start = time.perf_counter()
+    engine.render_mixed([(state, state.x_s[0])])  # type: ignore[attr-defined]
+    clip_frame = time.perf_counter() - start
+    report: dict[str, object] = {
+        phase: {"steps": len(t), "mean_s": round(sum(t) / len(t), 3), "max_s": round(max(t), 3)}
+        for phase, t in steps.items()
+    }
+    report["clip_frame_s"] = round(clip_frame, 3)
+    report["frames"] = job.summary.frames  # type: ignore[attr-defined]
+    return report
+
+
+def main() -> None:
+    from lpstudio.drive.v2v import V2VJob, V2VOptions
+    from lpstudio.engine import load_model
+
+    args = parse_args(__doc__.splitlines()[0])
     engine = load_model(args.weights, device=args.device, dtype="float32")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -64,25 +94,7 @@ def main() -> None:
             no_crop=True, driving_precropped=True, batch_size=args.batch_size, progress=False, audio="none"
         )
         job = V2VJob(engine, source, driving, root / "out.mp4", options)
-        steps: dict[str, list[float]] = {}
-        while True:
-            start = time.perf_counter()
-            step = job.step()
-            seconds = time.perf_counter() - start
-            if step is None:
-                break
-            steps.setdefault(step.phase, []).append(seconds)
-        state = prepare_crop(engine, next(iter_source_crops(source, None, no_crop=True)), paste_back=False)
-        start = time.perf_counter()
-        engine.render_mixed([(state, state.x_s[0])])
-        clip_frame = time.perf_counter() - start
-    report = {
-        phase: {"steps": len(t), "mean_s": round(sum(t) / len(t), 3), "max_s": round(max(t), 3)}
-        for phase, t in steps.items()
-    }
-    report["clip_frame_s"] = round(clip_frame, 3)
-    report["frames"] = job.summary.frames
-    print(json.dumps(report))
+        print(json.dumps(step_report(engine, job, source)))
 
 
 if __name__ == "__main__":
